@@ -1,0 +1,14 @@
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+
+COPY . .
+RUN DEBUG=1 python manage.py collectstatic --noinput
+
+EXPOSE 8000
+# web; the worker runs the same image with: celery -A axiomatic worker --loglevel=INFO
+CMD ["gunicorn", "axiomatic.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3"]

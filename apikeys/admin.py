@@ -1,0 +1,62 @@
+"""Admin for API keys: issuing goes through the service and shows the secret exactly once."""
+
+from django import forms
+from django.contrib import admin, messages
+
+from apikeys.models import SCOPE_CHOICES, ApiKey
+from apikeys.services import api_key_issue, api_key_revoke
+
+
+class ApiKeyAddForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(choices=SCOPE_CHOICES, widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = ApiKey
+        fields = ["entity", "user", "name", "scopes", "expires_at"]
+
+    def clean(self):
+        data = super().clean()
+        entity, user = data.get("entity"), data.get("user")
+        if entity and user and not user.memberships.filter(entity=entity).exists():
+            raise forms.ValidationError("The user must be a member of the entity.")
+        return data
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "entity", "user", "status", "created_at", "last_used_at", "expires_at"]
+    list_filter = ["revoked_at", "expires_at", "entity"]
+    search_fields = ["name", "prefix", "user__email", "entity__name"]
+    list_select_related = ["entity", "user"]
+    autocomplete_fields = ["entity", "user"]
+    actions = ["revoke_selected"]
+    readonly_fields = ["prefix", "scopes", "last_used_at", "created_at", "revoked_at"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = ApiKeyAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else [*self.readonly_fields, "entity", "user"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        issued = api_key_issue(
+            entity=obj.entity,
+            user=obj.user,
+            name=obj.name,
+            scopes=form.cleaned_data["scopes"],
+            expires_at=obj.expires_at,
+        )
+        obj.pk = issued.api_key.pk
+        obj._state.adding = False
+        messages.warning(request, f"Copy the new key now; it will not be shown again: {issued.secret}")
+
+    @admin.action(description="Revoke selected API keys")
+    def revoke_selected(self, request, queryset):
+        for api_key in queryset:
+            api_key_revoke(api_key)
+        self.message_user(request, f"Revoked {queryset.count()} key(s).")

@@ -1,0 +1,120 @@
+"""The one error envelope: every API error is `{"error": "...", "details"?: {...}}`."""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+logger = logging.getLogger("axiomatic.api")
+
+
+class Conflict(exceptions.APIException):
+    """409: a uniqueness rule or the current state refuses the write."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the current state."
+    default_code = "conflict"
+
+    def __init__(self, detail: str | None = None, *, existing_id=None):
+        super().__init__(detail)
+        self.existing_id = existing_id
+
+
+class BadRequest(exceptions.APIException):
+    """400 raised by services for a rule the request breaks (not a field's shape)."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "Bad request."
+    default_code = "bad_request"
+
+    def __init__(self, detail: str | None = None, *, field: str | None = None):
+        super().__init__(detail)
+        self.field = field
+
+
+class UnprocessableEntity(exceptions.APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_detail = "The request cannot be processed."
+    default_code = "unprocessable"
+
+
+def _flatten(detail) -> list[str]:
+    if isinstance(detail, dict):
+        return [m for value in detail.values() for m in _flatten(value)]
+    if isinstance(detail, list):
+        return [m for item in detail for m in _flatten(item)]
+    return [str(detail)]
+
+
+def _details(detail) -> dict[str, list[str]]:
+    if isinstance(detail, dict):
+        return {str(field): _flatten(messages) for field, messages in detail.items()}
+    return {"nonFieldErrors": _flatten(detail)}
+
+
+def validation_message(detail) -> str:
+    """One readable sentence summarising field errors, naming the fields."""
+    if isinstance(detail, dict):
+        parts = []
+        for field, messages in detail.items():
+            text = " ".join(_flatten(messages))
+            parts.append(text if field in ("non_field_errors", "nonFieldErrors") else f"{field}: {text}")
+        return "Invalid input. " + " ".join(parts)
+    return " ".join(_flatten(detail)) or "Invalid input."
+
+
+def error_response(status_code: int, message: str, *, headers=None, **extra) -> Response:
+    body = {"error": message, **{k: v for k, v in extra.items() if v is not None}}
+    return Response(body, status=status_code, headers=headers)
+
+
+def api_exception_handler(exc, context):
+    """DRF's EXCEPTION_HANDLER: shape every exception, including unexpected ones, as the envelope."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound("Not found.")
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        exc = exceptions.APIException("Request body is larger than 1 MB.")
+        exc.status_code = 413
+    elif isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"nonFieldErrors": exc.messages}
+        )
+
+    set_rollback()
+    if not isinstance(exc, exceptions.APIException):
+        logger.exception("Unhandled error in API view", exc_info=exc)
+        return error_response(500, "Internal server error.")
+
+    headers = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(exc.wait))
+
+    if isinstance(exc, exceptions.ValidationError):
+        detail = exc.detail
+        if isinstance(detail, dict) and set(detail) <= {"non_field_errors", "nonFieldErrors"}:
+            return error_response(400, validation_message(detail), headers=headers)
+        return error_response(
+            400,
+            validation_message(detail),
+            details=_details(detail) if isinstance(detail, dict) else None,
+            headers=headers,
+        )
+    message = " ".join(_flatten(exc.detail)) if not isinstance(exc.detail, str) else str(exc.detail)
+    extra = {}
+    if isinstance(exc, Conflict) and exc.existing_id is not None:
+        extra["existingId"] = str(exc.existing_id)
+    if isinstance(exc, BadRequest) and exc.field:
+        extra["details"] = {exc.field: [message]}
+    if isinstance(exc, exceptions.NotAuthenticated):
+        message = "Authentication required: send Authorization: Bearer ak_... or sign in."
+    return error_response(exc.status_code, message, headers=headers, **extra)

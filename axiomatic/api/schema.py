@@ -1,0 +1,110 @@
+"""OpenAPI generation: the contract's conventions applied to every operation in one place.
+
+- every entity-scoped operation gets the `entityId` query parameter;
+- single-resource responses are wrapped in their item key (`{"company": {...}}`);
+- list responses carry the list key beside the pagination fields;
+- the error envelope is documented once and attached to every operation's 4xx answers.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, inline_serializer
+from rest_framework import serializers
+
+from axiomatic.api.entity import ENTITY_PARAM
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = serializers.CharField(help_text="One human-readable sentence.")
+    details = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Validation messages per field, when the error is about specific fields.",
+    )
+    existingId = serializers.UUIDField(
+        required=False, help_text="On 409 uniqueness conflicts: the record that already exists."
+    )
+
+    class Meta:
+        ref_name = "Error"
+
+
+class OkSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+
+    class Meta:
+        ref_name = "Ok"
+
+
+ENTITY_PARAMETER = OpenApiParameter(
+    ENTITY_PARAM,
+    OpenApiTypes.UUID,
+    OpenApiParameter.QUERY,
+    required=True,
+    description="Entity UUID; must match the API key's entity when using Bearer auth. "
+    "May instead be sent in the JSON body, or as the `x-entity-id` header by browser sessions; "
+    "if sent in several places the values must agree (else 400).",
+)
+
+_ERROR_CODES = {
+    "400": "Invalid input (the envelope's `details` names the fields).",
+    "401": "Missing, malformed, unknown, expired or revoked API key.",
+    "403": "The key lacks the scope, or belongs to another entity.",
+    "404": "Not found in this entity (another entity's id reads the same).",
+    "429": "Rate limit exceeded; see `Retry-After`.",
+}
+_WRAPPED_ACTIONS = {"retrieve", "create", "partial_update"}
+_wrappers: dict[str, type] = {}
+
+
+def item_envelope(item_key: str, serializer_class) -> serializers.Serializer:
+    name = serializer_class.__name__.removesuffix("Serializer") + "Envelope"
+    if name not in _wrappers:
+        _wrappers[name] = inline_serializer(name=name, fields={item_key: serializer_class()})
+    return _wrappers[name]
+
+
+class ApiAutoSchema(AutoSchema):
+    def _scoped(self) -> bool:
+        from axiomatic.api.viewsets import EntityScopedViewSet
+
+        return isinstance(self.view, EntityScopedViewSet)
+
+    def get_override_parameters(self):
+        params = super().get_override_parameters()
+        if self._scoped():
+            params = [ENTITY_PARAMETER, *params]
+        return params
+
+    def _get_paginator(self):
+        paginator = super()._get_paginator()
+        if paginator is not None:
+            paginator.list_key = getattr(self.view, "list_key", "results")
+        return paginator
+
+    def get_response_serializers(self):
+        from axiomatic.api.viewsets import DestroyOkMixin
+
+        action = getattr(self.view, "action", None)
+        if self._scoped() and action in _WRAPPED_ACTIONS:
+            return item_envelope(self.view.item_key, self.view.get_serializer_class())
+        if action == "destroy" and isinstance(self.view, DestroyOkMixin):
+            return {200: OkSerializer}
+        return super().get_response_serializers()
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        if direction != "response":
+            return responses
+        codes = ["401", "403", "429"] if self._scoped() else []
+        if self.method in ("POST", "PATCH", "PUT", "DELETE") or self._scoped():
+            codes.insert(0, "400")
+        if "{" in self.path:
+            codes.append("404")
+        for code in codes:
+            if code not in responses:
+                responses[code] = self._get_response_for_code(ErrorSerializer, code)
+                responses[code]["description"] = _ERROR_CODES[code]
+        return responses

@@ -1,0 +1,122 @@
+"""The base viewset: the one place where API requests are authenticated, scoped and wrapped.
+
+Subclasses declare `queryset` (any tenant model), `serializer_class`, `filterset_class`,
+`scope_family`, `item_key`/`list_key` and `ordering`. They narrow rows through
+`narrow_queryset()`; they cannot override `get_queryset()`, the authentication or the permission
+classes (refused when the class is defined), so no view can forget the entity.
+"""
+
+from __future__ import annotations
+
+from rest_framework import status, viewsets
+from rest_framework.response import Response
+
+from apikeys.authentication import ApiKeyAuthentication
+from axiomatic.api.authentication import EntitySessionAuthentication
+from axiomatic.api.pagination import EntityPagination
+from axiomatic.api.permissions import HasEntity, HasScope, IsAuthenticated
+from axiomatic.api.throttling import ApiKeyRateThrottle
+
+_SEALED = ("get_queryset", "authentication_classes", "permission_classes")
+
+
+class EntityScopedViewSet(viewsets.GenericViewSet):
+    authentication_classes = [ApiKeyAuthentication, EntitySessionAuthentication]
+    permission_classes = [IsAuthenticated, HasEntity, HasScope]
+    throttle_classes = [ApiKeyRateThrottle]
+    pagination_class = EntityPagination
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    lookup_value_converter = "uuid"
+
+    scope_family = "crm"
+    item_key = "item"
+    list_key = "items"
+    ordering: tuple[str, ...] = ("id",)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in _SEALED:
+            if name in cls.__dict__:
+                raise TypeError(
+                    f"{cls.__name__} overrides {name}; narrow rows with narrow_queryset() instead "
+                    "so entity scoping and scope checks stay in EntityScopedViewSet."
+                )
+
+    def get_queryset(self):
+        model = self.queryset.model
+        queryset = model.objects.for_entity(self.request.entity)
+        queryset = self.narrow_queryset(queryset)
+        return queryset.order_by(*self.ordering) if self.ordering else queryset
+
+    def narrow_queryset(self, queryset):
+        """Hook for subclasses: joins, annotations, parent-resource filters."""
+        return queryset
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        context["entity"] = getattr(self.request, "entity", None)
+        return context
+
+    # Responses are wrapped in the item key: {"company": {...}}.
+    def wrap(self, instance, *, status_code: int = status.HTTP_200_OK, headers=None) -> Response:
+        data = self.get_serializer(instance).data
+        return Response({self.item_key: data}, status=status_code, headers=headers)
+
+
+class ListMixin:
+    def list(self, request, *args, **kwargs):
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        serializer = self.get_serializer(page, many=True)
+        return self.get_paginated_response(serializer.data)
+
+
+class RetrieveMixin:
+    def retrieve(self, request, *args, **kwargs):
+        return self.wrap(self.get_object())
+
+
+class CreateMixin:
+    """Validates with the serializer, then hands the data to `perform_create` (a service call)."""
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        instance = self.perform_create(serializer)
+        return self.wrap(instance, status_code=status.HTTP_201_CREATED)
+
+    def perform_create(self, serializer):
+        return serializer.save(entity=self.request.entity)
+
+
+class PartialUpdateMixin:
+    def partial_update(self, request, *args, **kwargs):
+        instance = self.get_object()
+        serializer = self.get_serializer(instance, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        instance = self.perform_update(serializer)
+        return self.wrap(instance)
+
+    def perform_update(self, serializer):
+        return serializer.save()
+
+
+class DestroyOkMixin:
+    """DELETE answering 200 `{"ok": true}` (most routes of the contract)."""
+
+    def destroy(self, request, *args, **kwargs):
+        self.perform_destroy(self.get_object())
+        return Response({"ok": True})
+
+    def perform_destroy(self, instance):
+        instance.delete()
+
+
+__all__ = [
+    "CreateMixin",
+    "DestroyOkMixin",
+    "EntityScopedViewSet",
+    "ListMixin",
+    "PartialUpdateMixin",
+    "RetrieveMixin",
+]

@@ -1,0 +1,28 @@
+"""Shared behaviour of the operator commands: one JSON object on stdout, errors on stderr."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from django.core.management.base import BaseCommand, CommandError
+
+from axiomatic.models import Entity
+
+
+class JsonCommand(BaseCommand):
+    """Operator commands print exactly one JSON object, so scripts can parse their output."""
+
+    def emit(self, payload: dict) -> None:
+        self.stdout.write(json.dumps(payload, default=str))
+
+    @staticmethod
+    def entity_from_arg(value: str) -> Entity:
+        try:
+            entity_id = uuid.UUID(value)
+        except ValueError:
+            raise CommandError(f"--entity must be a UUID, got {value!r}") from None
+        entity = Entity.objects.filter(pk=entity_id).first()
+        if entity is None:
+            raise CommandError(f"No entity with id {value}")
+        return entity

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import CommandError
+from django.core.validators import validate_email
+
+from axiomatic.management.commands._base import JsonCommand
+from axiomatic.services import entity_create, user_get_or_create
+
+
+class Command(JsonCommand):
+    help = 'Create an entity (tenant). Prints {"entityId": ..., "ownerUserId": ...}.'
+
+    def add_arguments(self, parser):
+        parser.add_argument("name")
+        parser.add_argument("--owner-email", default=None)
+        parser.add_argument("--currency", default="USD")
+        parser.add_argument("--timezone", default="UTC")
+
+    def handle(self, *args, name, owner_email, currency, timezone, **options):
+        if not name.strip():
+            raise CommandError("NAME must not be blank")
+        if len(currency) != 3 or not currency.isalpha():
+            raise CommandError(f"--currency must be an ISO 4217 code, got {currency!r}")
+        owner = None
+        if owner_email:
+            try:
+                validate_email(owner_email)
+            except ValidationError:
+                raise CommandError(f"--owner-email is not a valid address: {owner_email!r}") from None
+            owner = user_get_or_create(email=owner_email)
+        try:
+            entity = entity_create(name=name, owner=owner, currency=currency, time_zone=timezone)
+        except ValidationError as exc:
+            raise CommandError("; ".join(exc.messages)) from None
+        self.emit({"entityId": entity.pk, "ownerUserId": owner.pk if owner else None})

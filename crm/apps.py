@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class CrmConfig(AppConfig):
+    name = "crm"
+    verbose_name = "CRM"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from crm import signals  # noqa: F401  (connects the default-stages receiver)

@@ -1,0 +1,17 @@
+"""CRM models, one module per part of the domain."""
+
+from crm.models.activities import Activity
+from crm.models.companies import Company
+from crm.models.contacts import CompanyMembership, Contact
+from crm.models.leads import Lead, LeadEvent
+from crm.models.pipeline import PipelineStage
+
+__all__ = [
+    "Activity",
+    "Company",
+    "CompanyMembership",
+    "Contact",
+    "Lead",
+    "LeadEvent",
+    "PipelineStage",
+]

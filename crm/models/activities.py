@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from axiomatic.tenancy import TenantModel
+from crm.choices import ActivityStatus, ActivityType
+
+
+class Activity(TenantModel):
+    """Something done or to do about a lead, company or contact: a call, email, meeting, note or task.
+
+    Tasks are activities of type `task` with a `due_at` and an open/completed/cancelled status;
+    keeping one table means the timeline, the dashboard and `/tasks` read one place.
+    """
+
+    type = models.CharField(max_length=10, choices=ActivityType.choices)
+    subject = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=ActivityStatus.choices)
+    occurred_at = models.DateTimeField()
+    due_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    duration_minutes = models.PositiveIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=200, blank=True)
+    lead = models.ForeignKey("crm.Lead", null=True, blank=True, on_delete=models.SET_NULL, related_name="activities")
+    company = models.ForeignKey(
+        "crm.Company", null=True, blank=True, on_delete=models.SET_NULL, related_name="activities"
+    )
+    contact = models.ForeignKey(
+        "crm.Contact", null=True, blank=True, on_delete=models.SET_NULL, related_name="activities"
+    )
+    project_id = models.UUIDField(null=True, blank=True)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name_plural = "activities"
+        ordering = ["-occurred_at", "id"]
+        indexes = [
+            models.Index(fields=["entity", "-occurred_at", "id"], name="activity_entity_time_idx"),
+            models.Index(fields=["entity", "type", "status", "due_at"], name="activity_entity_task_idx"),
+            models.Index(fields=["entity", "lead"], name="activity_entity_lead_idx"),
+            models.Index(fields=["entity", "company"], name="activity_entity_company_idx"),
+            models.Index(fields=["entity", "contact"], name="activity_entity_contact_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.subject}"

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from axiomatic.tenancy import TenantModel
+from crm.choices import CompanyRole, CompanyStatus
+
+
+class Company(TenantModel):
+    """An organisation the entity sells to or buys from.
+
+    `domain` is the natural key people reuse across tools, so it is unique per entity when set
+    (a partial unique index; blank domains are NULL). Archiving is a status, not a delete, so
+    leads and history keep pointing at the company.
+    """
+
+    name = models.CharField(max_length=200)
+    role = models.CharField(max_length=10, choices=CompanyRole.choices, default=CompanyRole.PROSPECT)
+    status = models.CharField(max_length=10, choices=CompanyStatus.choices, default=CompanyStatus.ACTIVE)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    domain = models.CharField(max_length=253, null=True, blank=True)
+    website = models.CharField(max_length=500, blank=True)
+    phone = models.CharField(max_length=50, blank=True)
+    email = models.EmailField(max_length=254, blank=True)
+    industry = models.CharField(max_length=100, blank=True)
+    address_line1 = models.CharField(max_length=200, blank=True)
+    address_line2 = models.CharField(max_length=200, blank=True)
+    city = models.CharField(max_length=100, blank=True)
+    region = models.CharField(max_length=100, blank=True)
+    postal_code = models.CharField(max_length=20, blank=True)
+    country = models.CharField(max_length=2, blank=True)
+    notes = models.TextField(blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "companies"
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["entity", "domain"],
+                condition=Q(domain__isnull=False),
+                name="company_entity_domain_uniq",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["entity", "name", "id"], name="company_entity_name_idx"),
+            models.Index(fields=["entity", "owner"], name="company_entity_owner_idx"),
+            models.Index(fields=["entity", "status", "role"], name="company_entity_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,58 @@
+"""Company writes: domain uniqueness (409 with the existing id) and the archive timestamp."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from axiomatic.api.exceptions import Conflict
+from axiomatic.models import Entity
+from crm.choices import CompanyStatus
+from crm.models import Company
+
+
+def _ensure_domain_free(*, entity: Entity | UUID, domain: str | None, exclude_id=None) -> None:
+    if not domain:
+        return
+    existing = Company.objects.for_entity(entity).filter(domain=domain).exclude(pk=exclude_id)
+    existing_id = existing.values_list("id", flat=True).first()
+    if existing_id is not None:
+        raise Conflict(f"A company with domain {domain} already exists.", existing_id=existing_id)
+
+
+def _sync_archived_at(company: Company) -> None:
+    if company.status == CompanyStatus.INACTIVE and company.archived_at is None:
+        company.archived_at = timezone.now()
+    elif company.status == CompanyStatus.ACTIVE:
+        company.archived_at = None
+
+
+def _save(company: Company, *, entity: Entity | UUID) -> Company:
+    try:
+        with transaction.atomic():
+            company.save()
+    except IntegrityError:
+        # Lost a race with a concurrent write of the same domain: answer as if we had seen it.
+        _ensure_domain_free(entity=entity, domain=company.domain, exclude_id=company.pk)
+        raise
+    return company
+
+
+def company_create(*, entity: Entity, **fields) -> Company:
+    """Create a company; a domain already used in the entity is a 409."""
+    company = Company(entity=entity, **fields)
+    _ensure_domain_free(entity=entity, domain=company.domain)
+    _sync_archived_at(company)
+    return _save(company, entity=entity)
+
+
+def company_update(*, company: Company, **fields) -> Company:
+    """Apply a partial update; status changes set or clear `archived_at`."""
+    if "domain" in fields and fields["domain"] != company.domain:
+        _ensure_domain_free(entity=company.entity_id, domain=fields["domain"], exclude_id=company.pk)
+    for name, value in fields.items():
+        setattr(company, name, value)
+    _sync_archived_at(company)
+    return _save(company, entity=company.entity_id)

@@ -1,0 +1,1 @@
+"""Marketing lists and their members (CONTRACT.md §7)."""

@@ -1,0 +1,61 @@
+"""Fixtures shared by every test: entities, users, and an API client that sends a real `ak_` key."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+
+from apikeys.models import SCOPES
+from tests import factories
+from tests.helpers import ApiClient
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def user(db):
+    return factories.make_user(name="Alice Owner")
+
+
+@pytest.fixture
+def entity(user):
+    return factories.make_entity(name="Alice Co", owner=user)
+
+
+@pytest.fixture
+def other_user(db):
+    return factories.make_user(name="Bob Other")
+
+
+@pytest.fixture
+def other_entity(other_user):
+    return factories.make_entity(name="Bob Co", owner=other_user)
+
+
+@pytest.fixture
+def make_api(client, entity, user):
+    """`make_api(scopes=(...), entity=..., user=...)` → an ApiClient with a fresh key."""
+
+    def build(*, scopes=SCOPES, entity=entity, user=user, expires_at=None, prefix="/api/crm"):
+        issued = factories.make_key(entity, user, scopes=scopes, expires_at=expires_at)
+        return ApiClient(
+            Client(), secret=issued.secret, entity=entity, user=user, api_key=issued.api_key, prefix=prefix
+        )
+
+    return build
+
+
+@pytest.fixture
+def api(make_api):
+    """A client with every scope, for the caller's own entity."""
+    return make_api()
+
+
+@pytest.fixture
+def other_api(make_api, other_entity, other_user):
+    return make_api(entity=other_entity, user=other_user)
