@@ -14,6 +14,7 @@ urlpatterns = [
     re_path(r"^api/", views.api_not_found),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
 ]
 
 handler404 = "axiomatic.views.handler404"

@@ -45,7 +45,8 @@ class Command(JsonCommand):
                     f"  docs:     {base}/api/docs",
                     "",
                     "Try:",
-                    f"  curl -H 'Authorization: Bearer {issued.secret}' '{base}/api/crm/companies?entityId={entity.pk}'",
+                    f"  curl -H 'Authorization: Bearer {issued.secret}' \\",
+                    f"       '{base}/api/crm/companies?entityId={entity.pk}'",
                     "",
                 ]
             )

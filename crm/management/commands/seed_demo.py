@@ -51,7 +51,8 @@ class Command(JsonCommand):
         parser.add_argument("--seed", type=int, default=None, help="Random seed, for repeatable data")
 
     def handle(self, *args, entity, companies, contacts, leads, activities, seed, **options):
-        for name, value in (("companies", companies), ("contacts", contacts), ("leads", leads), ("activities", activities)):
+        sizes = {"companies": companies, "contacts": contacts, "leads": leads, "activities": activities}
+        for name, value in sizes.items():
             if value < 0:
                 raise CommandError(f"--{name} must be 0 or more")
         rng = random.Random(seed)
