@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from django.test import Client
 
 from apikeys.models import SCOPES
@@ -13,7 +14,19 @@ from tests.helpers import ApiClient
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
-    cache.clear()
+    """Start each test with no cache entries of this process (rate-limit counters, idempotency keys).
+
+    Only keys under this process's KEY_PREFIX go: `cache.clear()` is FLUSHDB on Redis, which would
+    also wipe the counters of tests running at the same time in other xdist workers.
+    """
+    backend = caches["default"]
+    if isinstance(backend, RedisCache):
+        client = backend._cache.get_client(write=True)
+        keys = list(client.scan_iter(match=f"{backend.key_prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    else:
+        backend.clear()
     yield
 
 

@@ -20,18 +20,31 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _contains_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_contains_nul(item) for item in value)
-    return False
+# Request bodies of this API are shallow; a cap keeps every later walk (validation, error
+# flattening) far from Python's recursion limit, so absurd nesting is a 400, never a 500.
+MAX_DEPTH = 64
+
+
+def _check_value(value: Any) -> None:
+    """Refuse NUL characters in any string (keys included) and nesting deeper than MAX_DEPTH.
+
+    Iterative on purpose: a recursive walk itself overflows the stack on deeply nested input.
+    """
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise exceptions.ParseError("Strings must not contain NUL characters.")
+        elif isinstance(item, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise exceptions.ParseError(f"Malformed JSON body: nested deeper than {MAX_DEPTH} levels.")
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
 
 
 class StrictJSONParser(JSONParser):
-    """RFC 8259 JSON only: no NaN/Infinity, no NUL characters, at most `API_MAX_BODY_BYTES`."""
+    """RFC 8259 JSON objects only: no NaN/Infinity or NUL, bounded nesting, at most `API_MAX_BODY_BYTES`."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         limit = settings.API_MAX_BODY_BYTES
@@ -46,6 +59,7 @@ class StrictJSONParser(JSONParser):
             raise exceptions.ParseError(f"Malformed JSON body: {exc}") from None
         except RecursionError:
             raise exceptions.ParseError("Malformed JSON body: nested too deeply.") from None
-        if _contains_nul(data):
-            raise exceptions.ParseError("Strings must not contain NUL characters.")
+        if not isinstance(data, dict):
+            raise exceptions.ParseError("The JSON body must be an object.")
+        _check_value(data)
         return data
