@@ -1,0 +1,383 @@
+"""Contacts and company memberships (CONTRACT.md §3), and `/companies/{companyId}/contacts` (§2).
+
+Serializers, filters and views only; every write with a rule goes through `crm.services.contacts`.
+A contact's `companyId` is read from one correlated subquery on the list query (the primary
+membership's company), so lists cost the same number of queries at any page size.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import django_filters
+from django.db.models import F, FilteredRelation, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Concat
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, extend_schema_view
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+
+from axiomatic.api.filters import OwnerFilter, StrictFilterSet
+from axiomatic.api.serializers import ApiModelSerializer, ApiSerializer, EntityMemberField, EntityRelatedField
+from axiomatic.api.viewsets import (
+    CreateMixin,
+    DestroyOkMixin,
+    EntityScopedViewSet,
+    ListMixin,
+    PartialUpdateMixin,
+    RetrieveMixin,
+)
+from crm.models import Company, CompanyMembership, Contact
+from crm.services.contacts import (
+    contact_create,
+    contact_delete,
+    contact_update,
+    membership_create,
+    membership_delete,
+    membership_update,
+)
+
+COMPANY_ID_HELP = (
+    "The company of the contact's primary membership (null when it has none). Writing it (on create "
+    "or PATCH) makes that company the primary one: an existing membership at the company is promoted, "
+    "otherwise a new membership is created; the previous primary membership is kept and demoted. "
+    "Writing null only clears the primary flag: memberships are kept and companyId reads null. "
+    "An id that does not exist in the entity → 400."
+)
+
+
+def primary_company_id() -> Subquery:
+    """The primary membership's company id of each contact row, as one correlated subquery."""
+    return Subquery(
+        CompanyMembership.objects.filter(contact_id=OuterRef("pk"), is_primary=True).values("company_id")[:1]
+    )
+
+
+# --- serializers --------------------------------------------------------------------------------
+
+
+class PrimaryCompanyField(EntityRelatedField):
+    """`companyId` of a contact: a company id in the entity on input, the primary company on output.
+
+    Reads the `primary_company_id` annotation the views add (no query per row); falls back to one
+    query for a contact loaded elsewhere.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(model=Company, **kwargs)
+
+    def get_attribute(self, instance):
+        if hasattr(instance, "primary_company_id"):
+            return instance.primary_company_id
+        return (
+            CompanyMembership.objects.filter(contact_id=instance.pk, is_primary=True)
+            .values_list("company_id", flat=True)
+            .first()
+        )
+
+    def to_representation(self, value):
+        return str(value)
+
+
+class ContactSerializer(ApiModelSerializer):
+    """A person at one or more companies; `companyId` is the company of the primary membership."""
+
+    full_name = serializers.CharField(read_only=True, help_text="First and last name joined by a space.")
+    email = serializers.EmailField(
+        max_length=254,
+        allow_null=True,
+        allow_blank=True,
+        required=False,
+        help_text="Lower-cased; unique in the entity when set (a duplicate → 409 with existingId). "
+        "Blank is stored as null.",
+    )
+    company_id = PrimaryCompanyField(source="company", allow_null=True, required=False, help_text=COMPANY_ID_HELP)
+    owner_user_id = EntityMemberField(
+        source="owner", allow_null=True, required=False, help_text="A member of the entity (else 400)."
+    )
+
+    class Meta:
+        model = Contact
+        fields = [
+            "id",
+            "first_name",
+            "last_name",
+            "full_name",
+            "email",
+            "phone",
+            "title",
+            "company_id",
+            "owner_user_id",
+            "linkedin_url",
+            "notes",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "full_name", "created_at", "updated_at"]
+        extra_kwargs = {
+            "first_name": {"help_text": "At least one of firstName, lastName or email is required."},
+            "last_name": {"help_text": "At least one of firstName, lastName or email is required."},
+            "title": {"help_text": "Job title."},
+        }
+
+    def validate_email(self, value: str | None) -> str | None:
+        value = (value or "").strip().lower()
+        return value or None
+
+
+class ContactMembershipSummarySerializer(ApiSerializer):
+    """The membership that ties a contact to the company of `/companies/{companyId}/contacts`."""
+
+    id = serializers.UUIDField(source="membership_id", read_only=True)
+    title = serializers.CharField(source="membership_title", read_only=True, help_text="Role at the company.")
+    isPrimary = serializers.BooleanField(source="membership_is_primary", read_only=True)
+
+    class Meta:
+        ref_name = "ContactMembershipSummary"
+
+
+class CompanyContactSerializer(ContactSerializer):
+    """A contact of the company, with the membership that ties it to the company."""
+
+    membership = ContactMembershipSummarySerializer(source="*", read_only=True)
+
+    class Meta(ContactSerializer.Meta):
+        fields = [*ContactSerializer.Meta.fields, "membership"]
+
+
+class MembershipSerializer(ApiModelSerializer):
+    """A contact's role at one company; at most one membership of a contact is primary."""
+
+    contact_id = serializers.UUIDField(read_only=True)
+    company_id = EntityRelatedField(
+        model=Company,
+        source="company",
+        help_text="Required on create. One membership per company (a second one → 409 with existingId).",
+    )
+    company_name = serializers.CharField(source="company.name", read_only=True)
+    is_primary = serializers.BooleanField(
+        required=False,
+        help_text="At most one membership of a contact is primary; true demotes the old primary. "
+        "When omitted on create, the membership becomes primary if the contact has no primary "
+        "membership (its first one); false on the primary leaves the contact without a primary "
+        "company. Deleting the primary membership promotes no other.",
+    )
+
+    class Meta:
+        model = CompanyMembership
+        fields = [
+            "id",
+            "contact_id",
+            "company_id",
+            "company_name",
+            "title",
+            "is_primary",
+            "start_date",
+            "end_date",
+            "created_at",
+        ]
+        read_only_fields = ["id", "contact_id", "company_name", "created_at"]
+        extra_kwargs = {
+            "title": {"help_text": "Role at the company."},
+            "end_date": {"help_text": "Must not be before startDate (else 400)."},
+        }
+
+
+# --- filters ------------------------------------------------------------------------------------
+
+
+class ContactFilter(StrictFilterSet):
+    companyId = django_filters.UUIDFilter(
+        field_name="memberships__company",
+        help_text="Contacts with a membership (primary or not) at this company. An unknown id matches nothing.",
+    )
+    q = django_filters.CharFilter(
+        method="filter_q",
+        help_text="Case-insensitive substring of the full name (first and last name) or email; % and _ are literal.",
+    )
+    ownerUserId = OwnerFilter(field_name="owner", help_text="UUID, me, or unassigned")
+    email = django_filters.CharFilter(field_name="email", lookup_expr="iexact", help_text="Exact, case-insensitive")
+
+    class Meta:
+        model = Contact
+        fields = ["companyId", "q", "ownerUserId", "email"]
+
+    def filter_q(self, queryset, name, value):
+        if not value:
+            return queryset
+        # `icontains` escapes % and _, so they match literally.
+        return queryset.annotate(search_name=Concat("first_name", Value(" "), "last_name")).filter(
+            Q(search_name__icontains=value) | Q(email__icontains=value)
+        )
+
+
+# --- views --------------------------------------------------------------------------------------
+
+
+def _parent_in_entity(view, model, url_kwarg: str):
+    """The parent row named in the path, looked up inside the request's entity (else 404)."""
+    cached = getattr(view, "_parent", None)
+    if cached is not None:
+        return cached
+    raw = view.kwargs.get(url_kwarg)
+    try:
+        pk = uuid.UUID(str(raw))
+    except ValueError:
+        raise NotFound(f"{model._meta.verbose_name.capitalize()} not found.") from None
+    parent = model.objects.for_entity(view.request.entity).filter(pk=pk).first()
+    if parent is None:
+        raise NotFound(f"{model._meta.verbose_name.capitalize()} not found.")
+    view._parent = parent
+    return parent
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List contacts",
+        description="Ordered by last name, first name, then id. `companyId` of each contact is its primary company.",
+    ),
+    create=extend_schema(
+        summary="Create a contact",
+        description="Needs at least one of firstName, lastName or email (else 400). An email already used "
+        "in the entity → 409 with existingId. `companyId` creates the primary membership.",
+    ),
+    retrieve=extend_schema(summary="Get a contact"),
+    partial_update=extend_schema(
+        summary="Update a contact",
+        description="Changes only the fields sent. `companyId` switches the primary membership (see the field).",
+    ),
+    destroy=extend_schema(
+        summary="Delete a contact",
+        description="Its memberships are deleted with it; leads, activities and emails that pointed at it "
+        "keep their history with contactId null.",
+        responses={204: None},
+    ),
+)
+class ContactViewSet(ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, EntityScopedViewSet):
+    queryset = Contact.objects.all()
+    serializer_class = ContactSerializer
+    filterset_class = ContactFilter
+    item_key = "contact"
+    list_key = "contacts"
+    ordering = ("last_name", "first_name", "id")
+
+    def narrow_queryset(self, queryset):
+        return queryset.annotate(primary_company_id=primary_company_id())
+
+    def _reloaded(self, contact: Contact) -> Contact:
+        return self.get_queryset().get(pk=contact.pk)
+
+    def perform_create(self, serializer):
+        return self._reloaded(contact_create(entity=self.request.entity, **serializer.validated_data))
+
+    def perform_update(self, serializer):
+        return self._reloaded(contact_update(contact=serializer.instance, **serializer.validated_data))
+
+    def destroy(self, request, *args, **kwargs):
+        contact_delete(contact=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+COMPANY_ID_PATH = OpenApiParameter("companyId", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Company id")
+CONTACT_ID_PATH = OpenApiParameter("contactId", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Contact id")
+
+
+@extend_schema(parameters=[COMPANY_ID_PATH])
+@extend_schema_view(
+    list=extend_schema(
+        summary="List a company's contacts",
+        description="Contacts with a membership (primary or not) at the company, each with that `membership`. "
+        "Ordered by last name, first name, then id. Unknown company (or another entity's) → 404.",
+    ),
+)
+class CompanyContactViewSet(ListMixin, EntityScopedViewSet):
+    queryset = Contact.objects.all()
+    serializer_class = CompanyContactSerializer
+    item_key = "contact"
+    list_key = "contacts"
+    ordering = ("last_name", "first_name", "id")
+
+    def narrow_queryset(self, queryset):
+        company = _parent_in_entity(self, Company, "companyId")
+        return (
+            queryset.annotate(
+                at_company=FilteredRelation("memberships", condition=Q(memberships__company_id=company.pk))
+            )
+            .filter(at_company__isnull=False)
+            .annotate(
+                membership_id=F("at_company__id"),
+                membership_title=F("at_company__title"),
+                membership_is_primary=F("at_company__is_primary"),
+                primary_company_id=primary_company_id(),
+            )
+        )
+
+
+@extend_schema_serializer(many=False)  # the list route answers one object, not a bare array
+class MembershipListSerializer(serializers.Serializer):
+    """All memberships of the contact, the primary one first (no paging)."""
+
+    memberships = MembershipSerializer(many=True)
+
+    class Meta:
+        ref_name = "MembershipList"
+
+
+@extend_schema(parameters=[CONTACT_ID_PATH])
+@extend_schema_view(
+    list=extend_schema(
+        summary="List a contact's company memberships",
+        description="All of them (no paging), the primary one first. Unknown contact → 404.",
+        responses={200: MembershipListSerializer},
+    ),
+    create=extend_schema(
+        summary="Add a company membership",
+        description="Same company twice → 409 with existingId; unknown companyId → 400. "
+        "The contact's first membership becomes primary; isPrimary true demotes the old primary.",
+    ),
+    retrieve=extend_schema(summary="Get a company membership"),
+    partial_update=extend_schema(
+        summary="Update a company membership",
+        description="Changes only the fields sent; isPrimary true demotes the contact's old primary. "
+        "A membership of another contact → 404.",
+    ),
+    destroy=extend_schema(
+        summary="Remove a company membership",
+        description="A membership of another contact → 404. Removing the primary membership leaves the "
+        "contact's companyId null; no other membership is promoted.",
+    ),
+)
+class ContactMembershipViewSet(CreateMixin, RetrieveMixin, PartialUpdateMixin, DestroyOkMixin, EntityScopedViewSet):
+    queryset = CompanyMembership.objects.all()
+    serializer_class = MembershipSerializer
+    pagination_class = None
+    item_key = "membership"
+    list_key = "memberships"
+    ordering = ("-is_primary", "created_at", "id")
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        # After authentication and scope checks: an unknown contact is a 404 before the body is read.
+        self.contact = _parent_in_entity(self, Contact, "contactId")
+
+    def narrow_queryset(self, queryset):
+        return queryset.filter(contact=self.contact).select_related("company")
+
+    def get_object(self):
+        membership = super().get_object()
+        membership.contact = self.contact
+        return membership
+
+    def list(self, request, *args, **kwargs):
+        serializer = self.get_serializer(self.get_queryset(), many=True)
+        return Response({self.list_key: serializer.data})
+
+    def perform_create(self, serializer):
+        return membership_create(contact=self.contact, **serializer.validated_data)
+
+    def perform_update(self, serializer):
+        return membership_update(membership=serializer.instance, **serializer.validated_data)
+
+    def perform_destroy(self, instance):
+        membership_delete(membership=instance)

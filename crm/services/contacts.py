@@ -1,0 +1,319 @@
+"""Contact and company-membership writes (CONTRACT.md §3).
+
+The rules that need more than one row live here:
+
+- a contact's email is unique per entity (409 with the existing id, also when a concurrent write
+  wins the race to the unique index);
+- a contact has at most one primary membership, enforced by a partial unique index. Every write
+  that can touch the primary flag first locks the contact row (`SELECT ... FOR UPDATE`), then
+  demotes the old primary, then promotes the new one. Two switches of the same contact therefore
+  run one after the other and the index is never violated (no 500), however close they come;
+- `companyId` on a contact is the primary membership's company, so writing it creates or
+  promotes a membership.
+
+The API views, the admin and any other caller go through these functions.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Final
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework.exceptions import NotFound
+
+from axiomatic.api.exceptions import BadRequest, Conflict
+from axiomatic.models import Entity
+from crm.models import Company, CompanyMembership, Contact
+
+
+class _Unset:
+    """Marks an argument that was not given (different from an explicit None)."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _Unset()
+
+
+# --- contacts -----------------------------------------------------------------------------------
+
+
+def _ensure_identifiable(contact: Contact) -> None:
+    if not (contact.first_name or contact.last_name or contact.email):
+        raise BadRequest("A contact needs at least one of firstName, lastName or email.")
+
+
+def _ensure_email_free(*, entity_id, email: str | None, exclude_id=None) -> None:
+    if not email:
+        return
+    existing_id = (
+        Contact.objects.for_entity(entity_id)
+        .filter(email=email)
+        .exclude(pk=exclude_id)
+        .values_list("id", flat=True)
+        .first()
+    )
+    if existing_id is not None:
+        raise Conflict(f"A contact with email {email} already exists.", existing_id=existing_id)
+
+
+def _save_contact(contact: Contact, *, update_fields: list[str] | None = None) -> Contact:
+    try:
+        with transaction.atomic():
+            contact.save(update_fields=update_fields)
+    except IntegrityError:
+        # Lost a race with a concurrent write of the same email: answer as if we had seen it.
+        _ensure_email_free(entity_id=contact.entity_id, email=contact.email, exclude_id=contact.pk)
+        raise
+    return contact
+
+
+def _lock_contact(contact: Contact) -> None:
+    """Serialise writes to one contact's memberships; must run inside a transaction.
+
+    A contact deleted meanwhile is a 404, as if the request had come a moment later.
+    """
+    locked = Contact.objects.select_for_update().filter(pk=contact.pk).values_list("pk", flat=True).first()
+    if locked is None:
+        raise NotFound("Contact not found.")
+
+
+def contact_create(*, entity: Entity, company: Company | None = None, **fields: Any) -> Contact:
+    """Create a contact; `company` (the API's `companyId`) becomes its primary membership.
+
+    Needs at least one of first name, last name or email (400); an email already used in the
+    entity is a 409 with the existing contact's id.
+    """
+    contact = Contact(entity=entity, **fields)
+    _ensure_identifiable(contact)
+    _ensure_email_free(entity_id=entity.pk, email=contact.email)
+    with transaction.atomic():
+        _save_contact(contact)
+        if company is not None:
+            contact_set_primary_company(contact=contact, company=company)
+    return contact
+
+
+def contact_update(*, contact: Contact, company: Company | None | _Unset = UNSET, **fields: Any) -> Contact:
+    """Apply a partial update.
+
+    `company` (the API's `companyId`), when given, switches the primary membership: see
+    `contact_set_primary_company`. The contact must keep a first name, last name or email.
+    """
+    if "email" in fields and fields["email"] != contact.email:
+        _ensure_email_free(entity_id=contact.entity_id, email=fields["email"], exclude_id=contact.pk)
+    for name, value in fields.items():
+        setattr(contact, name, value)
+    _ensure_identifiable(contact)
+    with transaction.atomic():
+        _lock_contact(contact)  # a contact deleted meanwhile is a 404, not a failed UPDATE
+        # Only the fields sent: a concurrent PATCH of other fields is not overwritten.
+        _save_contact(contact, update_fields=[*fields, "updated_at"])
+        if not isinstance(company, _Unset):
+            contact_set_primary_company(contact=contact, company=company)
+    return contact
+
+
+def contact_delete(*, contact: Contact) -> None:
+    """Delete a contact with its memberships.
+
+    Leads, activities and emails that pointed at it keep their history: their foreign keys are
+    `SET_NULL`, so they answer `contactId: null` afterwards.
+    """
+    with transaction.atomic():
+        _lock_contact(contact)
+        contact.delete()
+
+
+# --- primary membership -------------------------------------------------------------------------
+
+
+def _demote_primary(*, contact: Contact, keep: CompanyMembership | None = None) -> None:
+    """Clear the primary flag of the contact's memberships (but `keep`); the contact is locked."""
+    primaries = CompanyMembership.objects.filter(contact_id=contact.pk, is_primary=True)
+    if keep is not None:
+        primaries = primaries.exclude(pk=keep.pk)
+    primaries.update(is_primary=False, updated_at=timezone.now())
+
+
+def _promote(*, contact: Contact, membership: CompanyMembership) -> None:
+    """Demote every other primary of the contact, then flag `membership` (contact already locked)."""
+    _demote_primary(contact=contact, keep=membership)
+    now = timezone.now()
+    CompanyMembership.objects.filter(pk=membership.pk).update(is_primary=True, updated_at=now)
+    membership.is_primary = True
+    membership.updated_at = now
+
+
+def contact_set_primary_company(*, contact: Contact, company: Company | None) -> CompanyMembership | None:
+    """Make `company` the contact's primary company (the API's `companyId`).
+
+    An existing membership at that company is promoted; otherwise a new membership is created
+    as primary. The previous primary membership is kept, demoted. `None` only clears the primary
+    flag: the memberships themselves stay, and `companyId` reads null afterwards.
+    """
+    if company is not None and company.entity_id != contact.entity_id:
+        raise BadRequest("No company with that id exists in this entity.", field="companyId")
+    with transaction.atomic():
+        _lock_contact(contact)
+        if company is None:
+            _demote_primary(contact=contact)
+            return None
+        membership = CompanyMembership.objects.filter(contact_id=contact.pk, company_id=company.pk).first()
+        if membership is None:
+            _demote_primary(contact=contact)
+            return _insert_membership(
+                CompanyMembership(entity_id=contact.entity_id, contact=contact, company=company, is_primary=True)
+            )
+        if not membership.is_primary:
+            _promote(contact=contact, membership=membership)
+        return membership
+
+
+# --- memberships --------------------------------------------------------------------------------
+
+
+def _ensure_company_free(*, contact: Contact, company: Company, exclude_id=None) -> None:
+    existing_id = (
+        CompanyMembership.objects.filter(contact_id=contact.pk, company_id=company.pk)
+        .exclude(pk=exclude_id)
+        .values_list("id", flat=True)
+        .first()
+    )
+    if existing_id is not None:
+        raise Conflict(
+            f"This contact already has a membership at {company.name}.",
+            existing_id=existing_id,
+        )
+
+
+def _ensure_dates(*, start_date: date | None, end_date: date | None) -> None:
+    if start_date and end_date and end_date < start_date:
+        raise BadRequest("endDate must not be before startDate.", field="endDate")
+
+
+def _insert_membership(membership: CompanyMembership) -> CompanyMembership:
+    try:
+        with transaction.atomic():
+            membership.save()
+    except IntegrityError:
+        # Only reachable if the contact lock was bypassed; still answer with the 409 it means.
+        _ensure_company_free(contact=membership.contact, company=membership.company, exclude_id=membership.pk)
+        raise
+    return membership
+
+
+def membership_create(
+    *,
+    contact: Contact,
+    company: Company,
+    title: str = "",
+    is_primary: bool | None = None,
+    start_date: date | None = None,
+    end_date: date | None = None,
+) -> CompanyMembership:
+    """Add the contact to a company; one membership per company (409 with the existing id).
+
+    `is_primary=None` (not given) makes the membership primary when the contact has no primary
+    membership yet (its first membership, or after the primary one was removed or cleared);
+    `True` promotes it and demotes the old primary; `False` is honoured.
+    """
+    if company.entity_id != contact.entity_id:
+        raise BadRequest("No company with that id exists in this entity.", field="companyId")
+    _ensure_dates(start_date=start_date, end_date=end_date)
+    with transaction.atomic():
+        _lock_contact(contact)
+        _ensure_company_free(contact=contact, company=company)
+        has_primary = CompanyMembership.objects.filter(contact_id=contact.pk, is_primary=True).exists()
+        primary = (not has_primary) if is_primary is None else is_primary
+        if primary and has_primary:
+            _demote_primary(contact=contact)
+        membership = CompanyMembership(
+            entity_id=contact.entity_id,
+            contact=contact,
+            company=company,
+            title=title,
+            is_primary=primary,
+            start_date=start_date,
+            end_date=end_date,
+        )
+        return _insert_membership(membership)
+
+
+def membership_update(*, membership: CompanyMembership, **fields: Any) -> CompanyMembership:
+    """Apply a partial update to a membership.
+
+    `is_primary=True` promotes it (the old primary is demoted first, under the contact lock);
+    `False` on the primary leaves the contact without a primary company. Moving it to a company
+    where the contact already has a membership is a 409.
+    """
+    contact = membership.contact
+    company = fields.get("company", membership.company)
+    if company.entity_id != contact.entity_id:
+        raise BadRequest("No company with that id exists in this entity.", field="companyId")
+    promote = fields.pop("is_primary", None)
+    with transaction.atomic():
+        _lock_contact(contact)
+        try:
+            # The row may have changed while we waited for the lock (another switch of the primary).
+            membership.refresh_from_db()
+        except CompanyMembership.DoesNotExist:
+            raise NotFound("Membership not found.") from None
+        if company.pk != membership.company_id:
+            _ensure_company_free(contact=contact, company=company, exclude_id=membership.pk)
+        for name, value in fields.items():
+            setattr(membership, name, value)
+        _ensure_dates(start_date=membership.start_date, end_date=membership.end_date)
+        if promote is True and not membership.is_primary:
+            # Demote first, then let the save below carry the promotion.
+            _demote_primary(contact=contact, keep=membership)
+            membership.is_primary = True
+        elif promote is False:
+            membership.is_primary = False
+        try:
+            with transaction.atomic():
+                membership.save()
+        except IntegrityError:
+            _ensure_company_free(contact=contact, company=company, exclude_id=membership.pk)
+            raise
+    return membership
+
+
+def membership_delete(*, membership: CompanyMembership) -> None:
+    """Remove a membership. Deleting the primary one leaves the contact without a primary company
+    (`companyId` null) until one is chosen; no other membership is promoted behind the user's back.
+    """
+    with transaction.atomic():
+        _lock_contact(membership.contact)
+        membership.delete()
+
+
+def contact_memberships_save(
+    *, contact: Contact, memberships: list[CompanyMembership], deleted: list[CompanyMembership]
+) -> None:
+    """Save an edited set of a contact's memberships at once (the admin's inline formset).
+
+    Deletions and demotions are written before the one promotion, under the contact lock, so a
+    switch of the primary company in one form never trips the one-primary index. At most one of
+    `memberships` may be primary (the formset validates it; a 400 otherwise).
+    """
+    primaries = [m for m in memberships if m.is_primary]
+    if len(primaries) > 1:
+        raise BadRequest("A contact can have only one primary membership.", field="isPrimary")
+    with transaction.atomic():
+        _lock_contact(contact)
+        for membership in deleted:
+            if membership.pk is not None:
+                membership.delete()
+        for membership in memberships:
+            membership.entity_id = contact.entity_id
+            membership.contact = contact
+        for membership in memberships:
+            if not membership.is_primary:
+                membership.save()
+        for membership in primaries:
+            _demote_primary(contact=contact, keep=membership)
+            membership.save()
