@@ -1,15 +1,29 @@
-"""Pipeline stages: the defaults every entity starts with.
+"""Pipeline stages: the defaults every entity starts with, and the writes with rules (CONTRACT.md §4).
 
-The stage routes (create, reorder, patch, delete with reassignment) add their services here.
+Every write that depends on the set of an entity's stages (create, reorder, kind changes, delete)
+first locks the entity row and then its stage rows (`_lock_stages`), so two such writes for the
+same entity run one after the other. `sort_order` is dense (0..n-1) and unique per entity, and that
+unique constraint is not deferrable: PostgreSQL checks it row by row during an UPDATE. Orders are
+therefore rewritten in two phases (first to values above every current order, then to the final
+ones), so no intermediate row ever collides and concurrent reorders leave neither duplicates nor
+gaps.
 """
 
 from __future__ import annotations
 
-from django.db import transaction
+from collections.abc import Iterable, Sequence
+from uuid import UUID
 
+from django.db import IntegrityError, transaction
+from django.db.models import Case, Count, IntegerField, QuerySet, Value, When
+from django.utils import timezone
+from rest_framework.exceptions import NotFound
+
+from axiomatic.api.exceptions import BadRequest, Conflict
 from axiomatic.models import Entity
-from crm.choices import StageKind
-from crm.models import PipelineStage
+from crm.choices import LeadEventKind, StageKind
+from crm.models import Lead, LeadEvent, PipelineStage
+from crm.services.actors import Actor
 
 DEFAULT_STAGES: tuple[tuple[str, str, int, str, str], ...] = (
     # name, kind, default probability, system key, colour
@@ -43,4 +57,296 @@ def stages_install_defaults(*, entity: Entity) -> list[PipelineStage]:
             color_key=color,
         )
         for order, (name, kind, probability, system_key, color) in enumerate(DEFAULT_STAGES)
+    )
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def stages_with_lead_counts(*, entity: Entity | UUID) -> QuerySet[PipelineStage]:
+    """The entity's stages in board order, each with `lead_count`, in one aggregate query."""
+    return PipelineStage.objects.for_entity(entity).annotate(lead_count=Count("leads")).order_by("sort_order", "id")
+
+
+def stage_default_probability(*, kind: str) -> int:
+    """A won stage is certain by default; open and lost stages start at 0 (CONTRACT.md §4)."""
+    return 100 if kind == StageKind.WON else 0
+
+
+def stage_resolve(*, entity: Entity | UUID, reference: str) -> PipelineStage | None:
+    """Find a stage by name (case-insensitive) or, failing that, by system key (`won`, `new`, ...).
+
+    Clients that predate custom stages name them by their system keys; a name match wins so that a
+    stage a user called "won" is still found by its own name.
+    """
+    reference = reference.strip()
+    if not reference:
+        return None
+    stages = PipelineStage.objects.for_entity(entity)
+    return stages.filter(name__iexact=reference).first() or stages.filter(system_key=reference).first()
+
+
+def stage_first_open(*, entity: Entity | UUID) -> PipelineStage | None:
+    """Where new leads go when the client names no stage: the first open stage in board order."""
+    return PipelineStage.objects.for_entity(entity).filter(kind=StageKind.OPEN).order_by("sort_order", "id").first()
+
+
+# --- locking and ordering ---------------------------------------------------------------------------
+
+
+def _lock_stages(entity_id) -> list[PipelineStage]:
+    """Serialise the entity's pipeline writes, then lock and return its stages in board order.
+
+    The mutex is the entity row (`FOR NO KEY UPDATE`, which does not block inserts that reference
+    the entity). Taking it first gives every pipeline write the same lock order; locking the stage
+    rows in `sort_order` order instead deadlocks, because concurrent reorders change that order.
+    The stage rows are then locked by id (a stable order) so lead moves into a stage wait for a
+    delete of that stage. Statements after the mutex see every write that committed before it.
+    """
+    Entity.objects.select_for_update(no_key=True).filter(pk=entity_id).values_list("pk", flat=True).first()
+    stages = PipelineStage.objects.for_entity(entity_id).select_for_update().order_by("id")
+    return sorted(stages, key=lambda stage: (stage.sort_order, str(stage.pk)))
+
+
+def _write_sort_orders(*, entity_id, ordered_ids: Sequence[UUID], current_max: int) -> None:
+    """Set `sort_order` of `ordered_ids` to 0..n-1 in two UPDATEs (see the module docstring)."""
+    if not ordered_ids:
+        return
+    stages = PipelineStage.objects.for_entity(entity_id).filter(pk__in=ordered_ids)
+    offset = max(current_max, len(ordered_ids)) + 1
+
+    def orders(base: int) -> Case:
+        whens = [When(pk=pk, then=Value(base + index)) for index, pk in enumerate(ordered_ids)]
+        return Case(*whens, output_field=IntegerField())
+
+    now = timezone.now()
+    stages.update(sort_order=orders(offset), updated_at=now)
+    stages.update(sort_order=orders(0))
+
+
+# --- writes --------------------------------------------------------------------------------------
+
+
+def _ensure_name_free(*, entity_id, name: str, exclude_id=None) -> None:
+    existing_id = (
+        PipelineStage.objects.for_entity(entity_id)
+        .filter(name__iexact=name)
+        .exclude(pk=exclude_id)
+        .values_list("id", flat=True)
+        .first()
+    )
+    if existing_id is not None:
+        raise Conflict(f"A stage named {name!r} already exists.", existing_id=existing_id)
+
+
+def _save(stage: PipelineStage, **kwargs) -> PipelineStage:
+    try:
+        with transaction.atomic():
+            stage.save(**kwargs)
+    except IntegrityError:
+        # A concurrent write took the name first: answer as if we had seen it.
+        _ensure_name_free(entity_id=stage.entity_id, name=stage.name, exclude_id=stage.pk)
+        raise
+    return stage
+
+
+@transaction.atomic
+def stage_save_new(*, stage: PipelineStage) -> PipelineStage:
+    """Insert an unsaved stage at the end of its entity's pipeline (used by the API and the admin).
+
+    Names are unique per entity case-insensitively (409 with the existing id) because people and
+    clients find stages by name. The stages are locked so two concurrent creates do not both pick
+    the same last position. A missing default probability follows the kind.
+    """
+    stages = _lock_stages(stage.entity_id)
+    _ensure_name_free(entity_id=stage.entity_id, name=stage.name)
+    stage.sort_order = max((s.sort_order for s in stages), default=-1) + 1
+    if stage.default_probability_pct is None:
+        stage.default_probability_pct = stage_default_probability(kind=stage.kind)
+    return _save(stage)
+
+
+def stage_create(
+    *,
+    entity: Entity,
+    name: str,
+    kind: str = StageKind.OPEN,
+    default_probability_pct: int | None = None,
+    color_key: str | None = None,
+) -> PipelineStage:
+    """Add a stage at the end of the pipeline (see `stage_save_new`)."""
+    stage = PipelineStage(entity=entity, name=name, kind=kind, default_probability_pct=default_probability_pct)
+    if color_key:
+        stage.color_key = color_key
+    return stage_save_new(stage=stage)
+
+
+@transaction.atomic
+def stage_update(*, stage: PipelineStage, **fields) -> PipelineStage:
+    """Rename, recolour, re-kind or change the default probability of a stage.
+
+    Rules: names stay unique (409); the kind of a stage with a system key is fixed (400) so that
+    integrations relying on `won`/`lost` keep their meaning; a kind change may not leave the entity
+    without a stage of the old kind (409). Leads in a stage whose kind changes follow it, so their
+    status and `closedAt` stay true: entering won/lost sets `closedAt` on those still open,
+    becoming open clears `closedAt` and `lostReason`, becoming won clears `lostReason`.
+    """
+    editable = ("name", "kind", "default_probability_pct", "color_key")
+    changes = {attr: fields[attr] for attr in editable if fields.get(attr) is not None}
+    name = changes.get("name")
+    if name is not None and name.lower() != stage.name.lower():
+        _ensure_name_free(entity_id=stage.entity_id, name=name, exclude_id=stage.pk)
+
+    new_kind = changes.get("kind", stage.kind)
+    if new_kind != stage.kind:
+        if stage.system_key:
+            raise BadRequest(
+                f"The kind of the system stage {stage.name!r} ({stage.system_key}) cannot change.", field="kind"
+            )
+        stages = _lock_stages(stage.entity_id)
+        current = next((s for s in stages if s.pk == stage.pk), None)
+        if current is None:  # deleted by the write we waited for
+            raise NotFound("Not found.")
+        if not any(s.kind == current.kind and s.pk != current.pk for s in stages):
+            raise Conflict(f"The pipeline needs at least one {current.kind} stage; add another one first.")
+        if current.kind != new_kind:
+            _leads_follow_kind(stage=current, old_kind=current.kind, new_kind=new_kind)
+
+    for attr, value in changes.items():
+        setattr(stage, attr, value)
+    # Only the edited columns: `sort_order` belongs to reorder, which may have run meanwhile.
+    return _save(stage, update_fields=[*changes, "updated_at"]) if changes else stage
+
+
+def _leads_follow_kind(*, stage: PipelineStage, old_kind: str, new_kind: str) -> None:
+    leads = Lead.objects.for_entity(stage.entity_id).filter(stage=stage)
+    now = timezone.now()
+    if new_kind == StageKind.OPEN:
+        leads.update(closed_at=None, lost_reason="", updated_at=now)
+        return
+    if old_kind == StageKind.OPEN:
+        leads.filter(closed_at__isnull=True).update(closed_at=now, updated_at=now)
+    if new_kind == StageKind.WON:
+        leads.exclude(lost_reason="").update(lost_reason="", updated_at=now)
+
+
+@transaction.atomic
+def stages_reorder(*, entity: Entity, stage_ids: Sequence[UUID]) -> None:
+    """Put the entity's stages in the order of `stage_ids`, which must name each exactly once.
+
+    A partial list is refused rather than guessed at (400): a board that missed a stage another
+    user just added must reload instead of silently pushing that stage somewhere.
+    """
+    stages = _lock_stages(entity.pk)
+    known = {stage.pk for stage in stages}
+    seen: set[UUID] = set()
+    duplicates = [pk for pk in stage_ids if pk in seen or seen.add(pk)]
+    if duplicates:
+        raise BadRequest(f"stageIds lists {_ids(duplicates)} more than once.", field="stageIds")
+    unknown = [pk for pk in stage_ids if pk not in known]
+    if unknown:
+        raise BadRequest(f"stageIds names stages that do not exist in this entity: {_ids(unknown)}.", field="stageIds")
+    missing = [stage.pk for stage in stages if stage.pk not in seen]
+    if missing:
+        raise BadRequest(
+            f"stageIds must list every stage of the entity exactly once; missing: {_ids(missing)}.", field="stageIds"
+        )
+    if [stage.pk for stage in stages] != list(stage_ids):
+        _write_sort_orders(
+            entity_id=entity.pk, ordered_ids=list(stage_ids), current_max=max(s.sort_order for s in stages)
+        )
+
+
+def _ids(ids: Iterable[UUID]) -> str:
+    return ", ".join(str(pk) for pk in ids)
+
+
+@transaction.atomic
+def stage_delete(*, stage: PipelineStage, move_leads_to: PipelineStage | None, actor: Actor) -> int:
+    """Delete a stage, first moving its leads to `move_leads_to`; returns how many leads moved.
+
+    All in one transaction with the entity's stages locked. Refused when the stage still has leads
+    and no target is given (409), when the target is the stage itself (400), or when the entity
+    would be left without a stage of the stage's kind (409). Moved leads are changed exactly as a
+    move through `lead_move_stage` would change them (probability reset to the target's default,
+    `closedAt`/`lostReason` following the target's kind) and each gets a `stage_changed` event, all
+    written in bulk. The remaining stages close up their sort orders.
+    """
+    stages = _lock_stages(stage.entity_id)
+    current = next((s for s in stages if s.pk == stage.pk), None)
+    if current is None:  # deleted by the request we waited for
+        raise NotFound("Not found.")
+    if move_leads_to is not None:
+        if move_leads_to.pk == current.pk:
+            raise BadRequest(
+                "moveLeadsToStageId must be another stage than the one deleted.", field="moveLeadsToStageId"
+            )
+        target = next((s for s in stages if s.pk == move_leads_to.pk), None)
+        if target is None:
+            raise BadRequest("moveLeadsToStageId names no stage of this entity.", field="moveLeadsToStageId")
+    else:
+        target = None
+    if not any(s.kind == current.kind and s.pk != current.pk for s in stages):
+        raise Conflict(f"The pipeline needs at least one {current.kind} stage; this is the last one.")
+
+    leads = Lead.objects.for_entity(current.entity_id).filter(stage=current)
+    lead_ids = list(leads.select_for_update().values_list("id", flat=True))
+    if lead_ids and target is None:
+        raise Conflict(
+            f"The stage {current.name!r} still has {len(lead_ids)} lead(s); "
+            "send moveLeadsToStageId to move them to another stage."
+        )
+    if lead_ids:
+        _bulk_move(lead_ids=lead_ids, source=current, target=target, actor=actor)
+
+    current.delete()
+    remaining = [s for s in stages if s.pk != current.pk]
+    if any(s.sort_order != index for index, s in enumerate(remaining)):
+        _write_sort_orders(
+            entity_id=current.entity_id,
+            ordered_ids=[s.pk for s in remaining],
+            current_max=max(s.sort_order for s in remaining),
+        )
+    return len(lead_ids)
+
+
+def _bulk_move(*, lead_ids: list[UUID], source: PipelineStage, target: PipelineStage, actor: Actor) -> None:
+    now = timezone.now()
+    leads = Lead.objects.for_entity(source.entity_id).filter(pk__in=lead_ids)
+    changes: dict = {
+        "stage": target,
+        "probability_pct": target.default_probability_pct,
+        "stage_changed_at": now,
+        "updated_at": now,
+    }
+    if target.kind == StageKind.OPEN:
+        changes.update(closed_at=None, lost_reason="")
+    elif target.kind != source.kind:
+        changes["closed_at"] = now
+    if target.kind == StageKind.WON:
+        changes["lost_reason"] = ""
+    leads.update(**changes)
+    data = {
+        "fromStageId": str(source.pk),
+        "fromStageName": source.name,
+        "toStageId": str(target.pk),
+        "toStageName": target.name,
+    }
+    summary = f"Stage changed from {source.name} to {target.name} (stage {source.name} was deleted)"
+    LeadEvent.objects.bulk_create(
+        (
+            LeadEvent(
+                entity_id=source.entity_id,
+                lead_id=lead_id,
+                kind=LeadEventKind.STAGE_CHANGED,
+                occurred_at=now,
+                actor_type=actor.type,
+                actor_id=actor.id,
+                actor_name=actor.name[:200],
+                summary=summary[:500],
+                data=data,
+            )
+            for lead_id in lead_ids
+        ),
+        batch_size=1000,
     )

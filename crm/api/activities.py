@@ -1,0 +1,201 @@
+"""Activities and tasks: `/api/crm/activities` and `/api/crm/tasks` (CONTRACT.md §5).
+
+Tasks are activities of type `task`; `/tasks` is a read-only list over the same rows with its
+own filters and order (due first, undated last). Writes go through `crm.services.activities`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+import django_filters
+from django.db.models import F
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import serializers
+
+from axiomatic.api.filters import OwnerFilter, StrictFilterSet
+from axiomatic.api.schema import ApiAutoSchema
+from axiomatic.api.serializers import ApiModelSerializer, EntityMemberField, EntityRelatedField
+from axiomatic.api.viewsets import (
+    CreateMixin,
+    DestroyOkMixin,
+    EntityScopedViewSet,
+    ListMixin,
+    PartialUpdateMixin,
+    RetrieveMixin,
+)
+from crm.choices import ActivityStatus, ActivityType
+from crm.models import Activity, Company, Contact, Lead
+from crm.services.activities import activity_create, activity_delete, activity_update
+from crm.services.actors import Actor
+
+DUE_WEEK_DAYS = 7
+DUE_HELP = (
+    "overdue: dueAt before now and status open. today: dueAt within today in the entity's time zone "
+    "(local midnight to the next local midnight). week: dueAt from today's local midnight through the end "
+    f"of the {DUE_WEEK_DAYS - 1}th day after today ({DUE_WEEK_DAYS} local calendar days starting today; not the "
+    "ISO week). today and week match any status; combine with status=open for what is still to do."
+)
+
+
+class ActivitySerializer(ApiModelSerializer):
+    """A call, email, meeting, note or task about a lead, company or contact."""
+
+    type = serializers.ChoiceField(choices=ActivityType.choices, help_text="Required on create.")
+    subject = serializers.CharField(max_length=200, help_text="Required, 1–200 characters, trimmed.")
+    status = serializers.ChoiceField(
+        choices=ActivityStatus.choices,
+        required=False,
+        help_text="Default open for tasks, completed for other types. Setting completed sets completedAt; "
+        "open or cancelled clears it.",
+    )
+    occurred_at = serializers.DateTimeField(required=False, help_text="When it happened; default now.")
+    due_at = serializers.DateTimeField(required=False, allow_null=True)
+    completed_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="Set when the status becomes completed."
+    )
+    lead_id = EntityRelatedField(model=Lead, source="lead", allow_null=True, required=False)
+    company_id = EntityRelatedField(model=Company, source="company", allow_null=True, required=False)
+    contact_id = EntityRelatedField(model=Contact, source="contact", allow_null=True, required=False)
+    project_id = serializers.UUIDField(
+        allow_null=True, required=False, help_text="An opaque UUID the client may use to group tasks."
+    )
+    assignee_user_id = EntityMemberField(
+        source="assignee", allow_null=True, required=False, help_text="A member of the entity (else 400)."
+    )
+    created_by_user_id = serializers.UUIDField(
+        source="created_by_id", read_only=True, allow_null=True, help_text="The user who created it (read-only)."
+    )
+
+    class Meta:
+        model = Activity
+        fields = [
+            "id",
+            "type",
+            "subject",
+            "body",
+            "status",
+            "occurred_at",
+            "due_at",
+            "completed_at",
+            "duration_minutes",
+            "outcome",
+            "lead_id",
+            "company_id",
+            "contact_id",
+            "project_id",
+            "assignee_user_id",
+            "created_by_user_id",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "completed_at", "created_by_user_id", "created_at", "updated_at"]
+
+    def validate_subject(self, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise serializers.ValidationError("Subject must not be blank.")
+        return value
+
+
+class ActivityFilter(StrictFilterSet):
+    companyId = django_filters.UUIDFilter(field_name="company_id", help_text="Company id")
+    contactId = django_filters.UUIDFilter(field_name="contact_id", help_text="Contact id")
+    leadId = django_filters.UUIDFilter(field_name="lead_id", help_text="Lead id")
+    type = django_filters.ChoiceFilter(choices=ActivityType.choices, help_text="Activity type")
+
+    class Meta:
+        model = Activity
+        fields = ["companyId", "contactId", "leadId", "type"]
+
+
+class TaskFilter(StrictFilterSet):
+    projectId = django_filters.UUIDFilter(field_name="project_id", help_text="Project id (opaque UUID)")
+    status = django_filters.ChoiceFilter(choices=ActivityStatus.choices, help_text="Task status")
+    assigneeUserId = OwnerFilter(field_name="assignee", help_text="UUID, me, or unassigned")
+    due = django_filters.ChoiceFilter(
+        choices=[("overdue", "overdue"), ("today", "today"), ("week", "week")],
+        method="filter_due",
+        help_text=DUE_HELP,
+    )
+
+    class Meta:
+        model = Activity
+        fields = ["projectId", "status", "assigneeUserId", "due"]
+
+    def filter_due(self, queryset, name, value):
+        now = timezone.now()
+        if value == "overdue":
+            return queryset.filter(due_at__lt=now, status=ActivityStatus.OPEN)
+        tz = self.request.entity.tzinfo
+        today = now.astimezone(tz).date()
+        days = 1 if value == "today" else DUE_WEEK_DAYS
+        start = datetime.combine(today, time.min, tzinfo=tz)
+        end = datetime.combine(today + timedelta(days=days), time.min, tzinfo=tz)
+        return queryset.filter(due_at__gte=start, due_at__lt=end)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List activities",
+        description="Newest occurredAt first, then id. Filters by company, contact, lead and type.",
+    ),
+    create=extend_schema(
+        summary="Create an activity",
+        description="Status defaults to open for tasks and completed otherwise (completedAt set). An activity "
+        "with a leadId is recorded on the lead's timeline (activity_logged). createdByUserId is the caller "
+        "(the key's user for API keys).",
+    ),
+    retrieve=extend_schema(summary="Get an activity"),
+    partial_update=extend_schema(
+        summary="Update an activity",
+        description="Changes only the fields sent. Completing sets completedAt; reopening or cancelling clears it.",
+    ),
+    destroy=extend_schema(summary="Delete an activity", description="The lead's timeline keeps its history."),
+)
+class ActivityViewSet(ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, DestroyOkMixin, EntityScopedViewSet):
+    queryset = Activity.objects.all()
+    serializer_class = ActivitySerializer
+    filterset_class = ActivityFilter
+    item_key = "activity"
+    list_key = "activities"
+    ordering = ("-occurred_at", "id")
+
+    def perform_create(self, serializer):
+        actor = Actor.from_request(self.request)
+        return activity_create(
+            entity=self.request.entity, actor=actor, created_by=actor.user, **serializer.validated_data
+        )
+
+    def perform_update(self, serializer):
+        return activity_update(activity=serializer.instance, **serializer.validated_data)
+
+    def perform_destroy(self, instance):
+        activity_delete(activity=instance)
+
+
+class TaskSchema(ApiAutoSchema):
+    """`/tasks` pages the activity serializer under its own key, so its page gets its own component."""
+
+    def get_paginated_name(self, serializer_name: str) -> str:
+        return "PaginatedTaskList"
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List tasks",
+        description="Activities of type task, ordered by dueAt ascending (undated last), then id. " + DUE_HELP,
+    ),
+)
+class TaskViewSet(ListMixin, EntityScopedViewSet):
+    queryset = Activity.objects.all()
+    serializer_class = ActivitySerializer
+    filterset_class = TaskFilter
+    schema = TaskSchema()
+    item_key = "task"
+    list_key = "tasks"
+    ordering = (F("due_at").asc(nulls_last=True), "id")
+
+    def narrow_queryset(self, queryset):
+        return queryset.filter(type=ActivityType.TASK)

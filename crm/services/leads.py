@@ -1,0 +1,240 @@
+"""Lead writes: creation, updates with their timeline, and the one stage-move service (CONTRACT.md §5).
+
+Every change of a lead's stage, from the API (`PATCH /leads/{id}` and `PATCH /leads/{id}/stage`),
+the board, the admin or a stage deletion, follows the rules of `lead_move_stage`, so `status`,
+`probabilityPct`, `closedAt`, `lostReason`, `stageChangedAt` and the timeline always agree.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from axiomatic.api.exceptions import BadRequest
+from axiomatic.models import Entity
+from crm.choices import LeadEventKind, StageKind
+from crm.models import Lead, PipelineStage
+from crm.services.actors import Actor
+from crm.services.pipeline import stage_first_open
+from crm.services.timeline import timeline_record
+
+# Fields whose changes are recorded as one `field_changed` event: model attribute → API name.
+TRACKED_FIELDS: dict[str, str] = {
+    "title": "title",
+    "value": "value",
+    "owner_id": "ownerUserId",
+    "expected_close_date": "expectedCloseDate",
+}
+_FIELD_LABELS = {"title": "title", "value": "value", "ownerUserId": "owner", "expectedCloseDate": "expected close date"}
+
+
+def _ensure_lost_reason_fits(*, stage: PipelineStage, lost_reason: str | None) -> None:
+    """A lost reason belongs to lost leads only; anything else would be contradicted by the status."""
+    if lost_reason and stage.kind != StageKind.LOST:
+        raise BadRequest(
+            f"lostReason applies only to leads in a lost stage; {stage.name!r} is {stage.kind}.", field="lostReason"
+        )
+
+
+def _ensure_same_entity(lead: Lead, stage: PipelineStage) -> None:
+    if stage.entity_id != lead.entity_id:
+        raise BadRequest("The stage does not exist in this entity.", field="stageId")
+
+
+def _hold_stage(stage: PipelineStage) -> None:
+    """Keep the target stage from being deleted until this transaction ends.
+
+    `FOR KEY SHARE` is what the foreign key check would take anyway; taking it now means a stage
+    deletion running at the same time either finishes first (the stage is gone: a 400 here, not a
+    foreign key error at commit) or waits and then finds, and moves, this lead. It does not block
+    other moves into the same stage.
+    """
+    table = connection.ops.quote_name(PipelineStage._meta.db_table)
+    if connection.vendor == "postgresql":
+        sql = f"SELECT 1 FROM {table} WHERE id = %s AND entity_id = %s FOR KEY SHARE"
+    else:
+        sql = f"SELECT 1 FROM {table} WHERE id = %s AND entity_id = %s"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [stage.pk, stage.entity_id])
+        if cursor.fetchone() is None:
+            raise BadRequest("The stage no longer exists.", field="stageId")
+
+
+@transaction.atomic
+def lead_save_new(*, lead: Lead, actor: Actor) -> Lead:
+    """Insert an unsaved lead, filling what follows from its stage, and record `lead_created`.
+
+    Shared by `lead_create` and the admin's add form so a lead made anywhere starts consistent: a
+    lead created directly in a won or lost stage is closed at creation.
+    """
+    now = timezone.now()
+    _ensure_same_entity(lead, lead.stage)
+    _ensure_lost_reason_fits(stage=lead.stage, lost_reason=lead.lost_reason)
+    _hold_stage(lead.stage)
+    if lead.probability_pct is None:
+        lead.probability_pct = lead.stage.default_probability_pct
+    if not lead.currency:
+        lead.currency = Entity.objects.values_list("default_currency", flat=True).get(pk=lead.entity_id)
+    lead.closed_at = now if lead.stage.kind != StageKind.OPEN else None
+    lead.stage_changed_at = now
+    lead.save()
+    timeline_record(
+        lead=lead,
+        kind=LeadEventKind.LEAD_CREATED,
+        actor=actor,
+        summary=f"Lead created in {lead.stage.name}",
+        data={
+            "title": lead.title,
+            "stageId": str(lead.stage_id),
+            "stageName": lead.stage.name,
+            "value": _json_value(lead.value),
+            "currency": lead.currency,
+            "probabilityPct": lead.probability_pct,
+        },
+        occurred_at=now,
+    )
+    return lead
+
+
+def lead_create(*, entity: Entity, actor: Actor, stage: PipelineStage | None = None, **fields: Any) -> Lead:
+    """Create a lead: default stage the first open one, probability the stage's default, currency
+    the entity's; records `lead_created`."""
+    if stage is None:
+        stage = stage_first_open(entity=entity)
+        if stage is None:  # every entity keeps an open stage; defensive only
+            raise BadRequest("The entity has no open stage; name a stage.", field="stageId")
+    if not fields.get("currency"):
+        fields["currency"] = entity.default_currency
+    lead = Lead(entity=entity, stage=stage, **fields)
+    return lead_save_new(lead=lead, actor=actor)
+
+
+@transaction.atomic
+def lead_move_stage(
+    *,
+    lead: Lead,
+    stage: PipelineStage,
+    actor: Actor,
+    probability_pct: int | None = None,
+    lost_reason: str | None = None,
+) -> Lead:
+    """Move a lead to `stage`: the one place the rules of a stage change live.
+
+    The lead row is locked so concurrent moves serialise and each records the true "from" stage.
+    Moving to the current stage changes nothing. Otherwise the probability resets to the stage's
+    default unless given; entering won or lost (from another kind) sets `closedAt`; returning to
+    an open stage clears `closedAt` and `lostReason`; entering won clears `lostReason`; a
+    `lostReason` is accepted only when entering a lost stage (400 otherwise). `stageChangedAt`
+    is set and a `stage_changed` event records the actor and both stages' ids and names.
+    Returns the locked, updated lead (with `stage` loaded).
+    """
+    _ensure_same_entity(lead, stage)
+    _hold_stage(stage)  # before the lead: stage deletion locks stages first, then leads
+    locked = Lead.objects.select_for_update(of=("self",)).select_related("stage").get(pk=lead.pk)
+    if locked.stage_id == stage.pk:
+        return locked
+    _ensure_lost_reason_fits(stage=stage, lost_reason=lost_reason)
+    source = locked.stage
+    now = timezone.now()
+    locked.stage = stage
+    locked.probability_pct = stage.default_probability_pct if probability_pct is None else probability_pct
+    if stage.kind == StageKind.OPEN:
+        locked.closed_at = None
+        locked.lost_reason = ""
+    else:
+        if source.kind != stage.kind or locked.closed_at is None:
+            locked.closed_at = now
+        if stage.kind == StageKind.WON:
+            locked.lost_reason = ""
+        elif lost_reason is not None:
+            locked.lost_reason = lost_reason
+    locked.stage_changed_at = now
+    locked.save(
+        update_fields=[
+            "stage",
+            "probability_pct",
+            "closed_at",
+            "lost_reason",
+            "stage_changed_at",
+            "updated_at",
+        ]
+    )
+    timeline_record(
+        lead=locked,
+        kind=LeadEventKind.STAGE_CHANGED,
+        actor=actor,
+        summary=f"Stage changed from {source.name} to {stage.name}",
+        data={
+            "fromStageId": str(source.pk),
+            "fromStageName": source.name,
+            "toStageId": str(stage.pk),
+            "toStageName": stage.name,
+        },
+        occurred_at=now,
+    )
+    return locked
+
+
+@transaction.atomic
+def lead_update(*, lead: Lead, actor: Actor, **fields: Any) -> Lead:
+    """Apply a partial update. A new `stage` goes through `lead_move_stage` (with the
+    `probability_pct` and `lost_reason` sent alongside); changes of title, value, owner and
+    expected close date are recorded together as one `field_changed` event with old and new values.
+    """
+    stage = fields.pop("stage", None)
+    if stage is not None and stage.pk != lead.stage_id:
+        _ensure_same_entity(lead, stage)
+        _hold_stage(stage)  # before the lead row, in the order stage deletion locks them
+    locked = Lead.objects.select_for_update(of=("self",)).select_related("stage").get(pk=lead.pk)
+    if stage is not None and stage.pk != locked.stage_id:
+        locked = lead_move_stage(
+            lead=locked,
+            stage=stage,
+            actor=actor,
+            probability_pct=fields.pop("probability_pct", None),
+            lost_reason=fields.pop("lost_reason", None),
+        )
+    if "lost_reason" in fields:
+        _ensure_lost_reason_fits(stage=locked.stage, lost_reason=fields["lost_reason"])
+
+    before = {attr: getattr(locked, attr) for attr in TRACKED_FIELDS}
+    for name, value in fields.items():
+        setattr(locked, name, value)
+    if not fields:
+        return locked
+    locked.save()
+    changes = {
+        TRACKED_FIELDS[attr]: [_json_value(old), _json_value(getattr(locked, attr))]
+        for attr, old in before.items()
+        if old != getattr(locked, attr)
+    }
+    if changes:
+        labels = ", ".join(_FIELD_LABELS[name] for name in changes)
+        timeline_record(
+            lead=locked,
+            kind=LeadEventKind.FIELD_CHANGED,
+            actor=actor,
+            summary=f"Changed {labels}",
+            data={"changes": changes},
+        )
+    return locked
+
+
+def lead_delete(*, lead: Lead) -> None:
+    """Delete a lead; its activities stay (their lead becomes null), its timeline goes with it."""
+    lead.delete()
+
+
+def _json_value(value: Any) -> Any:
+    """Timeline data is JSON: money as a two-decimal string, dates ISO, ids as strings."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, Decimal):
+        return f"{value.quantize(Decimal('0.01'))}"
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
