@@ -52,6 +52,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "axiomatic.middleware.ApiErrorMiddleware",
+    "axiomatic.idempotency.IdempotencyMiddleware",  # innermost, still outside the view's transaction
 ]
 
 ROOT_URLCONF = "axiomatic.urls"

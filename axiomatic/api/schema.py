@@ -48,6 +48,16 @@ ENTITY_PARAMETER = OpenApiParameter(
     "if sent in several places the values must agree (else 400).",
 )
 
+IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="1–255 printable characters. Repeating a POST with the same key and body within 24 hours answers "
+    "the first (successful) response again, with `Idempotent-Replayed: true`, and creates or sends nothing new; "
+    "the same key with a different body → 422; while the first request is still running → 409.",
+)
+
 _ERROR_CODES = {
     "400": "Invalid input (the envelope's `details` names the fields).",
     "401": "Missing, malformed, unknown, expired or revoked API key.",
@@ -76,6 +86,8 @@ class ApiAutoSchema(AutoSchema):
         params = super().get_override_parameters()
         if self._scoped():
             params = [ENTITY_PARAMETER, *params]
+        if self.method == "POST" and self.path.startswith("/api/crm/"):
+            params = [*params, IDEMPOTENCY_KEY_PARAMETER]
         return params
 
     def _get_paginator(self):

@@ -3,6 +3,13 @@
 from crm.models.activities import Activity
 from crm.models.companies import Company
 from crm.models.contacts import CompanyMembership, Contact
+from crm.models.email import (
+    ConnectionStatus,
+    EmailChannel,
+    EmailStatus,
+    OutboundEmail,
+    OutboundEmailConnection,
+)
 from crm.models.leads import Lead, LeadEvent
 from crm.models.pipeline import PipelineStage
 
@@ -10,8 +17,13 @@ __all__ = [
     "Activity",
     "Company",
     "CompanyMembership",
+    "ConnectionStatus",
     "Contact",
+    "EmailChannel",
+    "EmailStatus",
     "Lead",
     "LeadEvent",
+    "OutboundEmail",
+    "OutboundEmailConnection",
     "PipelineStage",
 ]

@@ -1,0 +1,170 @@
+"""`Idempotency-Key` on every POST under /api/crm (CONTRACT.md §6).
+
+A client that is unsure whether its POST arrived sends it again with the same key: it gets the
+first response again (status and body, plus `Idempotent-Replayed: true`) and nothing is created
+or sent twice. The same key with another body (or route) is a 422; while the first request is
+still running, a 409. Only successful answers are kept (24 hours): a rejected request may be
+corrected and retried with the same key.
+
+This is a middleware, so it runs outside the view's database transaction (ATOMIC_REQUESTS wraps
+only the view): a response is stored only after its transaction committed. State lives in the
+Django cache (Redis in production and tests); `cache.add` is atomic there, so of two concurrent
+requests with one key exactly one runs. Keys are scoped per credential (API key id or session
+user) and entity, so one client can never replay another's response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from django.core.cache import cache
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+logger = logging.getLogger("axiomatic.idempotency")
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+MAX_KEY_LENGTH = 255
+RESULT_TTL_SECONDS = 24 * 60 * 60
+# Longer than any request may run (a crashed process must not block its key for a day).
+LOCK_TTL_SECONDS = 5 * 60
+PATH_PREFIX = "/api/crm/"
+_KEPT_HEADERS = ("Content-Type", "Location")
+
+
+def _error(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+def _credential(request: HttpRequest) -> str | None:
+    """Who is asking: the API key's id, or the signed-in user; None when nobody (→ 401 later)."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if header:
+        from apikeys.services import api_key_authenticate
+
+        parts = header.split()
+        if len(parts) != 2 or parts[0].lower() != "bearer":
+            return None
+        api_key = api_key_authenticate(parts[1])
+        return f"key:{api_key.pk}" if api_key is not None else None
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return f"user:{user.pk}"
+    return None
+
+
+def _canonical_body(body: bytes) -> bytes:
+    """JSON bodies compare by meaning (key order and spacing do not matter); others by bytes."""
+    try:
+        return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode("utf-8")
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return body
+
+
+def _entity_ids(request: HttpRequest, body: bytes) -> list[str]:
+    values = list(request.GET.getlist("entityId"))
+    if "HTTP_X_ENTITY_ID" in request.META:
+        values.append(request.META["HTTP_X_ENTITY_ID"])
+    try:
+        data = json.loads(body) if body else None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("entityId"), str):
+        values.append(data["entityId"])
+    return sorted({value.strip().lower() for value in values})
+
+
+@dataclass(frozen=True)
+class IdempotencyScope:
+    cache_key: str
+    lock_key: str
+    fingerprint: str
+
+
+def idempotency_scope(request: HttpRequest, *, key: str, credential: str, body: bytes) -> IdempotencyScope:
+    """Cache keys for (credential, entity, key) and the fingerprint of this exact request."""
+    entities = ",".join(_entity_ids(request, body))
+    scope = hashlib.sha256(f"{credential}\x00{entities}\x00{key}".encode()).hexdigest()
+    query = urlencode(sorted(request.GET.lists()), doseq=True)
+    digest = hashlib.sha256()
+    for part in (request.method.encode(), request.path.encode("utf-8"), query.encode("utf-8"), _canonical_body(body)):
+        digest.update(part)
+        digest.update(b"\x00")
+    return IdempotencyScope(
+        cache_key=f"idempotency:{scope}", lock_key=f"idempotency-lock:{scope}", fingerprint=digest.hexdigest()
+    )
+
+
+def _replay(stored: dict) -> HttpResponse:
+    response = HttpResponse(stored["body"], status=stored["status"])
+    for name, value in stored["headers"].items():
+        response[name] = value
+    response[REPLAYED_HEADER] = "true"
+    return response
+
+
+def _valid_key(key: str) -> bool:
+    return 1 <= len(key) <= MAX_KEY_LENGTH and all(" " <= ch <= "~" for ch in key)
+
+
+class IdempotencyMiddleware:
+    """Replays successful POSTs under /api/crm that repeat an `Idempotency-Key`."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest):
+        key = request.headers.get(HEADER)
+        if key is None or request.method != "POST" or not request.path.startswith(PATH_PREFIX):
+            return self.get_response(request)
+        if not _valid_key(key):
+            return _error(400, f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.")
+        credential = _credential(request)
+        if credential is None:
+            return self.get_response(request)  # answered 401 by the view; nothing to remember
+        try:
+            body = request.body
+        except RequestDataTooBig:
+            return self.get_response(request)  # answered 413 by the view
+        scope = idempotency_scope(request, key=key, credential=credential, body=body)
+
+        stored = cache.get(scope.cache_key)
+        if stored is not None:
+            return self._answer_stored(stored, scope)
+        if not cache.add(scope.lock_key, scope.fingerprint, timeout=LOCK_TTL_SECONDS):
+            stored = cache.get(scope.cache_key)  # the first one may have finished meanwhile
+            if stored is not None:
+                return self._answer_stored(stored, scope)
+            if cache.get(scope.lock_key) not in (None, scope.fingerprint):
+                return self._mismatch()
+            return _error(409, f"A request with this {HEADER} is still in progress; retry shortly.")
+        try:
+            response = self.get_response(request)
+            if 200 <= response.status_code < 400 and not response.streaming:
+                cache.set(
+                    scope.cache_key,
+                    {
+                        "fingerprint": scope.fingerprint,
+                        "status": response.status_code,
+                        "body": bytes(response.content),
+                        "headers": {name: response[name] for name in _KEPT_HEADERS if response.has_header(name)},
+                    },
+                    timeout=RESULT_TTL_SECONDS,
+                )
+            return response
+        finally:
+            cache.delete(scope.lock_key)
+
+    def _answer_stored(self, stored: dict, scope: IdempotencyScope) -> HttpResponse:
+        if stored.get("fingerprint") != scope.fingerprint:
+            return self._mismatch()
+        return _replay(stored)
+
+    @staticmethod
+    def _mismatch() -> JsonResponse:
+        return _error(422, f"This {HEADER} was already used with a different request; use a new key for a new request.")

@@ -1,0 +1,188 @@
+"""The small interface every mailbox provider implements, and the errors it speaks.
+
+A provider client is a thin HTTP client: it turns an `OutgoingMessage` into the provider's API
+calls and every answer into either a message id or one of the errors below. Deciding what to do
+about an error (retry, refresh the token, give up) is the email service's job, not the client's.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import requests
+from django.conf import settings
+
+logger = logging.getLogger("crm.providers")
+
+MAX_RETRY_AFTER_SECONDS = 600.0
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    """Who a connected mailbox sends as."""
+
+    email_address: str
+    display_name: str = ""
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A sanitised, validated email ready for a provider (addresses already normalised)."""
+
+    from_address: str
+    from_name: str
+    to: list[str]
+    cc: list[str]
+    bcc: list[str]
+    subject: str
+    html_body: str
+    text_body: str
+    message_id: str
+
+
+@dataclass
+class Checkpoint:
+    """Provider state that must survive a retry (e.g. a Graph draft id), saved through `save`."""
+
+    value: str = ""
+    save: Callable[[str], None] = field(default=lambda value: None)
+
+    def remember(self, value: str) -> None:
+        self.value = value
+        self.save(value)
+
+
+class ProviderError(Exception):
+    """Base: the provider did not (knowingly) send the message. `str(exc)` is safe to store."""
+
+
+class TransientProviderError(ProviderError):
+    """Try again later: 429, 5xx, network trouble. `retry_after` is the provider's hint, if any."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AccessTokenRejected(ProviderError):
+    """401: the access token is expired or revoked; a refresh may help (once)."""
+
+
+class PermanentProviderError(ProviderError):
+    """The provider refused the message for good (4xx other than 401/429)."""
+
+
+class RefreshRefused(ProviderError):
+    """The token endpoint refused the refresh token: the user must reconnect the mailbox."""
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date), capped at 10 minutes."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when is None:
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
+def _error_text(response: requests.Response) -> str:
+    """The provider's own error message (Google and Graph both use {"error": {"message"}})."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200].strip()
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("message") or error.get("code") or "")[:300]
+    if isinstance(error, str):
+        return str(body.get("error_description") or error)[:300]
+    return ""
+
+
+_RATE_LIMIT_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "dailyLimitExceeded"}
+
+
+def _is_rate_limited_403(response: requests.Response) -> bool:
+    """Gmail answers some rate limits as 403 with a reason instead of 429."""
+    try:
+        errors = response.json().get("error", {}).get("errors", [])
+    except (ValueError, AttributeError):
+        return False
+    return any(isinstance(e, dict) and e.get("reason") in _RATE_LIMIT_REASONS for e in errors)
+
+
+class ProviderHttp:
+    """requests with the bearer token, timeouts, and answers mapped to the errors above."""
+
+    def __init__(self, *, access_token: str, name: str):
+        self.name = name
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {access_token}"
+        self.session.headers["Accept"] = "application/json"
+        self.timeout = (CONNECT_TIMEOUT_SECONDS, settings.PROVIDER_HTTP_TIMEOUT_SECONDS)
+
+    def call(self, method: str, url: str, *, ok: tuple[int, ...] = (200,), **kwargs) -> requests.Response:
+        try:
+            response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
+        except requests.RequestException as exc:
+            # Never log the exception's request: it carries the Authorization header.
+            raise TransientProviderError(f"{self.name}: network error ({type(exc).__name__})") from None
+        if response.status_code in ok:
+            return response
+        status = response.status_code
+        detail = _error_text(response)
+        summary = f"{self.name} answered {status}" + (f": {detail}" if detail else "")
+        if status == 401:
+            raise AccessTokenRejected(summary)
+        if status == 429 or (status == 403 and _is_rate_limited_403(response)):
+            raise TransientProviderError(summary, retry_after=parse_retry_after(response.headers.get("Retry-After")))
+        if status >= 500:
+            raise TransientProviderError(summary, retry_after=parse_retry_after(response.headers.get("Retry-After")))
+        raise PermanentProviderError(summary)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class MailProvider(ABC):
+    """One provider's mailbox API, authenticated with an access token."""
+
+    channel: str = ""
+    name: str = ""
+
+    def __init__(self, *, access_token: str):
+        self.http = ProviderHttp(access_token=access_token, name=self.name)
+
+    @abstractmethod
+    def mailbox(self) -> Mailbox:
+        """The address (and display name) of the mailbox the token belongs to."""
+
+    @abstractmethod
+    def send(self, message: OutgoingMessage, *, checkpoint: Checkpoint) -> str:
+        """Send `message`; returns the provider's message id. Raises a `ProviderError`."""
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> MailProvider:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -1,0 +1,52 @@
+"""Celery tasks of the CRM (outbound email). Tasks take ids only, never tokens or bodies.
+
+`send_outbound_email` is idempotent (the row is claimed with a conditional UPDATE), which is
+what makes `acks_late` safe: a message redelivered after a worker crash finds the row either
+still `queued` (never claimed: sending it is correct) or already claimed (a no-op). Time limits
+are far below the Redis broker's visibility timeout (3600 s), so a running task is never
+redelivered to a second worker while it still works.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import shared_task
+
+from axiomatic.celery import app
+from crm.services.email import email_deliver, email_enqueue, emails_check_stuck
+
+SEND_SOFT_TIME_LIMIT = 120
+SEND_TIME_LIMIT = 150
+STUCK_CHECK_INTERVAL_SECONDS = 300.0
+
+
+@shared_task(
+    name="crm.send_outbound_email",
+    acks_late=True,
+    soft_time_limit=SEND_SOFT_TIME_LIMIT,
+    time_limit=SEND_TIME_LIMIT,
+    ignore_result=True,
+)
+def send_outbound_email(email_id: str) -> str:
+    """Deliver one queued email; a transient failure schedules the next attempt (same id)."""
+    result = email_deliver(email_id=email_id)
+    if result.outcome == "retry":
+        email_enqueue(email_id=email_id, countdown=result.retry_in)
+    return result.outcome
+
+
+@shared_task(name="crm.check_stuck_outbound_emails", ignore_result=True, soft_time_limit=60, time_limit=90)
+def check_stuck_outbound_emails() -> dict:
+    """Periodic: re-queue overdue `queued` emails and report (log) emails stuck in `sending`."""
+    return emails_check_stuck(sending_for=timedelta(minutes=15), queued_for=timedelta(minutes=5)).as_dict()
+
+
+# `celery -A axiomatic beat` runs the stuck check; set here so settings need no Celery-specific entry.
+app.conf.beat_schedule = {
+    **app.conf.beat_schedule,
+    "crm-check-stuck-outbound-emails": {
+        "task": "crm.check_stuck_outbound_emails",
+        "schedule": STUCK_CHECK_INTERVAL_SECONDS,
+    },
+}
