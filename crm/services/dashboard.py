@@ -1,0 +1,224 @@
+"""The dashboard's figures (CONTRACT.md §8), computed by the database in a fixed number of queries.
+
+Every figure is an aggregate (`COUNT(*) FILTER (WHERE ...)`, `SUM`, `GROUP BY stage, currency`),
+so the cost does not grow with the number of rows fetched into Python and the query count is
+the same for 3 leads or 3 million: one query each for companies, contacts, stages, leads and
+activities. Python only folds the per-(stage, currency) groups, whose number is bounded by
+stages × currencies.
+
+"This month" and "today" are calendar periods in the entity's time zone; `now` is a parameter so
+tests (and reports "as of" a moment) can pin it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal
+from uuid import UUID
+
+from django.db.models import Count, DecimalField, ExpressionWrapper, F, Q, Sum, Value
+from django.db.models.functions import Round
+from django.utils import timezone
+
+from axiomatic.models import Entity
+from crm.choices import ActivityStatus, ActivityType, CompanyRole, CompanyStatus, StageKind
+from crm.models import Activity, Company, Contact, Lead, PipelineStage
+
+UNASSIGNED = "unassigned"
+OwnerSelector = UUID | Literal["unassigned"] | None
+
+WIN_RATE_WINDOW = dt.timedelta(days=90)
+ZERO = Decimal("0.00")
+
+
+@dataclass(frozen=True)
+class DashboardPeriods:
+    """The instants that bound the dashboard's periods, all in UTC."""
+
+    now: dt.datetime
+    month_start: dt.datetime
+    next_month_start: dt.datetime
+    today_start: dt.datetime
+    tomorrow_start: dt.datetime
+
+    @classmethod
+    def at(cls, *, now: dt.datetime, tz: dt.tzinfo) -> DashboardPeriods:
+        """Calendar month and day containing `now` in `tz` (wall-clock midnights, DST-aware)."""
+        local = now.astimezone(tz)
+        midnight = {"hour": 0, "minute": 0, "second": 0, "microsecond": 0}
+        today = local.replace(**midnight)
+        tomorrow = (today + dt.timedelta(days=1)).replace(**midnight)
+        month = today.replace(day=1)
+        next_month = (month + dt.timedelta(days=32)).replace(day=1, **midnight)
+        utc = dt.UTC
+        return cls(
+            now=now.astimezone(utc),
+            month_start=month.astimezone(utc),
+            next_month_start=next_month.astimezone(utc),
+            today_start=today.astimezone(utc),
+            tomorrow_start=tomorrow.astimezone(utc),
+        )
+
+
+def _owner_q(owner: OwnerSelector, field: str) -> Q:
+    if owner is None:
+        return Q()
+    if owner == UNASSIGNED:
+        return Q(**{f"{field}__isnull": True})
+    return Q(**{f"{field}_id": owner})
+
+
+def _money(amounts: dict[str, Decimal]) -> list[dict]:
+    """`{"EUR": 1, "USD": 2}` → `[{"currency": "EUR", "amount": Decimal}, ...]` sorted by currency."""
+    return [{"currency": currency, "amount": amounts[currency]} for currency in sorted(amounts)]
+
+
+def _add(bucket: dict[str, Decimal], currency: str, amount: Decimal | None) -> None:
+    if amount is not None:
+        bucket[currency] = bucket.get(currency, ZERO) + amount
+
+
+def _company_figures(*, entity: Entity, owner: OwnerSelector) -> dict:
+    role_counts = {role: Count("id", filter=Q(role=role)) for role in CompanyRole.values}
+    row = (
+        Company.objects.for_entity(entity)
+        .filter(_owner_q(owner, "owner"))
+        .aggregate(
+            total=Count("id"),
+            active=Count("id", filter=Q(status=CompanyStatus.ACTIVE)),
+            **{f"role_{role}": count for role, count in role_counts.items()},
+        )
+    )
+    return {
+        "total": row["total"],
+        "active": row["active"],
+        "by_role": {role: row[f"role_{role}"] for role in CompanyRole.values},
+    }
+
+
+def _lead_figures(*, entity: Entity, owner: OwnerSelector, periods: DashboardPeriods) -> dict:
+    stages = list(PipelineStage.objects.for_entity(entity).order_by("sort_order", "id").values("id", "name", "kind"))
+    kind_of = {stage["id"]: stage["kind"] for stage in stages}
+
+    this_month = Q(closed_at__gte=periods.month_start, closed_at__lt=periods.next_month_start)
+    # Each lead's weighted value is rounded to cents (as the lead's own `weightedValue` is) before
+    # summing, so the dashboard equals the sum of what the leads show.
+    weighted = Round(
+        ExpressionWrapper(
+            F("value") * F("probability_pct") / Value(Decimal(100)),
+            output_field=DecimalField(max_digits=20, decimal_places=6),
+        ),
+        2,
+        output_field=DecimalField(max_digits=20, decimal_places=2),
+    )
+    groups = (
+        Lead.objects.for_entity(entity)
+        .filter(_owner_q(owner, "owner"))
+        .order_by()
+        .values("stage_id", "currency")
+        .annotate(
+            lead_count=Count("id"),
+            value_sum=Sum("value"),
+            weighted_sum=Sum(weighted),
+            created_this_month=Count(
+                "id", filter=Q(created_at__gte=periods.month_start, created_at__lt=periods.next_month_start)
+            ),
+            closed_this_month=Count("id", filter=this_month),
+            closed_value_this_month=Sum("value", filter=this_month),
+            closed_90_days=Count(
+                "id", filter=Q(closed_at__gte=periods.now - WIN_RATE_WINDOW, closed_at__lte=periods.now)
+            ),
+        )
+    )
+
+    per_stage = {stage["id"]: {"lead_count": 0, "value": {}, "weighted": {}} for stage in stages}
+    leads = dict.fromkeys(("open", "won", "lost", "created_this_month", "won_this_month", "lost_this_month"), 0)
+    open_value: dict[str, Decimal] = {}
+    weighted_open_value: dict[str, Decimal] = {}
+    won_value_this_month: dict[str, Decimal] = {}
+    closed_90 = {StageKind.WON: 0, StageKind.LOST: 0}
+
+    for group in groups:  # one row per (stage, currency): bounded by stages × currencies
+        kind = kind_of[group["stage_id"]]
+        currency = group["currency"]
+        stage = per_stage[group["stage_id"]]
+        stage["lead_count"] += group["lead_count"]
+        _add(stage["value"], currency, group["value_sum"])
+        _add(stage["weighted"], currency, group["weighted_sum"])
+        leads[kind] += group["lead_count"]
+        leads["created_this_month"] += group["created_this_month"]
+        if kind == StageKind.OPEN:
+            _add(open_value, currency, group["value_sum"])
+            _add(weighted_open_value, currency, group["weighted_sum"])
+        else:
+            leads[f"{kind}_this_month"] += group["closed_this_month"]
+            closed_90[kind] += group["closed_90_days"]
+            if kind == StageKind.WON:
+                _add(won_value_this_month, currency, group["closed_value_this_month"])
+
+    closed = closed_90[StageKind.WON] + closed_90[StageKind.LOST]
+    return {
+        "leads": leads,
+        "pipeline": [
+            {
+                "stage_id": stage["id"],
+                "name": stage["name"],
+                "kind": stage["kind"],
+                "lead_count": per_stage[stage["id"]]["lead_count"],
+                "value": _money(per_stage[stage["id"]]["value"]),
+                "weighted_value": _money(per_stage[stage["id"]]["weighted"]),
+            }
+            for stage in stages
+        ],
+        "totals": {
+            "open_value": _money(open_value),
+            "weighted_open_value": _money(weighted_open_value),
+            "won_value_this_month": _money(won_value_this_month),
+        },
+        "win_rate_90_days": round(closed_90[StageKind.WON] / closed, 4) if closed else None,
+    }
+
+
+def _activity_figures(*, entity: Entity, owner: OwnerSelector, periods: DashboardPeriods) -> dict:
+    now = periods.now
+    open_task = Q(type=ActivityType.TASK, status=ActivityStatus.OPEN) & _owner_q(owner, "assignee")
+    since_30 = now - dt.timedelta(days=30)
+    row = (
+        Activity.objects.for_entity(entity)
+        # Only rows that can count anywhere, so the indexes on (type, status, due_at) and
+        # (occurred_at) do the work instead of a scan of the whole history.
+        .filter(open_task | Q(occurred_at__gte=since_30, occurred_at__lte=now))
+        .aggregate(
+            tasks_open=Count("id", filter=open_task),
+            tasks_overdue=Count("id", filter=open_task & Q(due_at__lt=now)),
+            tasks_due_today=Count(
+                "id", filter=open_task & Q(due_at__gte=periods.today_start, due_at__lt=periods.tomorrow_start)
+            ),
+            last_7_days=Count("id", filter=Q(occurred_at__gte=now - dt.timedelta(days=7), occurred_at__lte=now)),
+            last_30_days=Count("id", filter=Q(occurred_at__gte=since_30, occurred_at__lte=now)),
+        )
+    )
+    return {
+        "tasks": {"open": row["tasks_open"], "overdue": row["tasks_overdue"], "due_today": row["tasks_due_today"]},
+        "activities": {"last_7_days": row["last_7_days"], "last_30_days": row["last_30_days"]},
+    }
+
+
+def dashboard_summary(*, entity: Entity, owner: OwnerSelector = None, now: dt.datetime | None = None) -> dict:
+    """Every figure of the dashboard for `entity`, as plain data for `DashboardSerializer`.
+
+    `owner` (a user id, or "unassigned" for no owner) narrows companies, contacts and leads by
+    their owner and tasks by their assignee; `activities` are the whole entity's. Money figures are
+    lists of `{"currency", "amount"}` with Decimal amounts, one entry per currency that has at
+    least one valued lead in the figure (an empty list when none).
+    """
+    periods = DashboardPeriods.at(now=now or timezone.now(), tz=entity.tzinfo)
+    contacts_total = Contact.objects.for_entity(entity).filter(_owner_q(owner, "owner")).count()
+    return {
+        "companies": _company_figures(entity=entity, owner=owner),
+        "contacts": {"total": contacts_total},
+        **_lead_figures(entity=entity, owner=owner, periods=periods),
+        **_activity_figures(entity=entity, owner=owner, periods=periods),
+    }

@@ -1,0 +1,28 @@
+"""Routes of `/api/marketing/`."""
+
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from marketing.api.views import MarketingListMemberViewSet, MarketingListViewSet
+
+router = SimpleRouter(trailing_slash=False)
+router.register("lists", MarketingListViewSet, basename="marketing-list")
+
+urlpatterns = [
+    *router.urls,
+    path(
+        "lists/<uuid:listId>/members",
+        MarketingListMemberViewSet.as_view({"get": "list"}),
+        name="marketing-list-members",
+    ),
+    path(
+        "lists/<uuid:listId>/members/<uuid:pk>",
+        MarketingListMemberViewSet.as_view({"delete": "destroy"}),
+        name="marketing-list-member-detail",
+    ),
+    path(
+        "lists/<uuid:listId>/members/<uuid:pk>/unsubscribe",
+        MarketingListMemberViewSet.as_view({"post": "unsubscribe"}),
+        name="marketing-list-member-unsubscribe",
+    ),
+]

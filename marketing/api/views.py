@@ -1,0 +1,126 @@
+"""Views of `/api/marketing/`: lists and their members (CONTRACT.md §7). Scopes read/write:marketing."""
+
+from __future__ import annotations
+
+import django_filters
+from django.db.models import Count
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework.exceptions import NotFound
+
+from axiomatic.api.filters import StrictFilterSet, SubstringFilter
+from axiomatic.api.schema import item_envelope
+from axiomatic.api.viewsets import (
+    CreateMixin,
+    DestroyOkMixin,
+    EntityScopedViewSet,
+    ListMixin,
+    PartialUpdateMixin,
+    RetrieveMixin,
+)
+from marketing.api.serializers import EmptyBodySerializer, MarketingListMemberSerializer, MarketingListSerializer
+from marketing.models import MarketingList, MarketingListMember, MemberSource, MemberStatus
+from marketing.services import list_create, list_update, member_unsubscribe
+
+
+class MarketingListFilter(StrictFilterSet):
+    q = SubstringFilter(field_name="name", help_text="Case-insensitive substring of the name")
+
+    class Meta:
+        model = MarketingList
+        fields = ["q"]
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List marketing lists", description="Ordered by name, then id."),
+    create=extend_schema(
+        summary="Create a marketing list",
+        description="A name already used in the entity (case-insensitively) → 409 with existingId.",
+    ),
+    retrieve=extend_schema(summary="Get a marketing list"),
+    partial_update=extend_schema(
+        summary="Update a marketing list",
+        description="Changes only the fields sent (name, description). A taken name → 409 with existingId.",
+    ),
+    destroy=extend_schema(
+        summary="Delete a marketing list",
+        description='Deletes the list and all its member rows (opt-outs included) → 200 `{"ok": true}`. '
+        "The CRM contacts are not touched.",
+    ),
+)
+class MarketingListViewSet(
+    ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, DestroyOkMixin, EntityScopedViewSet
+):
+    queryset = MarketingList.objects.all()
+    serializer_class = MarketingListSerializer
+    filterset_class = MarketingListFilter
+    scope_family = "marketing"
+    item_key = "list"
+    list_key = "lists"
+    ordering = ("name", "id")
+
+    def narrow_queryset(self, queryset):
+        # memberCount in the same query as the lists (GROUP BY), never one count per row.
+        return queryset.annotate(member_count=Count("members"))
+
+    def perform_create(self, serializer):
+        marketing_list = list_create(entity=self.request.entity, **serializer.validated_data)
+        marketing_list.member_count = 0  # a new list has no members; saves re-reading it
+        return marketing_list
+
+    def perform_update(self, serializer):
+        return list_update(marketing_list=serializer.instance, **serializer.validated_data)
+
+
+class MarketingListMemberFilter(StrictFilterSet):
+    status = django_filters.ChoiceFilter(choices=MemberStatus.choices, help_text="subscribed or unsubscribed")
+    source = django_filters.ChoiceFilter(choices=MemberSource.choices, help_text="How the member was added")
+
+    class Meta:
+        model = MarketingListMember
+        fields = ["status", "source"]
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List a marketing list's members",
+        description="Subscribed and unsubscribed members, newest `addedAt` first (ties by id). "
+        "404 when the list does not exist in this entity.",
+    ),
+    destroy=extend_schema(
+        summary="Remove a member from a list",
+        description='Deletes the member row → 200 `{"ok": true}`. This also forgets an opt-out, so the '
+        "contact could be added again later; to keep someone off the list, unsubscribe instead. "
+        "404 for a member of another list.",
+    ),
+)
+class MarketingListMemberViewSet(ListMixin, DestroyOkMixin, EntityScopedViewSet):
+    queryset = MarketingListMember.objects.all()
+    serializer_class = MarketingListMemberSerializer
+    filterset_class = MarketingListMemberFilter
+    scope_family = "marketing"
+    item_key = "member"
+    list_key = "members"
+    ordering = ("-added_at", "id")
+
+    def narrow_queryset(self, queryset):
+        return queryset.filter(marketing_list_id=self.kwargs["listId"])
+
+    def _require_list(self) -> None:
+        lists = MarketingList.objects.for_entity(self.request.entity)
+        if not lists.filter(pk=self.kwargs["listId"]).exists():
+            raise NotFound("Marketing list not found.")
+
+    def list(self, request, *args, **kwargs):
+        self._require_list()  # an unknown list is a 404, not an empty page
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Unsubscribe a member",
+        description="Sets `status` to `unsubscribed` and keeps the row, which stops later adds from putting "
+        'the contact back on the list. Idempotent → 200 `{"member": {...}}`.',
+        request=EmptyBodySerializer,
+        responses={200: OpenApiResponse(item_envelope("member", MarketingListMemberSerializer))},
+    )
+    def unsubscribe(self, request, *args, **kwargs):
+        EmptyBodySerializer(data=request.data).is_valid(raise_exception=True)
+        return self.wrap(member_unsubscribe(member=self.get_object()))
