@@ -2,19 +2,27 @@
 
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.views.generic import RedirectView
 
-from axiomatic import views
+from axiomatic import pages, views
+from axiomatic.api.docs import DocsView, SchemaView
 
 urlpatterns = [
     path("api/crm/", include("crm.api.urls")),
-    path("api/schema", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/marketing/", include("marketing.api.urls")),
+    path("api/schema", SchemaView.as_view(), name="schema"),
+    path("api/docs", DocsView.as_view(url_name="schema"), name="docs"),
     # Anything else under /api/ is a JSON 404, whatever DEBUG says.
     re_path(r"^api/", views.api_not_found),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    # Browser pages (issue 7).
+    path("", RedirectView.as_view(url="/crm/board", query_string=True), name="home"),
+    path("entity/switch", pages.entity_switch, name="entity-switch"),
+    path("crm/", include("crm.connections")),  # /crm/connections*: mailbox OAuth pages (issue 5)
+    path("crm/", include("crm.urls")),
+    path("settings/", include("apikeys.urls")),
 ]
 
 handler404 = "axiomatic.views.handler404"

@@ -1,8 +1,18 @@
 """Staff admin for the CRM models: useful columns, search, filters; writes with rules use services."""
 
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.forms.models import BaseInlineFormSet
 
+from axiomatic.models import Membership
+from crm.choices import StageKind
 from crm.models import Activity, Company, CompanyMembership, Contact, Lead, LeadEvent, PipelineStage
+from crm.services.activities import activity_save_new, activity_update
+from crm.services.actors import Actor
+from crm.services.contacts import contact_memberships_save, membership_create, membership_update
+from crm.services.leads import lead_save_new, lead_update
+from crm.services.pipeline import stage_save_new, stage_update
 
 
 class EntityScopedAdmin(admin.ModelAdmin):
@@ -24,8 +34,52 @@ class CompanyAdmin(EntityScopedAdmin):
     readonly_fields = [*EntityScopedAdmin.readonly_fields, "archived_at"]
 
 
+class ContactAdminForm(forms.ModelForm):
+    """Stores the email lower-cased, as the API does, so uniqueness per entity means the same thing."""
+
+    class Meta:
+        model = Contact
+        fields = ["entity", "first_name", "last_name", "email", "phone", "title", "owner", "linkedin_url", "notes"]
+
+    def clean_email(self):
+        email = (self.cleaned_data.get("email") or "").strip().lower()
+        return email or None
+
+
+def _check_membership_dates(form: forms.BaseForm, data: dict) -> None:
+    start, end = data.get("start_date"), data.get("end_date")
+    if start and end and end < start:
+        form.add_error("end_date", "The end date must not be before the start date.")
+
+
+class MembershipInlineFormSet(BaseInlineFormSet):
+    """Checks the edited memberships as a whole: at most one primary, companies of the contact's entity.
+
+    Saving goes through `contact_memberships_save`, which demotes before it promotes, so switching
+    the primary company in one submit never trips the one-primary index.
+    """
+
+    def clean(self):
+        super().clean()
+        entity_id = getattr(self.instance, "entity_id", None)
+        primaries = 0
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", None)
+            if not data or data.get("DELETE"):
+                continue
+            company = data.get("company")
+            if company is not None and entity_id is not None and company.entity_id != entity_id:
+                form.add_error("company", "This company belongs to another entity than the contact.")
+            _check_membership_dates(form, data)
+            if data.get("is_primary"):
+                primaries += 1
+        if primaries > 1:
+            raise ValidationError("A contact can have only one primary company membership.")
+
+
 class MembershipInline(admin.TabularInline):
     model = CompanyMembership
+    formset = MembershipInlineFormSet
     fk_name = "contact"
     extra = 0
     fields = ["company", "title", "is_primary", "start_date", "end_date"]
@@ -34,6 +88,7 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Contact)
 class ContactAdmin(EntityScopedAdmin):
+    form = ContactAdminForm
     list_display = ["__str__", "email", "phone", "owner", "entity", "created_at"]
     list_filter = ["entity"]
     search_fields = ["first_name", "last_name", "email"]
@@ -42,18 +97,129 @@ class ContactAdmin(EntityScopedAdmin):
     autocomplete_fields = ["entity", "owner"]
     inlines = [MembershipInline]
 
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not CompanyMembership:
+            return super().save_formset(request, form, formset, change)
+        memberships = formset.save(commit=False)
+        contact_memberships_save(contact=form.instance, memberships=memberships, deleted=formset.deleted_objects)
+        formset.save_m2m()
+
+
+class CompanyMembershipAdminForm(forms.ModelForm):
+    """The primary flag is applied by the service (demote the old primary, then promote), so it is
+    not a model field of the form; the entity is the contact's."""
+
+    make_primary = forms.BooleanField(
+        required=False,
+        label="Primary",
+        help_text="The contact's primary company; checking it demotes the current primary membership.",
+    )
+
+    class Meta:
+        model = CompanyMembership
+        fields = ["contact", "company", "title", "start_date", "end_date"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["make_primary"].initial = bool(self.instance.pk and self.instance.is_primary)
+
+    def clean(self):
+        cleaned = super().clean()
+        contact = cleaned.get("contact") or (self.instance.contact if self.instance.pk else None)
+        company = cleaned.get("company")
+        if contact is not None and company is not None:
+            if contact.entity_id != company.entity_id:
+                self.add_error("company", "This company belongs to another entity than the contact.")
+            elif (
+                CompanyMembership.objects.filter(contact=contact, company=company).exclude(pk=self.instance.pk).exists()
+            ):
+                self.add_error("company", "This contact already has a membership at that company.")
+        _check_membership_dates(self, cleaned)
+        return cleaned
+
 
 @admin.register(CompanyMembership)
 class CompanyMembershipAdmin(EntityScopedAdmin):
+    form = CompanyMembershipAdminForm
     list_display = ["contact", "company", "title", "is_primary", "start_date", "end_date"]
     list_filter = ["is_primary", "entity"]
     search_fields = ["contact__first_name", "contact__last_name", "contact__email", "company__name"]
     list_select_related = ["entity", "contact", "company"]
-    autocomplete_fields = ["entity", "contact", "company"]
+    autocomplete_fields = ["contact", "company"]
+    readonly_fields = [*EntityScopedAdmin.readonly_fields, "entity"]
+    fields = ["id", "entity", "contact", "company", "title", "make_primary", "start_date", "end_date"]
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if not change:
+            created = membership_create(
+                contact=data["contact"],
+                company=data["company"],
+                title=data.get("title") or "",
+                is_primary=True if data.get("make_primary") else None,  # unchecked: the first one still becomes primary
+                start_date=data.get("start_date"),
+                end_date=data.get("end_date"),
+            )
+            # The admin reads the saved object (for its messages and redirect) from `obj`.
+            obj.pk, obj.entity_id, obj.is_primary = created.pk, created.entity_id, created.is_primary
+            return
+        fields = {
+            name: data[name] for name in form.changed_data if name in ("company", "title", "start_date", "end_date")
+        }
+        if "make_primary" in form.changed_data:
+            fields["is_primary"] = data["make_primary"]
+        membership_update(membership=obj, **fields)
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = super().get_readonly_fields(request, obj)
+        # A membership stays with its contact (delete it and add another to move someone).
+        return [*readonly, "contact"] if obj is not None else readonly
+
+
+class PipelineStageAdminForm(forms.ModelForm):
+    """The rules of the stage API, checked as form errors: trimmed unique names (the model's
+    case-insensitive constraint), the fixed kind of system stages, at least one stage of each kind."""
+
+    class Meta:
+        model = PipelineStage
+        fields = ["entity", "name", "kind", "default_probability_pct", "color_key"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "default_probability_pct" in self.fields:
+            self.fields["default_probability_pct"].required = False
+            self.fields["default_probability_pct"].help_text = "Empty: 100 for won stages, 0 otherwise."
+
+    def clean_name(self):
+        name = (self.cleaned_data.get("name") or "").strip()
+        if not name:
+            raise forms.ValidationError("The name must not be blank.")
+        return name
+
+    def clean(self):
+        cleaned = super().clean()
+        stage = self.instance
+        entity = cleaned.get("entity") or (stage.entity if stage.entity_id else None)
+        name = cleaned.get("name")
+        if entity is not None and name:
+            same_name = PipelineStage.objects.for_entity(entity).filter(name__iexact=name).exclude(pk=stage.pk)
+            if same_name.exists():
+                self.add_error("name", "A stage with this name already exists in the entity.")
+        kind = cleaned.get("kind")
+        if not stage._state.adding and kind and kind != stage.kind:
+            if stage.system_key:
+                self.add_error("kind", "The kind of a system stage cannot change.")
+            elif not PipelineStage.objects.for_entity(stage.entity_id).filter(kind=stage.kind).exclude(pk=stage.pk):
+                self.add_error("kind", f"The pipeline needs at least one {stage.kind} stage.")
+        return cleaned
 
 
 @admin.register(PipelineStage)
 class PipelineStageAdmin(EntityScopedAdmin):
+    """Stages are added at the end and edited through the stage services. Order changes with the
+    reorder API and deletion (which may need to move leads) through the API, so neither is here."""
+
+    form = PipelineStageAdminForm
     list_display = [
         "name",
         "entity",
@@ -66,7 +232,24 @@ class PipelineStageAdmin(EntityScopedAdmin):
     list_filter = ["kind", "entity"]
     search_fields = ["name", "system_key"]
     ordering = ["entity", "sort_order"]
-    readonly_fields = [*EntityScopedAdmin.readonly_fields, "system_key"]
+    readonly_fields = [*EntityScopedAdmin.readonly_fields, "sort_order", "system_key"]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = super().get_readonly_fields(request, obj)
+        return [*readonly, "entity"] if obj is not None else readonly
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            stage_save_new(stage=obj)
+            return
+        editable = ("name", "kind", "default_probability_pct", "color_key")
+        fields = {name: form.cleaned_data[name] for name in form.changed_data if name in editable}
+        stage = stage_update(stage=PipelineStage.objects.get(pk=obj.pk), **fields)
+        obj.refresh_from_db()
+        return stage
 
 
 class LeadEventInline(admin.TabularInline):
@@ -83,8 +266,85 @@ class LeadEventInline(admin.TabularInline):
         return False
 
 
+@admin.register(LeadEvent)
+class LeadEventAdmin(admin.ModelAdmin):
+    """Every timeline event, searchable across leads; read-only (history is written by services)."""
+
+    list_display = ["occurred_at", "kind", "summary", "lead", "actor_type", "actor_name", "entity"]
+    list_filter = ["kind", "actor_type", "entity"]
+    search_fields = ["summary", "actor_name", "lead__title"]
+    ordering = ["-occurred_at", "-id"]
+    date_hierarchy = "occurred_at"
+    list_select_related = ["lead", "entity"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class _EntityRowsForm(forms.ModelForm):
+    """Admin forms list every entity's rows; refuse links across entities as the API does."""
+
+    entity_fields: tuple[str, ...] = ()
+    member_fields: tuple[str, ...] = ()
+
+    def clean(self):
+        cleaned = super().clean()
+        entity = cleaned.get("entity") or getattr(self.instance, "entity", None)
+        if entity is None:
+            return cleaned
+        for name in self.entity_fields:
+            value = cleaned.get(name)
+            if value is not None and value.entity_id != entity.pk:
+                self.add_error(name, "This belongs to another entity.")
+        for name in self.member_fields:
+            value = cleaned.get(name)
+            if value is not None and not Membership.objects.filter(user=value, entity=entity).exists():
+                self.add_error(name, "This user is not a member of the entity.")
+        return cleaned
+
+
+class LeadAdminForm(_EntityRowsForm):
+    entity_fields = ("stage", "company", "contact")
+    member_fields = ("owner",)
+
+    class Meta:
+        model = Lead
+        fields = [
+            "entity",
+            "title",
+            "company",
+            "contact",
+            "stage",
+            "value",
+            "currency",
+            "probability_pct",
+            "expected_close_date",
+            "owner",
+            "source",
+            "notes",
+            "lost_reason",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        stage = cleaned.get("stage")
+        if cleaned.get("lost_reason") and stage is not None and stage.kind != StageKind.LOST:
+            self.add_error("lost_reason", "Only leads in a lost stage have a lost reason.")
+        return cleaned
+
+
 @admin.register(Lead)
 class LeadAdmin(EntityScopedAdmin):
+    """Saves go through the lead services: a stage change is a `lead_move_stage` (closedAt,
+    probability, timeline event with the staff user as actor) and field edits are recorded."""
+
+    form = LeadAdminForm
     list_display = [
         "title",
         "stage",
@@ -103,13 +363,149 @@ class LeadAdmin(EntityScopedAdmin):
     readonly_fields = [*EntityScopedAdmin.readonly_fields, "closed_at", "stage_changed_at"]
     inlines = [LeadEventInline]
 
+    def get_readonly_fields(self, request, obj=None):
+        readonly = super().get_readonly_fields(request, obj)
+        return [*readonly, "entity"] if obj is not None else readonly
+
+    def save_model(self, request, obj, form, change):
+        actor = Actor.for_user(request.user)
+        if not change:
+            lead_save_new(lead=obj, actor=actor)
+            return
+        fields = {name: form.cleaned_data[name] for name in form.changed_data if name in form.cleaned_data}
+        fields.pop("entity", None)
+        lead_update(lead=obj, actor=actor, **fields)
+        obj.refresh_from_db()
+
+
+class ActivityAdminForm(_EntityRowsForm):
+    entity_fields = ("lead", "company", "contact")
+    member_fields = ("assignee",)
+
+    class Meta:
+        model = Activity
+        fields = [
+            "entity",
+            "type",
+            "subject",
+            "body",
+            "status",
+            "occurred_at",
+            "due_at",
+            "duration_minutes",
+            "outcome",
+            "lead",
+            "company",
+            "contact",
+            "project_id",
+            "assignee",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, help_text in (
+            ("status", "Empty: open for tasks, completed otherwise."),
+            ("occurred_at", "Empty: now."),
+        ):
+            if name in self.fields:
+                self.fields[name].required = False
+                self.fields[name].help_text = help_text
+
 
 @admin.register(Activity)
 class ActivityAdmin(EntityScopedAdmin):
+    """Saves go through the activity services: status defaults, completedAt, the lead's timeline."""
+
+    form = ActivityAdminForm
     list_display = ["subject", "type", "status", "occurred_at", "due_at", "assignee", "lead", "entity"]
     list_filter = ["type", "status", "entity"]
     search_fields = ["subject", "body"]
     ordering = ["-occurred_at", "id"]
     date_hierarchy = "occurred_at"
     list_select_related = ["entity", "assignee", "lead"]
-    autocomplete_fields = ["entity", "assignee", "created_by", "lead", "company", "contact"]
+    autocomplete_fields = ["entity", "assignee", "lead", "company", "contact"]
+    readonly_fields = [*EntityScopedAdmin.readonly_fields, "completed_at", "created_by"]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = super().get_readonly_fields(request, obj)
+        return [*readonly, "entity"] if obj is not None else readonly
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+            activity_save_new(activity=obj, actor=Actor.for_user(request.user))
+            return
+        fields = {name: form.cleaned_data[name] for name in form.changed_data if name in form.cleaned_data}
+        fields.pop("entity", None)
+        for name in ("status", "occurred_at"):  # left empty: keep the current value
+            if name in fields and not fields[name]:
+                fields.pop(name)
+        activity_update(activity=Activity.objects.get(pk=obj.pk), **fields)
+        obj.refresh_from_db()
+
+
+# --- Outbound email (issue 5). OAuth tokens are never shown: not in fields, lists or searches. ---
+from crm.models import OutboundEmail, OutboundEmailConnection  # noqa: E402
+from crm.services.email import connection_revoke  # noqa: E402
+
+_TOKEN_FIELDS = ["access_token_encrypted", "refresh_token_encrypted"]
+
+
+@admin.register(OutboundEmailConnection)
+class OutboundEmailConnectionAdmin(EntityScopedAdmin):
+    """Mailboxes are connected through OAuth consent at /crm/connections, never added here."""
+
+    list_display = ["email_address", "channel", "status", "display_name", "connected_by", "entity", "last_used_at"]
+    list_filter = ["channel", "status", "entity"]
+    search_fields = ["email_address", "display_name"]
+    ordering = ["email_address", "id"]
+    list_select_related = ["entity", "connected_by"]
+    exclude = _TOKEN_FIELDS
+    fields = [
+        "id",
+        "entity",
+        "channel",
+        "email_address",
+        "display_name",
+        "status",
+        "connected_by",
+        "granted_scopes",
+        "token_expires_at",
+        "last_used_at",
+        "revoked_at",
+        "created_at",
+        "updated_at",
+    ]
+    readonly_fields = [name for name in fields if name != "display_name"]
+    actions = ["revoke_connections"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Disconnect (revoke) selected mailboxes")
+    def revoke_connections(self, request, queryset):
+        for connection in queryset:
+            connection_revoke(connection=connection)
+        self.message_user(request, f"Revoked {queryset.count()} connection(s).")
+
+
+@admin.register(OutboundEmail)
+class OutboundEmailAdmin(EntityScopedAdmin):
+    """Read-only: an email's state changes only through the worker and `outbound_email_check`."""
+
+    list_display = ["subject", "status", "channel", "from_address", "attempts", "sent_at", "lead", "created_at"]
+    list_filter = ["status", "channel", "entity"]
+    search_fields = ["subject", "from_address", "provider_message_id"]
+    ordering = ["-created_at", "id"]
+    date_hierarchy = "created_at"
+    list_select_related = ["entity", "lead"]
+    exclude = ["claim_token"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields if f.name != "claim_token"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -2,9 +2,29 @@
 
 from rest_framework.routers import SimpleRouter
 
+from crm.api.activities import ActivityViewSet, TaskViewSet
 from crm.api.companies import CompanyViewSet
+from crm.api.contacts import CompanyContactViewSet, ContactMembershipViewSet, ContactViewSet
+from crm.api.dashboard import DashboardViewSet
+from crm.api.email import OutboundEmailConnectionViewSet, OutboundEmailViewSet
+from crm.api.leads import LeadViewSet
+from crm.api.pipeline import PipelineStageViewSet
+from crm.api.prospecting import ProspectingViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("companies", CompanyViewSet, basename="company")
+router.register(r"companies/(?P<companyId>[^/.]+)/contacts", CompanyContactViewSet, basename="company-contact")
+router.register("contacts", ContactViewSet, basename="contact")
+router.register(
+    r"contacts/(?P<contactId>[^/.]+)/company-memberships", ContactMembershipViewSet, basename="contact-membership"
+)
+router.register("prospecting", ProspectingViewSet, basename="prospecting")
+router.register("dashboard", DashboardViewSet, basename="dashboard")
+router.register("outbound-email-connections", OutboundEmailConnectionViewSet, basename="outbound-email-connection")
+router.register("outbound-email", OutboundEmailViewSet, basename="outbound-email")
+router.register("pipeline-stages", PipelineStageViewSet, basename="pipeline-stage")
+router.register("leads", LeadViewSet, basename="lead")
+router.register("activities", ActivityViewSet, basename="activity")
+router.register("tasks", TaskViewSet, basename="task")
 
 urlpatterns = router.urls

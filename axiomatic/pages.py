@@ -1,0 +1,100 @@
+"""Shared plumbing of the browser pages: which entity a page shows, and switching it.
+
+A page takes its entity from `?entityId=` or from the one remembered in the session (key
+`entity_id`); failing both, the user's first membership. The user must be a member: a malformed
+id is a 404, an entity the user does not belong to (or that does not exist) a 403, the same
+answer either way so a page never tells whether someone else's entity exists.
+"""
+
+from __future__ import annotations
+
+import uuid
+from functools import wraps
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponseRedirect
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from axiomatic.models import Entity, Membership
+from axiomatic.tenancy import set_transaction_entity
+
+SESSION_ENTITY_KEY = "entity_id"
+ENTITY_QUERY_PARAM = "entityId"
+
+
+def _parse_entity_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value).strip())
+    except ValueError:
+        raise Http404("No such entity.") from None
+
+
+def _member_entity(user, entity_id: uuid.UUID) -> Entity | None:
+    membership = Membership.objects.select_related("entity").filter(user=user, entity_id=entity_id).first()
+    return membership.entity if membership else None
+
+
+def page_entity_resolve(request: HttpRequest) -> tuple[Entity, list[Membership]]:
+    """The entity the page shows (membership checked, remembered in the session) and all the
+    user's memberships (for the switcher), in one query."""
+    memberships = list(
+        Membership.objects.select_related("entity").filter(user=request.user).order_by("created_at", "id")
+    )
+    entities = {membership.entity_id: membership.entity for membership in memberships}
+    given = request.GET.get(ENTITY_QUERY_PARAM)
+    if given:
+        entity = entities.get(_parse_entity_id(given))
+        if entity is None:
+            raise PermissionDenied("You are not a member of that entity.")
+    else:
+        try:
+            entity = entities.get(uuid.UUID(request.session.get(SESSION_ENTITY_KEY) or ""))
+        except ValueError:
+            entity = None
+        if entity is None:
+            if not memberships:
+                raise PermissionDenied("Your account is not a member of any entity yet.")
+            entity = memberships[0].entity
+    if request.session.get(SESSION_ENTITY_KEY) != str(entity.pk):
+        request.session[SESSION_ENTITY_KEY] = str(entity.pk)
+    return entity, sorted(memberships, key=lambda m: (m.entity.name.lower(), str(m.entity_id)))
+
+
+def entity_page(view):
+    """Decorator for page views: login required, then `request.entity` and the switcher's data.
+
+    The layout reads `request.entity` and `request.entity_memberships` to draw the switcher.
+    """
+
+    @login_required
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        request.entity, request.entity_memberships = page_entity_resolve(request)
+        set_transaction_entity(request.entity.pk)
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _without_entity_param(url: str) -> str:
+    """`next` minus any `entityId`, so the redirect does not switch straight back."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != ENTITY_QUERY_PARAM]
+    return urlunsplit(("", "", parts.path or "/", urlencode(query), ""))
+
+
+@require_POST
+@login_required
+def entity_switch(request: HttpRequest):
+    """POST `entity_id` (+ `next`): remember another entity the user belongs to, then go back."""
+    entity = _member_entity(request.user, _parse_entity_id(request.POST.get("entity_id", "")))
+    if entity is None:
+        raise PermissionDenied("You are not a member of that entity.")
+    request.session[SESSION_ENTITY_KEY] = str(entity.pk)
+    target = request.POST.get("next") or "/crm/board"
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=False):
+        target = "/crm/board"
+    return HttpResponseRedirect(_without_entity_param(target))
