@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -76,14 +77,18 @@ def api_key_authenticate(secret: str) -> ApiKey | None:
 
 
 def api_key_touch(api_key: ApiKey) -> None:
-    """Record use, writing at most once per minute per key (a conditional UPDATE, no read)."""
+    """Record use, writing at most once per minute per key (a conditional UPDATE, no read).
+
+    The write runs after the request's transaction commits, in its own short statement: inside the
+    request it would hold the key's row lock until commit and queue every concurrent request of
+    the same key behind it.
+    """
     now = timezone.now()
     if api_key.last_used_at and now - api_key.last_used_at < LAST_USED_RESOLUTION:
         return
-    ApiKey.objects.filter(pk=api_key.pk).filter(
-        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
-    ).update(last_used_at=now)
     api_key.last_used_at = now
+    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
+    transaction.on_commit(lambda: ApiKey.objects.filter(stale, pk=api_key.pk).update(last_used_at=now))
 
 
 def api_key_revoke(api_key: ApiKey) -> ApiKey:

@@ -274,3 +274,8 @@ def test_healthz_is_ok_without_credentials(client, db):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("path", ["/companies", "/contacts", "/leads", "/activities", "/tasks"])
+def test_nul_character_in_a_query_parameter_is_a_400_not_a_database_error(api, path):
+    assert_error(api.get(path, {"q": "ac\x00me"}), 400)

@@ -63,6 +63,11 @@ _ERROR_CODES = {
     "401": "Missing, malformed, unknown, expired or revoked API key.",
     "403": "The key lacks the scope, or belongs to another entity.",
     "404": "Not found in this entity (another entity's id reads the same).",
+    "409": "Conflict: a uniqueness rule (the envelope's `existingId` names the existing record), "
+    "the current state refuses the write, or a request with the same `Idempotency-Key` is in flight.",
+    "413": "Request body larger than 1 MB.",
+    "415": "Body is not `application/json`.",
+    "422": "`Idempotency-Key` reused with a different request.",
     "429": "Rate limit exceeded; see `Retry-After`.",
 }
 _WRAPPED_ACTIONS = {"retrieve", "create", "partial_update"}
@@ -115,6 +120,10 @@ class ApiAutoSchema(AutoSchema):
             codes.insert(0, "400")
         if "{" in self.path:
             codes.append("404")
+        if self._scoped() and self.method in ("POST", "PATCH"):
+            codes += ["409", "413", "415"]
+        if self._scoped() and self.method == "POST" and self.path.startswith("/api/crm/"):
+            codes.append("422")
         for code in codes:
             if code not in responses:
                 responses[code] = self._get_response_for_code(ErrorSerializer, code)

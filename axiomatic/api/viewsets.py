@@ -8,7 +8,7 @@ classes (refused when the class is defined), so no view can forget the entity.
 
 from __future__ import annotations
 
-from rest_framework import status, viewsets
+from rest_framework import exceptions, status, viewsets
 from rest_framework.response import Response
 
 from apikeys.authentication import ApiKeyAuthentication
@@ -41,6 +41,16 @@ class EntityScopedViewSet(viewsets.GenericViewSet):
                     f"{cls.__name__} overrides {name}; narrow rows with narrow_queryset() instead "
                     "so entity scoping and scope checks stay in EntityScopedViewSet."
                 )
+        # Path parameters are named as in the seed: /leads/{leadId}, /pipeline-stages/{stageId}, ...
+        if "lookup_url_kwarg" not in cls.__dict__ and "item_key" in cls.__dict__:
+            cls.lookup_url_kwarg = f"{cls.item_key}Id"
+
+    def initial(self, request, *args, **kwargs):
+        # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
+        for key, values in request.query_params.lists():
+            if "\x00" in key or any("\x00" in value for value in values):
+                raise exceptions.ParseError("Query parameters must not contain NUL characters.")
+        super().initial(request, *args, **kwargs)
 
     def get_queryset(self):
         model = self.queryset.model

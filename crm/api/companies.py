@@ -115,7 +115,6 @@ class CompanyViewSet(ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, 
     item_key = "company"
     list_key = "companies"
     ordering = ("name", "id")
-    lookup_url_kwarg = "companyId"  # the seed's path parameter name
 
     def perform_create(self, serializer):
         return company_create(entity=self.request.entity, **serializer.validated_data)

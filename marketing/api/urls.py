@@ -16,12 +16,12 @@ urlpatterns = [
         name="marketing-list-members",
     ),
     path(
-        "lists/<uuid:listId>/members/<uuid:pk>",
+        "lists/<uuid:listId>/members/<uuid:memberId>",
         MarketingListMemberViewSet.as_view({"delete": "destroy"}),
         name="marketing-list-member-detail",
     ),
     path(
-        "lists/<uuid:listId>/members/<uuid:pk>/unsubscribe",
+        "lists/<uuid:listId>/members/<uuid:memberId>/unsubscribe",
         MarketingListMemberViewSet.as_view({"post": "unsubscribe"}),
         name="marketing-list-member-unsubscribe",
     ),

@@ -289,33 +289,46 @@ def _api_key_updates(queries) -> list[str]:
     return [q["sql"] for q in queries if q["sql"].startswith("UPDATE") and table in q["sql"]]
 
 
-def test_last_used_at_is_set_on_first_use(api):
+def test_last_used_at_is_set_on_first_use(api, django_capture_on_commit_callbacks):
     assert api.api_key.last_used_at is None
     before = timezone.now()
-    assert api.get("/companies").status_code == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api.get("/companies").status_code == 200
     api.api_key.refresh_from_db()
     assert api.api_key.last_used_at is not None
     assert api.api_key.last_used_at >= before
 
 
-def test_last_used_at_is_written_at_most_once_a_minute(api):
-    assert api.get("/companies").status_code == 200
+def test_last_used_at_is_written_after_the_request_commits_not_inside_it(api, django_capture_on_commit_callbacks):
+    # Inside the request it would hold the key's row lock and queue concurrent requests of the key.
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert api.get("/companies").status_code == 200
+    api.api_key.refresh_from_db()
+    assert api.api_key.last_used_at is None
+    assert len(callbacks) == 1
+
+
+def test_last_used_at_is_written_at_most_once_a_minute(api, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api.get("/companies").status_code == 200
     api.api_key.refresh_from_db()
     first = api.api_key.last_used_at
+    assert first is not None
 
-    with CaptureQueriesContext(connection) as queries:
+    with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(execute=True):
         assert api.get("/companies").status_code == 200
     assert _api_key_updates(queries.captured_queries) == []
     api.api_key.refresh_from_db()
     assert api.api_key.last_used_at == first
 
 
-def test_last_used_at_is_updated_again_after_a_minute(api):
-    assert api.get("/companies").status_code == 200
+def test_last_used_at_is_updated_again_after_a_minute(api, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api.get("/companies").status_code == 200
     long_ago = timezone.now() - timedelta(minutes=2)
     ApiKey.objects.filter(pk=api.api_key.pk).update(last_used_at=long_ago)
 
-    with CaptureQueriesContext(connection) as queries:
+    with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(execute=True):
         assert api.get("/companies").status_code == 200
     assert len(_api_key_updates(queries.captured_queries)) == 1
     api.api_key.refresh_from_db()
