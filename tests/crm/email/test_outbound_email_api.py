@@ -242,7 +242,7 @@ def test_schema_documents_outbound_email_and_idempotency_key(client, db):
     get_params = schema["paths"]["/api/crm/companies"]["get"]["parameters"]
     assert "Idempotency-Key" not in [p["name"] for p in get_params]
     assert "/api/crm/outbound-email-connections" in schema["paths"]
-    assert "/api/crm/outbound-email/{id}" in schema["paths"]
+    assert "/api/crm/outbound-email/{emailId}" in schema["paths"]
 
 
 def test_text_only_email_is_accepted_and_empty_content_is_400(api, lead, gmail):
