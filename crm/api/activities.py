@@ -92,12 +92,6 @@ class ActivitySerializer(ApiModelSerializer):
         ]
         read_only_fields = ["id", "completed_at", "created_by_user_id", "created_at", "updated_at"]
 
-    def validate_subject(self, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise serializers.ValidationError("Subject must not be blank.")
-        return value
-
 
 class ActivityFilter(StrictFilterSet):
     companyId = django_filters.UUIDFilter(field_name="company_id", help_text="Company id")

@@ -72,12 +72,6 @@ class CompanySerializer(ApiModelSerializer):
         ]
         read_only_fields = ["id", "archived_at", "created_at", "updated_at"]
 
-    def validate_name(self, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise serializers.ValidationError("Name must not be blank.")
-        return value
-
     def validate_domain(self, value: str | None) -> str | None:
         return normalise_domain(value) if value else None
 

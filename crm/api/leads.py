@@ -208,12 +208,6 @@ class LeadSerializer(ApiModelSerializer):
             "updated_at",
         ]
 
-    def validate_title(self, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise serializers.ValidationError("Title must not be blank.")
-        return value
-
     def validate_currency(self, value: str) -> str:
         value = value.strip().upper()
         if value not in ISO_4217:

@@ -77,12 +77,6 @@ class PipelineStageSerializer(ApiModelSerializer):
         ]
         read_only_fields = ["id", "sort_order", "system_key", "lead_count"]
 
-    def validate_name(self, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise serializers.ValidationError("Name must not be blank.")
-        return value
-
 
 class StageReorderSerializer(ApiSerializer):
     """The new order of the entity's stages."""

@@ -26,12 +26,6 @@ class MarketingListSerializer(ApiModelSerializer):
         fields = ["id", "name", "description", "member_count", "created_at"]
         read_only_fields = ["id", "created_at"]
 
-    def validate_name(self, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise serializers.ValidationError("Name must not be blank.")
-        return value
-
 
 class MarketingListMemberSerializer(ApiModelSerializer):
     """A contact on a marketing list, with the address it was added with."""
