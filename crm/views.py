@@ -40,7 +40,7 @@ class BoardFilters:
         owner = request.GET.get("owner", "")
         return cls(
             owner=owner if owner in dict(OWNER_FILTERS) else "",
-            q=request.GET.get("q", "").strip()[:200],
+            q=request.GET.get("q", "").replace("\x00", "").strip()[:200],  # PostgreSQL text cannot hold NUL
         )
 
     def apply(self, leads: QuerySet, user) -> QuerySet:

@@ -149,6 +149,7 @@ def test_board_filters_by_owner_and_title(signed_in, entity, user):
     assert titles({"owner": "unassigned"}) == ["Nobody gamma"]
     assert titles({"q": "BETA"}) == ["Theirs beta"]
     assert titles({"q": "%"}) == []
+    assert titles({"q": "be\x00ta"}) == ["Theirs beta"]  # a NUL is dropped, not sent to PostgreSQL
 
 
 def test_board_query_count_does_not_grow_with_leads(signed_in, entity, django_assert_max_num_queries):
