@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from redis.exceptions import RedisError
 
 logger = logging.getLogger("axiomatic.idempotency")
 
@@ -35,6 +36,7 @@ RESULT_TTL_SECONDS = 24 * 60 * 60
 LOCK_TTL_SECONDS = 5 * 60
 PATH_PREFIX = "/api/crm/"
 _KEPT_HEADERS = ("Content-Type", "Location")
+CACHE_ERRORS = (RedisError, OSError)
 
 
 def _error(status: int, message: str) -> JsonResponse:
@@ -132,19 +134,16 @@ class IdempotencyMiddleware:
         except RequestDataTooBig:
             return self.get_response(request)  # answered 413 by the view
         scope = idempotency_scope(request, key=key, credential=credential, body=body)
-
-        stored = cache.get(scope.cache_key)
-        if stored is not None:
-            return self._answer_stored(stored, scope)
-        if not cache.add(scope.lock_key, scope.fingerprint, timeout=LOCK_TTL_SECONDS):
-            stored = cache.get(scope.cache_key)  # the first one may have finished meanwhile
-            if stored is not None:
-                return self._answer_stored(stored, scope)
-            if cache.get(scope.lock_key) not in (None, scope.fingerprint):
-                return self._mismatch()
-            return _error(409, f"A request with this {HEADER} is still in progress; retry shortly.")
         try:
-            response = self.get_response(request)
+            refusal = self._claim(scope)
+        except CACHE_ERRORS:
+            # Without the store a repeat could not be recognised: refuse rather than risk a second send.
+            logger.warning("Idempotency store unavailable", exc_info=True)
+            return _error(503, f"Requests with {HEADER} cannot be processed right now; retry shortly.")
+        if refusal is not None:
+            return refusal
+        response = self.get_response(request)
+        try:
             if 200 <= response.status_code < 400 and not response.streaming:
                 cache.set(
                     scope.cache_key,
@@ -156,9 +155,25 @@ class IdempotencyMiddleware:
                     },
                     timeout=RESULT_TTL_SECONDS,
                 )
-            return response
-        finally:
             cache.delete(scope.lock_key)
+        except CACHE_ERRORS:
+            # The work is done and committed: answer it. The lock expires on its own.
+            logger.warning("Could not record an idempotent response", exc_info=True)
+        return response
+
+    def _claim(self, scope: IdempotencyScope) -> HttpResponse | None:
+        """The stored or refusing answer for a repeat, or None once this request holds the key."""
+        stored = cache.get(scope.cache_key)
+        if stored is not None:
+            return self._answer_stored(stored, scope)
+        if not cache.add(scope.lock_key, scope.fingerprint, timeout=LOCK_TTL_SECONDS):
+            stored = cache.get(scope.cache_key)  # the first one may have finished meanwhile
+            if stored is not None:
+                return self._answer_stored(stored, scope)
+            if cache.get(scope.lock_key) not in (None, scope.fingerprint):
+                return self._mismatch()
+            return _error(409, f"A request with this {HEADER} is still in progress; retry shortly.")
+        return None
 
     def _answer_stored(self, stored: dict, scope: IdempotencyScope) -> HttpResponse:
         if stored.get("fingerprint") != scope.fingerprint:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from django.conf import settings
@@ -9,6 +10,7 @@ from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
 
 WINDOW_SECONDS = 60
+logger = logging.getLogger("axiomatic.api")
 
 
 class ApiKeyRateThrottle(BaseThrottle):
@@ -29,12 +31,17 @@ class ApiKeyRateThrottle(BaseThrottle):
         window = int(now // WINDOW_SECONDS)
         self._wait = WINDOW_SECONDS - (now % WINDOW_SECONDS)
         cache_key = f"ratelimit:{ident}:{window}"
-        cache.add(cache_key, 0, timeout=WINDOW_SECONDS * 2)
         try:
-            count = cache.incr(cache_key)
-        except ValueError:  # expired between add and incr
-            cache.set(cache_key, 1, timeout=WINDOW_SECONDS * 2)
-            count = 1
+            cache.add(cache_key, 0, timeout=WINDOW_SECONDS * 2)
+            try:
+                count = cache.incr(cache_key)
+            except ValueError:  # expired between add and incr
+                cache.set(cache_key, 1, timeout=WINDOW_SECONDS * 2)
+                count = 1
+        except Exception:
+            # The limit protects the service; an unreachable cache must not take the API down with it.
+            logger.warning("Rate-limit cache unavailable; letting the request through", exc_info=True)
+            return True
         return count <= settings.API_RATE_LIMIT_PER_MINUTE
 
     def wait(self) -> float:
