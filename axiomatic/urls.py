@@ -25,5 +25,6 @@ urlpatterns = [
     path("settings/", include("apikeys.urls")),
 ]
 
+handler400 = "axiomatic.views.handler400"
 handler404 = "axiomatic.views.handler404"
 handler500 = "axiomatic.views.handler500"

@@ -30,6 +30,20 @@ def test_unknown_api_route_is_json_404_for_an_authenticated_caller_too(api):
     assert_error(api.get("/api/crm/no-such-resource"), 404)
 
 
+@pytest.mark.parametrize("method", ["post", "patch", "delete"])
+@pytest.mark.parametrize("path", ["/api/nope", "/api/crm/companies/0.5", "/api/crm/contacts/a.b/company-memberships"])
+def test_unsafe_method_on_an_unknown_api_route_is_json_404_not_a_csrf_page(db, method, path):
+    client = Client(enforce_csrf_checks=True)
+    client.cookies["sessionid"] = "not-a-session"
+    body = assert_error(getattr(client, method)(path, data="{}", content_type="application/json"), 404)
+    assert "route" in body["error"].lower()
+
+
+def test_disallowed_host_header_under_api_is_json_400(client, db):
+    body = assert_error(client.get("/api/crm/companies", headers={"Host": "evil..example"}), 400)
+    assert body == {"error": "Bad request."}
+
+
 def test_unknown_route_outside_api_is_not_forced_to_json(client, db):
     response = client.get("/definitely-not-a-page")
     assert response.status_code == 404
@@ -156,6 +170,34 @@ def test_nul_character_in_a_patch_is_400(api, entity):
     assert_error(api.patch(f"/companies/{company.pk}", raw='{"notes": "a\\u0000b"}'), 400)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"name": "Ac\\ud800me"}',
+        '{"name": "Acme", "notes": "\\udfff"}',
+        '{"name": "Acme", "\\ud800": "x"}',
+        '{"name": "Acme", "entityId": "\\ud800"}',
+    ],
+    ids=["in-value", "in-other-field", "in-key", "in-entity-id"],
+)
+def test_lone_surrogate_escape_in_a_string_is_400_not_500(api, raw):
+    body = assert_error(api.post("/companies", raw=raw), 400)
+    assert "surrogate" in body["error"]
+    assert not Company.objects.exists()
+
+
+def test_lone_surrogate_entity_id_with_an_idempotency_key_is_400_not_500(api):
+    response = api.post("/companies", raw='{"name": "Acme", "entityId": "\\ud800"}', headers={"Idempotency-Key": "k1"})
+    assert_error(response, 400)
+    assert not Company.objects.exists()
+
+
+def test_surrogate_pair_escape_is_one_valid_character(api):
+    response = api.post("/companies", raw='{"name": "Smile \\ud83d\\ude00"}')
+    assert response.status_code == 201, response.content
+    assert response.json()["company"]["name"] == "Smile \U0001f600"
+
+
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_number_literal_is_400(api, literal):
     body = assert_error(api.post("/companies", raw=f'{{"name": "Acme", "notes": {literal}}}'), 400)
@@ -279,3 +321,24 @@ def test_healthz_is_ok_without_credentials(client, db):
 @pytest.mark.parametrize("path", ["/companies", "/contacts", "/leads", "/activities", "/tasks"])
 def test_nul_character_in_a_query_parameter_is_a_400_not_a_database_error(api, path):
     assert_error(api.get(path, {"q": "ac\x00me"}), 400)
+
+
+_TOO_MANY_PARAMS = {f"p{i}": "1" for i in range(1001)}  # DATA_UPLOAD_MAX_NUMBER_FIELDS is 1000
+
+
+@pytest.mark.parametrize("path", ["/companies", "/api/schema"])
+def test_too_many_query_parameters_is_400_not_500(api, path):
+    body = assert_error(api.get(path, _TOO_MANY_PARAMS), 400)
+    assert "query parameters" in body["error"]
+
+
+@pytest.mark.parametrize("headers", [None, {"Idempotency-Key": "k-many"}], ids=["plain", "idempotent"])
+def test_too_many_query_parameters_on_a_post_is_400_not_500(api, headers):
+    assert_error(api.post("/companies", {"name": "Acme"}, params=_TOO_MANY_PARAMS, headers=headers), 400)
+    assert not Company.objects.exists()
+
+
+@pytest.mark.parametrize("content_type", ["*/*", "text/plain", "application/x-www-form-urlencoded"])
+def test_a_body_that_does_not_say_json_is_415(api, content_type):
+    assert_error(api.post("/companies", raw='{"name": "Acme"}', content_type=content_type), 415)
+    assert not Company.objects.filter(name="Acme").exists()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -83,6 +84,10 @@ def api_exception_handler(exc, context):
     elif isinstance(exc, RequestDataTooBig):
         exc = exceptions.APIException("Request body is larger than 1 MB.")
         exc.status_code = 413
+    elif isinstance(exc, TooManyFieldsSent):
+        exc = exceptions.ParseError(f"Too many query parameters (at most {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS}).")
+    elif isinstance(exc, SuspiciousOperation):
+        exc = exceptions.ParseError("Malformed request.")  # Django answers these 400 outside DRF too
     elif isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"nonFieldErrors": exc.messages}

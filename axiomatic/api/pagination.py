@@ -18,7 +18,8 @@ def _int_param(request, name: str, *, minimum: int, maximum: int | None = None) 
     if raw is None:
         return None
     if not _INTEGER.fullmatch(raw.strip()):
-        raise exceptions.ValidationError({name: [f"{name} must be an integer."]})
+        bound = f"from {minimum} to {maximum}" if maximum else f"of at least {minimum} (at most 9 digits)"
+        raise exceptions.ValidationError({name: [f"{name} must be an integer {bound}."]})
     value = int(raw)
     if value < minimum or (maximum is not None and value > maximum):
         bound = f"between {minimum} and {maximum}" if maximum else f"at least {minimum}"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from django.conf import settings
 from rest_framework import exceptions
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import JSONParser
 
 
@@ -23,10 +25,12 @@ def _reject_constant(name: str) -> Any:
 # Request bodies of this API are shallow; a cap keeps every later walk (validation, error
 # flattening) far from Python's recursion limit, so absurd nesting is a 400, never a 500.
 MAX_DEPTH = 64
+# JSON may escape a lone UTF-16 surrogate (`"\ud800"`); no UTF-8 text, response or database column can hold one.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _check_value(value: Any) -> None:
-    """Refuse NUL characters in any string (keys included) and nesting deeper than MAX_DEPTH.
+    """Refuse NUL characters and lone surrogates in any string (keys included) and nesting deeper than MAX_DEPTH.
 
     Iterative on purpose: a recursive walk itself overflows the stack on deeply nested input.
     """
@@ -36,6 +40,8 @@ def _check_value(value: Any) -> None:
         if isinstance(item, str):
             if "\x00" in item:
                 raise exceptions.ParseError("Strings must not contain NUL characters.")
+            if _SURROGATE.search(item):
+                raise exceptions.ParseError("Strings must not contain unpaired surrogate escapes such as \\ud800.")
         elif isinstance(item, (dict, list)):
             if depth > MAX_DEPTH:
                 raise exceptions.ParseError(f"Malformed JSON body: nested deeper than {MAX_DEPTH} levels.")
@@ -63,3 +69,12 @@ class StrictJSONParser(JSONParser):
             raise exceptions.ParseError("The JSON body must be an object.")
         _check_value(data)
         return data
+
+
+class JsonOnlyNegotiation(DefaultContentNegotiation):
+    """Bodies must say `application/json`; `*/*` or anything else → 415, as the contract says."""
+
+    def select_parser(self, request, parsers):
+        if request.content_type.split(";", 1)[0].strip().lower() != "application/json":
+            return None
+        return super().select_parser(request, parsers)

@@ -66,6 +66,17 @@ def test_list_name_taken_is_409_with_existing_id_case_insensitively(mapi, entity
     assert body["existingId"] == str(existing.pk)
 
 
+@pytest.mark.parametrize(("first", "second"), [("Kiosk", "\u212aiosk"), ("\u212aiosk", "kiosk")])
+def test_list_name_equal_only_in_lower_case_is_409_not_500(mapi, entity, first, second):
+    # The Kelvin sign lowers to "k" (as the unique constraint compares) but does not upper to "K".
+    existing = make_list(entity, first)
+    body = assert_error(mapi.post("/lists", {"name": second}), 409)
+    assert body["existingId"] == str(existing.pk)
+    mine = make_list(entity, "Prospects")
+    body = assert_error(mapi.patch(f"/lists/{mine.pk}", {"name": second}), 409)
+    assert body["existingId"] == str(existing.pk)
+
+
 def test_same_list_name_in_another_entity_is_fine(mapi, other_entity):
     make_list(other_entity, "Newsletter")
     assert mapi.post("/lists", {"name": "Newsletter"}).status_code == 201

@@ -160,6 +160,21 @@ def test_create_with_existing_name_any_case_is_409_with_existing_id(api):
     assert body["existingId"] == existing["id"]
 
 
+@pytest.mark.parametrize(("first", "second"), [("Kiosk", "\u212aiosk"), ("\u212aiosk", "kiosk")])
+def test_name_equal_only_in_lower_case_is_409_not_500(api, first, second):
+    # The Kelvin sign lowers to "k" (as the unique constraint compares) but does not upper to "K".
+    existing = create_stage(api, name=first)
+    body = assert_error(api.post(STAGES, {"name": second}), 409)
+    assert body["existingId"] == existing["id"]
+
+
+def test_rename_onto_a_name_equal_only_in_lower_case_is_409_not_500(api, entity):
+    existing = create_stage(api, name="Kiosk")
+    stage = factories.stage(entity, "new")
+    body = assert_error(api.patch(f"{STAGES}/{stage.pk}", {"name": "\u212aiosk"}), 409)
+    assert body["existingId"] == existing["id"]
+
+
 def test_same_name_in_another_entity_is_fine(api, other_api):
     create_stage(other_api, name="Demo")
     create_stage(api, name="Demo")
