@@ -71,3 +71,21 @@ class ActorType(models.TextChoices):
     USER = "user"
     API_KEY = "apiKey"
     SYSTEM = "system"
+
+
+class EmailChannel(models.TextChoices):
+    GMAIL = "gmail", "Gmail"
+    OUTLOOK = "outlook", "Outlook"
+
+
+class ConnectionStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    EXPIRED = "expired", "Expired (reconnect needed)"
+    REVOKED = "revoked", "Revoked"
+
+
+class EmailStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"

@@ -24,7 +24,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from axiomatic.models import Membership
 from axiomatic.pages import SESSION_ENTITY_KEY, entity_page
-from crm.models import EmailChannel, OutboundEmailConnection
+from crm.choices import EmailChannel
+from crm.models import OutboundEmailConnection
 from crm.providers import provider_for
 from crm.providers.base import ProviderError
 from crm.providers.oauth import CodeExchangeFailed, authorization_request, exchange_code, oauth_config

@@ -34,14 +34,8 @@ from django.utils import timezone
 
 from axiomatic.models import Entity, User
 from axiomatic.tenancy import TenantModel
-from crm.models import (
-    CompanyMembership,
-    EmailChannel,
-    EmailStatus,
-    OutboundEmail,
-    OutboundEmailConnection,
-    PipelineStage,
-)
+from crm.choices import EmailChannel, EmailStatus
+from crm.models import CompanyMembership, OutboundEmail, OutboundEmailConnection, PipelineStage
 from crm.services.activities import activity_create
 from crm.services.actors import Actor
 from crm.services.leads import lead_create, lead_move_stage

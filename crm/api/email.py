@@ -9,7 +9,8 @@ from rest_framework.response import Response
 from axiomatic.api.schema import ErrorSerializer, item_envelope
 from axiomatic.api.serializers import ApiModelSerializer, ApiSerializer
 from axiomatic.api.viewsets import EntityScopedViewSet, ListMixin, RetrieveMixin
-from crm.models import EmailChannel, Lead, OutboundEmail, OutboundEmailConnection
+from crm.choices import EmailChannel
+from crm.models import Lead, OutboundEmail, OutboundEmailConnection
 from crm.services.actors import Actor
 from crm.services.email import email_queue
 

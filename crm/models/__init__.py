@@ -4,9 +4,6 @@ from crm.models.activities import Activity
 from crm.models.companies import Company
 from crm.models.contacts import CompanyMembership, Contact
 from crm.models.email import (
-    ConnectionStatus,
-    EmailChannel,
-    EmailStatus,
     OutboundEmail,
     OutboundEmailConnection,
 )
@@ -17,10 +14,7 @@ __all__ = [
     "Activity",
     "Company",
     "CompanyMembership",
-    "ConnectionStatus",
     "Contact",
-    "EmailChannel",
-    "EmailStatus",
     "Lead",
     "LeadEvent",
     "OutboundEmail",

@@ -9,24 +9,7 @@ from django.db import models
 
 from axiomatic.tenancy import TenantModel
 from crm import crypto
-
-
-class EmailChannel(models.TextChoices):
-    GMAIL = "gmail", "Gmail"
-    OUTLOOK = "outlook", "Outlook"
-
-
-class ConnectionStatus(models.TextChoices):
-    ACTIVE = "active", "Active"
-    EXPIRED = "expired", "Expired (reconnect needed)"
-    REVOKED = "revoked", "Revoked"
-
-
-class EmailStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    SENDING = "sending", "Sending"
-    SENT = "sent", "Sent"
-    FAILED = "failed", "Failed"
+from crm.choices import ConnectionStatus, EmailChannel, EmailStatus
 
 
 class OutboundEmailConnection(TenantModel):

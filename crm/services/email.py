@@ -39,15 +39,8 @@ from django.utils import timezone
 
 from axiomatic.api.exceptions import BadRequest
 from axiomatic.models import Entity, User
-from crm.choices import ActivityStatus, ActivityType, LeadEventKind
-from crm.models import (
-    Activity,
-    ConnectionStatus,
-    EmailStatus,
-    Lead,
-    OutboundEmail,
-    OutboundEmailConnection,
-)
+from crm.choices import ActivityStatus, ActivityType, ConnectionStatus, EmailStatus, LeadEventKind
+from crm.models import Activity, Lead, OutboundEmail, OutboundEmailConnection
 from crm.providers import provider_for
 from crm.providers.base import (
     MAX_RETRY_AFTER_SECONDS,

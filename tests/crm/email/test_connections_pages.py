@@ -10,7 +10,8 @@ from django.db import connection as db_connection
 from django.test import Client
 
 from axiomatic.models import User
-from crm.models import ConnectionStatus, OutboundEmail, OutboundEmailConnection
+from crm.choices import ConnectionStatus
+from crm.models import OutboundEmail, OutboundEmailConnection
 from tests import factories
 from tests.crm.email.conftest import connect_through_browser
 

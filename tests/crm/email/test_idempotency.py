@@ -8,7 +8,8 @@ import threading
 import pytest
 from django.db import connections
 
-from crm.models import Company, EmailStatus, OutboundEmail
+from crm.choices import EmailStatus
+from crm.models import Company, OutboundEmail
 from tests.crm.email.conftest import email_body, wait_for
 from tests.helpers import assert_error
 

@@ -11,8 +11,8 @@ import uuid
 import pytest
 
 from apikeys.models import SCOPES
-from crm.choices import LeadEventKind
-from crm.models import ConnectionStatus, EmailStatus, Lead, LeadEvent, OutboundEmail, OutboundEmailConnection
+from crm.choices import ConnectionStatus, EmailStatus, LeadEventKind
+from crm.models import Lead, LeadEvent, OutboundEmail, OutboundEmailConnection
 from tests import factories
 from tests.crm.email.conftest import email_body
 from tests.helpers import assert_error

@@ -19,8 +19,8 @@ from django.core.management import call_command
 from django.db import connections
 from django.utils import timezone
 
-from crm.choices import ActivityType, LeadEventKind
-from crm.models import Activity, ConnectionStatus, EmailStatus, LeadEvent, OutboundEmail, OutboundEmailConnection
+from crm.choices import ActivityType, ConnectionStatus, EmailStatus, LeadEventKind
+from crm.models import Activity, LeadEvent, OutboundEmail, OutboundEmailConnection
 from crm.services.email import email_deliver
 from crm.tasks import send_outbound_email
 from tests.crm.email.conftest import (
