@@ -9,6 +9,8 @@ from django.utils import timezone
 
 from apikeys.models import SCOPE_CHOICES
 
+MAX_EXPIRY_YEAR = 9000  # the expiry instant is the next midnight: keep it inside datetime's range
+
 
 class ApiKeyCreateForm(forms.Form):
     """Name, scopes (one checkbox each, value = the scope) and an optional last valid day.
@@ -39,6 +41,8 @@ class ApiKeyCreateForm(forms.Form):
         value = self.cleaned_data.get("expires_on")
         if value is not None and value < self._today():
             raise forms.ValidationError("Choose today or a later date.")
+        if value is not None and value.year > MAX_EXPIRY_YEAR:
+            raise forms.ValidationError(f"Choose a date before {MAX_EXPIRY_YEAR + 1}, or no expiry.")
         return value
 
     def expires_at(self) -> datetime | None:

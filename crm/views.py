@@ -24,6 +24,7 @@ from crm.models import Lead, LeadEvent, PipelineStage
 
 COLUMN_PAGE_SIZE = 50
 TIMELINE_PAGE_SIZE = 50
+MAX_PAGE = 1_000_000  # beyond any real data; keeps OFFSET inside PostgreSQL's bigint
 OWNER_FILTERS = (("", "Everyone"), ("me", "Me"), ("unassigned", "Unassigned"))
 CARD_ORDER = ("-updated_at", "id")
 
@@ -164,7 +165,7 @@ def board_column_cards(request, stage_id):
     stages = _stages(request)
     stage = _stage_or_404(stages, stage_id)
     try:
-        page = max(int(request.GET.get("page", "2")), 1)
+        page = min(max(int(request.GET.get("page", "2")), 1), MAX_PAGE)
     except ValueError:
         page = 2
     offset = (page - 1) * COLUMN_PAGE_SIZE
@@ -221,7 +222,7 @@ def lead_timeline(request, lead_id):
     """htmx partial: a page of the timeline (page 1 after logging an activity, later pages on demand)."""
     lead = _lead_or_404(request, lead_id)
     try:
-        page = max(int(request.GET.get("page", "1")), 1)
+        page = min(max(int(request.GET.get("page", "1")), 1), MAX_PAGE)
     except ValueError:
         page = 1
     return render(request, "crm/_timeline.html", _timeline_page(request, lead, page))

@@ -127,3 +127,10 @@ def test_key_is_issued_in_the_entity_named_by_the_page(signed_in, user, entity, 
     Membership.objects.create(user=user, entity=other_entity)
     signed_in.post(f"{URL}?entityId={other_entity.pk}", {"name": "There", "scopes": ["read:crm"]})
     assert ApiKey.objects.get().entity_id == other_entity.pk
+
+
+def test_an_expiry_at_the_end_of_the_calendar_is_refused_not_a_500(signed_in):
+    response = signed_in.post(URL, {"name": "Forever", "scopes": ["read:crm"], "expires_on": "9999-12-31"})
+    assert response.status_code == 200
+    assert "or no expiry" in response.content.decode()
+    assert not ApiKey.objects.exists()

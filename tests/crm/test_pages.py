@@ -316,3 +316,13 @@ def test_every_project_model_has_a_working_admin_changelist(client, entity, user
         url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
         response = client.get(url, {"q": "a"})
         assert response.status_code == 200, (url, response.status_code)
+
+
+def test_absurd_page_numbers_in_partials_answer_empty_pages_not_500(signed_in, entity):
+    lead = make_lead(entity)
+    new = factories.stage(entity, "new")
+    huge = "10000000000000000000"
+    cards = signed_in.get(f"/crm/board/columns/{new.pk}/cards", {"page": huge})
+    assert cards.status_code == 200 and "data-lead-id" not in cards.content.decode()
+    timeline = signed_in.get(f"/crm/leads/{lead.pk}/timeline", {"page": huge})
+    assert timeline.status_code == 200
