@@ -16,11 +16,19 @@ from crm.services.pipeline import stage_save_new, stage_update
 
 
 class EntityScopedAdmin(admin.ModelAdmin):
-    """Common admin settings: entity as a filter, related rows fetched with the list."""
+    """Common admin settings: entity as a filter, related rows fetched with the list.
+
+    A saved row's entity is read-only: moving it would leave its memberships, leads and
+    activities in the old entity, pointing across tenants.
+    """
 
     list_select_related = ["entity"]
     readonly_fields = ["id", "created_at", "updated_at"]
     autocomplete_fields = ["entity"]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = super().get_readonly_fields(request, obj)
+        return [*readonly, "entity"] if obj is not None else readonly
 
 
 @admin.register(Company)
@@ -234,10 +242,6 @@ class PipelineStageAdmin(EntityScopedAdmin):
     ordering = ["entity", "sort_order"]
     readonly_fields = [*EntityScopedAdmin.readonly_fields, "sort_order", "system_key"]
 
-    def get_readonly_fields(self, request, obj=None):
-        readonly = super().get_readonly_fields(request, obj)
-        return [*readonly, "entity"] if obj is not None else readonly
-
     def has_delete_permission(self, request, obj=None):
         return False
 
@@ -363,10 +367,6 @@ class LeadAdmin(EntityScopedAdmin):
     readonly_fields = [*EntityScopedAdmin.readonly_fields, "closed_at", "stage_changed_at"]
     inlines = [LeadEventInline]
 
-    def get_readonly_fields(self, request, obj=None):
-        readonly = super().get_readonly_fields(request, obj)
-        return [*readonly, "entity"] if obj is not None else readonly
-
     def save_model(self, request, obj, form, change):
         actor = Actor.for_user(request.user)
         if not change:
@@ -425,10 +425,6 @@ class ActivityAdmin(EntityScopedAdmin):
     list_select_related = ["entity", "assignee", "lead"]
     autocomplete_fields = ["entity", "assignee", "lead", "company", "contact"]
     readonly_fields = [*EntityScopedAdmin.readonly_fields, "completed_at", "created_by"]
-
-    def get_readonly_fields(self, request, obj=None):
-        readonly = super().get_readonly_fields(request, obj)
-        return [*readonly, "entity"] if obj is not None else readonly
 
     def save_model(self, request, obj, form, change):
         if not change:

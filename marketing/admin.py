@@ -1,8 +1,10 @@
 """Staff admin for marketing lists and members; unsubscribing goes through the service."""
 
+from django import forms
 from django.contrib import admin
 from django.db.models import Count
 
+from crm.admin import EntityScopedAdmin
 from marketing.models import MarketingList, MarketingListMember
 from marketing.services import member_unsubscribe
 
@@ -25,7 +27,7 @@ class MarketingListMemberInline(admin.TabularInline):
 
 
 @admin.register(MarketingList)
-class MarketingListAdmin(admin.ModelAdmin):
+class MarketingListAdmin(EntityScopedAdmin):
     list_display = ["name", "entity", "member_count", "created_at"]
     list_filter = ["entity"]
     search_fields = ["name", "description"]
@@ -44,8 +46,24 @@ class MarketingListAdmin(admin.ModelAdmin):
         return obj.member_count
 
 
+class MarketingListMemberAdminForm(forms.ModelForm):
+    class Meta:
+        model = MarketingListMember
+        fields = ["entity", "marketing_list", "contact", "email", "status", "source", "added_at"]
+
+    def clean(self):
+        data = super().clean()
+        entity = data.get("entity") or getattr(self.instance, "entity", None)
+        for name in ("marketing_list", "contact"):
+            related = data.get(name)
+            if entity is not None and related is not None and related.entity_id != entity.pk:
+                self.add_error(name, "Must belong to the member's entity.")
+        return data
+
+
 @admin.register(MarketingListMember)
-class MarketingListMemberAdmin(admin.ModelAdmin):
+class MarketingListMemberAdmin(EntityScopedAdmin):
+    form = MarketingListMemberAdminForm
     list_display = ["email", "marketing_list", "contact", "status", "source", "added_at", "entity"]
     list_filter = ["status", "source", "entity", "marketing_list"]
     search_fields = ["email", "marketing_list__name", "contact__first_name", "contact__last_name"]

@@ -342,3 +342,16 @@ def test_too_many_query_parameters_on_a_post_is_400_not_500(api, headers):
 def test_a_body_that_does_not_say_json_is_415(api, content_type):
     assert_error(api.post("/companies", raw='{"name": "Acme"}', content_type=content_type), 415)
     assert not Company.objects.filter(name="Acme").exists()
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/activities", {"type": "note", "subject": "x", "projectId": 5}),
+        ("/pipeline-stages/reorder", {"stageIds": [1, 2]}),
+        ("/outbound-email", {"leadId": 1, "connectionId": 2, "channel": "gmail", "subject": "s", "htmlBody": "b"}),
+    ],
+)
+def test_an_integer_where_a_uuid_string_is_expected_is_400(api, path, body):
+    body = assert_error(api.post(path, body), 400)
+    assert body["details"]

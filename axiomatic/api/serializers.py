@@ -61,6 +61,15 @@ class ApiModelSerializer(ApiSerializerMixin, serializers.ModelSerializer):
     }
 
 
+class StrictUUIDField(serializers.UUIDField):
+    """A UUID given as a string; DRF's field would also take integers, which are no ids here."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)
+
+
 class EntityRelatedField(serializers.PrimaryKeyRelatedField):
     """An id in a request body, looked up *inside the request's entity*.
 

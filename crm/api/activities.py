@@ -16,7 +16,7 @@ from rest_framework import serializers
 
 from axiomatic.api.filters import OwnerFilter, StrictFilterSet
 from axiomatic.api.schema import ApiAutoSchema
-from axiomatic.api.serializers import ApiModelSerializer, EntityMemberField, EntityRelatedField
+from axiomatic.api.serializers import ApiModelSerializer, EntityMemberField, EntityRelatedField, StrictUUIDField
 from axiomatic.api.viewsets import (
     CreateMixin,
     DestroyOkMixin,
@@ -58,7 +58,7 @@ class ActivitySerializer(ApiModelSerializer):
     lead_id = EntityRelatedField(model=Lead, source="lead", allow_null=True, required=False)
     company_id = EntityRelatedField(model=Company, source="company", allow_null=True, required=False)
     contact_id = EntityRelatedField(model=Contact, source="contact", allow_null=True, required=False)
-    project_id = serializers.UUIDField(
+    project_id = StrictUUIDField(
         allow_null=True, required=False, help_text="An opaque UUID the client may use to group tasks."
     )
     assignee_user_id = EntityMemberField(

@@ -7,7 +7,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
 from axiomatic.api.schema import ErrorSerializer, item_envelope
-from axiomatic.api.serializers import ApiModelSerializer, ApiSerializer
+from axiomatic.api.serializers import ApiModelSerializer, ApiSerializer, StrictUUIDField
 from axiomatic.api.viewsets import EntityScopedViewSet, ListMixin, RetrieveMixin
 from crm.choices import EmailChannel
 from crm.models import Lead, OutboundEmail, OutboundEmailConnection
@@ -80,8 +80,8 @@ class OutboundEmailSerializer(ApiModelSerializer):
 class OutboundEmailCreateSerializer(ApiSerializer):
     """The request body; rules that need the lead or the connection are checked by the service."""
 
-    lead_id = serializers.UUIDField()
-    connection_id = serializers.UUIDField()
+    lead_id = StrictUUIDField()
+    connection_id = StrictUUIDField()
     channel = serializers.ChoiceField(choices=EmailChannel.choices)
     subject = serializers.CharField(trim_whitespace=False, allow_blank=True, help_text="At most 255 characters.")
     html_body = serializers.CharField(trim_whitespace=False, allow_blank=True, help_text="Sanitised before sending.")

@@ -13,7 +13,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from axiomatic.api.schema import ApiAutoSchema, ErrorSerializer, item_envelope
-from axiomatic.api.serializers import ApiModelSerializer, ApiSerializer, EntityRelatedField
+from axiomatic.api.serializers import ApiModelSerializer, ApiSerializer, EntityRelatedField, StrictUUIDField
 from axiomatic.api.viewsets import CreateMixin, EntityScopedViewSet, PartialUpdateMixin, RetrieveMixin
 from crm.choices import ColorKey, StageKind
 from crm.models import PipelineStage
@@ -82,7 +82,7 @@ class StageReorderSerializer(ApiSerializer):
     """The new order of the entity's stages."""
 
     stage_ids = serializers.ListField(
-        child=serializers.UUIDField(),
+        child=StrictUUIDField(),
         max_length=MAX_STAGES_IN_REORDER,
         help_text="Every stage id of the entity exactly once, in the new order. Missing, duplicate, unknown "
         "or another entity's ids → 400.",

@@ -10,22 +10,13 @@ from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
 from axiomatic.api.schema import ErrorSerializer
-from axiomatic.api.serializers import ApiSerializer
+from axiomatic.api.serializers import ApiSerializer, StrictUUIDField
 from axiomatic.api.viewsets import EntityScopedViewSet
 from marketing.models import MarketingList, MemberSource
 from marketing.services import MAX_IDS_PER_ADD, SkipReason, list_add_contacts
 
 
 @extend_schema_field(OpenApiTypes.UUID)
-class StrictUUIDField(serializers.UUIDField):
-    """A UUID given as a string; DRF's field would also take integers, which are no ids here."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid", value=data)
-        return super().to_internal_value(data)
-
-
 def _id_list(help_text: str) -> serializers.ListField:
     return serializers.ListField(
         child=StrictUUIDField(), required=False, max_length=MAX_IDS_PER_ADD, help_text=help_text

@@ -1,0 +1,53 @@
+"""The admin cannot move a row to another entity or join rows of two entities."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from marketing.models import MarketingList, MarketingListMember
+from tests import factories
+
+
+@pytest.fixture
+def staff_client(db):
+    staff = factories.make_user(name="Staff Person")
+    staff.is_staff = staff.is_superuser = True
+    staff.save()
+    client = Client()
+    client.force_login(staff)
+    return client
+
+
+def test_a_saved_companys_entity_cannot_be_changed_in_the_admin(staff_client, entity, other_entity):
+    company = factories.make_company(entity, name="Stays Put")
+    response = staff_client.post(
+        f"/admin/crm/company/{company.pk}/change/",
+        {"entity": other_entity.pk, "name": "Stays Put", "role": "prospect", "status": "active"},
+    )
+    assert response.status_code == 302, response.content[:2000]
+    company.refresh_from_db()
+    assert company.entity_id == entity.pk
+    page = staff_client.get(f"/admin/crm/company/{company.pk}/change/").content.decode()
+    assert 'name="entity"' not in page
+
+
+def test_a_list_member_joining_two_entities_is_refused(staff_client, entity, other_entity):
+    marketing_list = MarketingList.objects.create(entity=entity, name="Newsletter")
+    foreign_contact = factories.make_contact(other_entity, email="x@example.com")
+    response = staff_client.post(
+        "/admin/marketing/marketinglistmember/add/",
+        {
+            "entity": entity.pk,
+            "marketing_list": marketing_list.pk,
+            "contact": foreign_contact.pk,
+            "email": "x@example.com",
+            "status": "subscribed",
+            "source": "admin",
+            "added_at_0": "2026-01-01",
+            "added_at_1": "00:00:00",
+        },
+    )
+    assert response.status_code == 200
+    assert "Must belong to the member&#x27;s entity." in response.content.decode()
+    assert not MarketingListMember.objects.exists()
