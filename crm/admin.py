@@ -10,7 +10,14 @@ from crm.choices import StageKind
 from crm.models import Activity, Company, CompanyMembership, Contact, Lead, LeadEvent, PipelineStage
 from crm.services.activities import activity_save_new, activity_update
 from crm.services.actors import Actor
-from crm.services.contacts import contact_memberships_save, membership_create, membership_update
+from crm.services.contacts import (
+    IDENTITY_MESSAGE,
+    contact_email_normalise,
+    contact_is_identifiable,
+    contact_memberships_save,
+    membership_create,
+    membership_update,
+)
 from crm.services.leads import lead_save_new, lead_update
 from crm.services.pipeline import stage_save_new, stage_update
 
@@ -50,8 +57,14 @@ class ContactAdminForm(forms.ModelForm):
         fields = ["entity", "first_name", "last_name", "email", "phone", "title", "owner", "linkedin_url", "notes"]
 
     def clean_email(self):
-        email = (self.cleaned_data.get("email") or "").strip().lower()
-        return email or None
+        return contact_email_normalise(self.cleaned_data.get("email"))
+
+    def clean(self):
+        data = super().clean()
+        names = {key: data.get(key) or "" for key in ("first_name", "last_name")}
+        if not contact_is_identifiable(**names, email=data.get("email")):
+            raise forms.ValidationError(IDENTITY_MESSAGE)
+        return data
 
 
 def _check_membership_dates(form: forms.BaseForm, data: dict) -> None:

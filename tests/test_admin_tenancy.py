@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
+from crm.models import Contact
+from crm.services.contacts import contact_create, contact_update
 from marketing.models import MarketingList, MarketingListMember
 from tests import factories
 
@@ -51,3 +53,18 @@ def test_a_list_member_joining_two_entities_is_refused(staff_client, entity, oth
     assert response.status_code == 200
     assert "Must belong to the member&#x27;s entity." in response.content.decode()
     assert not MarketingListMember.objects.exists()
+
+
+def test_the_admin_refuses_a_contact_without_name_or_email(staff_client, entity):
+    response = staff_client.post("/admin/crm/contact/add/", {"entity": entity.pk, "first_name": "", "email": ""})
+    assert response.status_code == 200
+    assert "at least one of firstName, lastName or email" in response.content.decode()
+    assert not Contact.objects.exists()
+
+
+def test_the_contact_service_itself_stores_emails_lower_cased(entity):
+    contact = contact_create(entity=entity, email="  Ada@Example.COM ")
+    assert contact.email == "ada@example.com"
+    contact_update(contact=contact, email="GRACE@example.com")
+    contact.refresh_from_db()
+    assert contact.email == "grace@example.com"

@@ -32,6 +32,7 @@ from crm.models import Company, CompanyMembership, Contact
 from crm.services.contacts import (
     contact_create,
     contact_delete,
+    contact_email_normalise,
     contact_update,
     membership_create,
     membership_delete,
@@ -122,8 +123,7 @@ class ContactSerializer(ApiModelSerializer):
         }
 
     def validate_email(self, value: str | None) -> str | None:
-        value = (value or "").strip().lower()
-        return value or None
+        return contact_email_normalise(value)
 
 
 class ContactMembershipSummarySerializer(ApiSerializer):

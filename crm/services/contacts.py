@@ -41,9 +41,22 @@ UNSET: Final = _Unset()
 # --- contacts -----------------------------------------------------------------------------------
 
 
+IDENTITY_MESSAGE = "A contact needs at least one of firstName, lastName or email."
+
+
+def contact_email_normalise(email: str | None) -> str | None:
+    """Emails are compared lower-cased (uniqueness per entity, marketing lists); blank means none."""
+    return (email or "").strip().lower() or None
+
+
+def contact_is_identifiable(*, first_name: str, last_name: str, email: str | None) -> bool:
+    """A contact must be findable by a name or an address (API and admin alike)."""
+    return bool(first_name or last_name or email)
+
+
 def _ensure_identifiable(contact: Contact) -> None:
-    if not (contact.first_name or contact.last_name or contact.email):
-        raise BadRequest("A contact needs at least one of firstName, lastName or email.")
+    if not contact_is_identifiable(first_name=contact.first_name, last_name=contact.last_name, email=contact.email):
+        raise BadRequest(IDENTITY_MESSAGE)
 
 
 def _ensure_email_free(*, entity_id, email: str | None, exclude_id=None) -> None:
@@ -87,6 +100,8 @@ def contact_create(*, entity: Entity, company: Company | None = None, **fields: 
     Needs at least one of first name, last name or email (400); an email already used in the
     entity is a 409 with the existing contact's id.
     """
+    if "email" in fields:
+        fields["email"] = contact_email_normalise(fields["email"])
     contact = Contact(entity=entity, **fields)
     _ensure_identifiable(contact)
     _ensure_email_free(entity_id=entity.pk, email=contact.email)
@@ -103,6 +118,8 @@ def contact_update(*, contact: Contact, company: Company | None | _Unset = UNSET
     `company` (the API's `companyId`), when given, switches the primary membership: see
     `contact_set_primary_company`. The contact must keep a first name, last name or email.
     """
+    if "email" in fields:
+        fields["email"] = contact_email_normalise(fields["email"])
     if "email" in fields and fields["email"] != contact.email:
         _ensure_email_free(entity_id=contact.entity_id, email=fields["email"], exclude_id=contact.pk)
     for name, value in fields.items():

@@ -100,7 +100,6 @@ def _company_figures(*, entity: Entity, owner: OwnerSelector) -> dict:
 
 def _lead_figures(*, entity: Entity, owner: OwnerSelector, periods: DashboardPeriods) -> dict:
     stages = list(PipelineStage.objects.for_entity(entity).order_by("sort_order", "id").values("id", "name", "kind"))
-    kind_of = {stage["id"]: stage["kind"] for stage in stages}
 
     this_month = Q(closed_at__gte=periods.month_start, closed_at__lt=periods.next_month_start)
     # Each lead's weighted value is rounded to cents (as the lead's own `weightedValue` is) before
@@ -117,7 +116,7 @@ def _lead_figures(*, entity: Entity, owner: OwnerSelector, periods: DashboardPer
         Lead.objects.for_entity(entity)
         .filter(_owner_q(owner, "owner"))
         .order_by()
-        .values("stage_id", "currency")
+        .values("stage_id", "stage__kind", "currency")
         .annotate(
             lead_count=Count("id"),
             value_sum=Sum("value"),
@@ -141,12 +140,13 @@ def _lead_figures(*, entity: Entity, owner: OwnerSelector, periods: DashboardPer
     closed_90 = {StageKind.WON: 0, StageKind.LOST: 0}
 
     for group in groups:  # one row per (stage, currency): bounded by stages × currencies
-        kind = kind_of[group["stage_id"]]
+        kind = group["stage__kind"]
         currency = group["currency"]
-        stage = per_stage[group["stage_id"]]
-        stage["lead_count"] += group["lead_count"]
-        _add(stage["value"], currency, group["value_sum"])
-        _add(stage["weighted"], currency, group["weighted_sum"])
+        # A stage created after the stage query (a concurrent write) is counted in the totals only.
+        if (stage := per_stage.get(group["stage_id"])) is not None:
+            stage["lead_count"] += group["lead_count"]
+            _add(stage["value"], currency, group["value_sum"])
+            _add(stage["weighted"], currency, group["weighted_sum"])
         leads[kind] += group["lead_count"]
         leads["created_this_month"] += group["created_this_month"]
         if kind == StageKind.OPEN:
