@@ -11,12 +11,23 @@ from __future__ import annotations
 import uuid
 
 from django.db import connection, models
+from django.db.models.functions import Lower
 
 
 class TenantQuerySet(models.QuerySet):
     def for_entity(self, entity) -> TenantQuerySet:
         entity_id = getattr(entity, "pk", entity)
         return self.filter(entity_id=entity_id)
+
+    def named_ignoring_case(self, name: str, *, field: str = "name") -> TenantQuerySet:
+        """Rows whose `field` equals `name` ignoring case, as a `Lower()` unique constraint sees it.
+
+        `iexact` compares UPPER() and the constraints compare LOWER(); they disagree on a few
+        letters (the Kelvin sign lowers to "k" but does not upper to "K"), so both are tested.
+        """
+        return self.alias(_name_lower=Lower(field)).filter(
+            models.Q(**{f"{field}__iexact": name}) | models.Q(_name_lower=Lower(models.Value(name)))
+        )
 
 
 class TenantModel(models.Model):

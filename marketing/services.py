@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Value
-from django.db.models.functions import Lower
+from django.db.models import Q
 from django.utils import timezone
 from rest_framework.exceptions import NotFound
 
@@ -52,14 +51,7 @@ class AddResult:
 
 
 def _ensure_name_free(*, entity_id: UUID, name: str, exclude_id: UUID | None = None) -> None:
-    # iexact compares UPPER(); the unique constraint compares LOWER(). They disagree on a few letters
-    # (the Kelvin sign "\u212a" lowers to "k" but does not upper to "K"), so test both.
-    existing = (
-        MarketingList.objects.for_entity(entity_id)
-        .alias(name_lower=Lower("name"))
-        .filter(Q(name__iexact=name) | Q(name_lower=Lower(Value(name))))
-        .exclude(pk=exclude_id)
-    )
+    existing = MarketingList.objects.for_entity(entity_id).named_ignoring_case(name).exclude(pk=exclude_id)
     existing_id = existing.values_list("id", flat=True).first()
     if existing_id is not None:
         raise Conflict(f"A marketing list named {name!r} already exists.", existing_id=existing_id)

@@ -15,8 +15,7 @@ from collections.abc import Iterable, Sequence
 from uuid import UUID
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
-from django.db.models.functions import Lower
+from django.db.models import Case, Count, IntegerField, QuerySet, Value, When
 from django.utils import timezone
 from rest_framework.exceptions import NotFound
 
@@ -129,16 +128,8 @@ def _write_sort_orders(*, entity_id, ordered_ids: Sequence[UUID], current_max: i
 
 
 def _ensure_name_free(*, entity_id, name: str, exclude_id=None) -> None:
-    # iexact compares UPPER(); the unique constraint compares LOWER(). They disagree on a few letters
-    # (the Kelvin sign "\u212a" lowers to "k" but does not upper to "K"), so test both.
-    existing_id = (
-        PipelineStage.objects.for_entity(entity_id)
-        .alias(name_lower=Lower("name"))
-        .filter(Q(name__iexact=name) | Q(name_lower=Lower(Value(name))))
-        .exclude(pk=exclude_id)
-        .values_list("id", flat=True)
-        .first()
-    )
+    existing = PipelineStage.objects.for_entity(entity_id).named_ignoring_case(name).exclude(pk=exclude_id)
+    existing_id = existing.values_list("id", flat=True).first()
     if existing_id is not None:
         raise Conflict(f"A stage named {name!r} already exists.", existing_id=existing_id)
 
