@@ -245,13 +245,17 @@ def test_unhandled_exception_in_an_api_view_is_json_500_and_rolls_back(api, capl
 
 
 @pytest.mark.urls("tests.error_urls")
-def test_unhandled_exception_in_a_plain_view_under_api_is_json_500(entity):
-    client = Client(raise_request_exception=False)
-    response = client.get("/api/test-explode-plain", {"entityId": str(entity.pk)})
+def test_unhandled_exception_in_a_plain_view_under_api_is_json_500(entity, settings, caplog):
+    # DEBUG on: Django would answer its HTML technical page; the middleware answers first. The
+    # default test client re-raises any exception the middleware did not handle.
+    settings.DEBUG = True
+    with caplog.at_level(logging.ERROR, logger="axiomatic.api"):
+        response = Client().get("/api/test-explode-plain", {"entityId": str(entity.pk)})
     body = assert_error(response, 500)
     assert "secret internal detail" not in body["error"]
     assert response["X-Request-Id"]
     assert not Company.objects.exists()
+    assert any(record.getMessage() == "Unhandled error under /api/" for record in caplog.records)
 
 
 # --- X-Request-Id -----------------------------------------------------------------------------

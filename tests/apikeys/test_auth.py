@@ -389,3 +389,18 @@ def test_rate_limit_counts_every_method(api, settings):
     assert api.get("/companies").status_code == 200
     assert_error(api.post("/companies", {"name": "Three"}), 429)
     assert not Company.objects.filter(name="Three").exists()
+
+
+def test_rate_limit_applies_to_signed_in_browser_users_too(user, entity, other_user, other_entity, settings):
+    settings.API_RATE_LIMIT_PER_MINUTE = 2
+    browser = Client()
+    browser.force_login(user)
+    headers = {"x-entity-id": str(entity.pk)}
+    assert [browser.get("/api/crm/companies", headers=headers).status_code for _ in range(2)] == [200, 200]
+    limited = browser.get("/api/crm/companies", headers=headers)
+    assert_error(limited, 429)
+    assert int(limited["Retry-After"]) >= 1
+    # Counted per user: someone else is not affected.
+    colleague = Client()
+    colleague.force_login(other_user)
+    assert colleague.get("/api/crm/companies", headers={"x-entity-id": str(other_entity.pk)}).status_code == 200
