@@ -285,14 +285,15 @@ def stage_delete(*, stage: PipelineStage, move_leads_to: PipelineStage | None, a
         raise Conflict(f"The pipeline needs at least one {current.kind} stage; this is the last one.")
 
     leads = Lead.objects.for_entity(current.entity_id).filter(stage=current)
-    lead_ids = list(leads.select_for_update().values_list("id", flat=True))
-    if lead_ids and target is None:
-        raise Conflict(
-            f"The stage {current.name!r} still has {len(lead_ids)} lead(s); "
-            "send moveLeadsToStageId to move them to another stage."
-        )
-    if lead_ids:
-        _bulk_move(lead_ids=lead_ids, source=current, target=target, actor=actor)
+    if target is None:
+        if count := leads.count():
+            raise Conflict(
+                f"The stage {current.name!r} still has {count} lead(s); "
+                "send moveLeadsToStageId to move them to another stage."
+            )
+        moved = 0
+    else:
+        moved = _bulk_move(leads=leads, source=current, target=target, actor=actor)
 
     current.delete()
     remaining = [s for s in stages if s.pk != current.pk]
@@ -302,12 +303,18 @@ def stage_delete(*, stage: PipelineStage, move_leads_to: PipelineStage | None, a
             ordered_ids=[s.pk for s in remaining],
             current_max=max(s.sort_order for s in remaining),
         )
-    return len(lead_ids)
+    return moved
 
 
-def _bulk_move(*, lead_ids: list[UUID], source: PipelineStage, target: PipelineStage, actor: Actor) -> None:
+MOVE_CHUNK = 2000
+
+
+def _bulk_move(*, leads: QuerySet, source: PipelineStage, target: PipelineStage, actor: Actor) -> int:
+    """Move `leads` (all of one stage, locked as they are read) in chunks; returns how many moved.
+
+    Chunks keep memory and statement sizes bounded however many leads a stage holds.
+    """
     now = timezone.now()
-    leads = Lead.objects.for_entity(source.entity_id).filter(pk__in=lead_ids)
     changes: dict = {
         "stage": target,
         "probability_pct": target.default_probability_pct,
@@ -320,16 +327,18 @@ def _bulk_move(*, lead_ids: list[UUID], source: PipelineStage, target: PipelineS
         changes["closed_at"] = now
     if target.kind == StageKind.WON:
         changes["lost_reason"] = ""
-    leads.update(**changes)
     data = {
         "fromStageId": str(source.pk),
         "fromStageName": source.name,
         "toStageId": str(target.pk),
         "toStageName": target.name,
     }
-    summary = f"Stage changed from {source.name} to {target.name} (stage {source.name} was deleted)"
-    LeadEvent.objects.bulk_create(
-        (
+    summary = f"Stage changed from {source.name} to {target.name} (stage {source.name} was deleted)"[:500]
+    moved = 0
+    # Each pass moves its chunk out of the stage, so the next pass reads the next one.
+    while chunk := list(leads.select_for_update().order_by("id").values_list("id", flat=True)[:MOVE_CHUNK]):
+        Lead.objects.filter(pk__in=chunk).update(**changes)
+        LeadEvent.objects.bulk_create(
             LeadEvent(
                 entity_id=source.entity_id,
                 lead_id=lead_id,
@@ -338,10 +347,10 @@ def _bulk_move(*, lead_ids: list[UUID], source: PipelineStage, target: PipelineS
                 actor_type=actor.type,
                 actor_id=actor.id,
                 actor_name=actor.name[:200],
-                summary=summary[:500],
+                summary=summary,
                 data=data,
             )
-            for lead_id in lead_ids
-        ),
-        batch_size=1000,
-    )
+            for lead_id in chunk
+        )
+        moved += len(chunk)
+    return moved
