@@ -9,6 +9,7 @@ query plus a count, so the number of queries does not grow with the page size.
 from __future__ import annotations
 
 import django_filters
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.plumbing import build_basic_type
 from drf_spectacular.types import OpenApiTypes
@@ -43,6 +44,7 @@ from axiomatic.api.viewsets import (
     PartialUpdateMixin,
     RetrieveMixin,
 )
+from axiomatic.currencies import validate_currency_code
 from crm.api.activities import ActivitySerializer
 from crm.choices import ActorType, LeadEventKind, StageKind
 from crm.models import Company, Contact, Lead, LeadEvent, PipelineStage
@@ -50,19 +52,6 @@ from crm.services.activities import UNSET, activity_create
 from crm.services.actors import Actor
 from crm.services.leads import lead_create, lead_delete, lead_move_stage, lead_update
 from crm.services.pipeline import stage_resolve
-
-# Active ISO 4217 alphabetic codes (funds and precious metals included; XTS/XXX are not currencies).
-_ISO_4217_CODES = """
-    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD BTN BWP
-    BYN BZD CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB
-    EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY
-    KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR
-    MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB
-    RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD
-    TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES VND VUV WST XAF XAG XAU XBA XBB XBC XBD XCD XCG
-    XDR XOF XPD XPF XPT XSU XUA YER ZAR ZMW ZWG ZWL
-"""
-ISO_4217 = frozenset(_ISO_4217_CODES.split())
 
 STAGE_REFERENCE_HELP = (
     "A stage name (case-insensitive) or a system key such as `won`; a name match wins over a system key. "
@@ -210,8 +199,10 @@ class LeadSerializer(ApiModelSerializer):
 
     def validate_currency(self, value: str) -> str:
         value = value.strip().upper()
-        if value not in ISO_4217:
-            raise serializers.ValidationError("Use an ISO 4217 currency code such as USD or EUR.")
+        try:
+            validate_currency_code(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
         return value
 
     def validate(self, attrs):

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from axiomatic.currencies import validate_currency_code
 from axiomatic.tenancy import TenantModel, TenantQuerySet
 from crm.choices import ActorType, LeadEventKind
 
@@ -23,7 +24,7 @@ class Lead(TenantModel):
     contact = models.ForeignKey("crm.Contact", null=True, blank=True, on_delete=models.SET_NULL, related_name="leads")
     stage = models.ForeignKey("crm.PipelineStage", on_delete=models.PROTECT, related_name="leads")
     value = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
-    currency = models.CharField(max_length=3)
+    currency = models.CharField(max_length=3, validators=[validate_currency_code])
     probability_pct = models.PositiveSmallIntegerField(validators=[MinValueValidator(0), MaxValueValidator(100)])
     expected_close_date = models.DateField(null=True, blank=True)
     owner = models.ForeignKey(
