@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -376,3 +377,62 @@ def test_failing_commands_exit_non_zero_with_a_message_on_stderr(args, message):
     assert result.stdout.strip() == ""
     assert "Traceback" not in result.stderr
     assert not ApiKey.objects.exists()
+
+
+# --- demo_setup -------------------------------------------------------------------------------
+
+
+def run_demo_setup() -> tuple[str, str]:
+    """Run `demo_setup` (it prints instructions, not JSON); return the printed entity id and key."""
+    out = io.StringIO()
+    call_command("demo_setup", stdout=out)
+    text = out.getvalue()
+    [entity_id] = re.findall(r"entity:\s+([0-9a-f-]{36})", text)
+    [secret] = re.findall(r"API key:\s+(ak_\S+)", text)
+    assert f"Bearer {secret}" in text and f"entityId={entity_id}" in text
+    return entity_id, secret
+
+
+def demo_row_counts() -> dict:
+    return {
+        model.__name__: model.objects.count()
+        for model in (Entity, Membership, User, PipelineStage, Company, Contact, CompanyMembership, Lead, Activity)
+    }
+
+
+def test_demo_setup_is_idempotent_and_prints_a_working_key(db):
+    from axiomatic.management.commands.demo_setup import DEMO_EMAIL, DEMO_ENTITY, DEMO_PASSWORD
+
+    entity_id, secret = run_demo_setup()
+    entity = Entity.objects.get(pk=entity_id)
+    assert entity.name == DEMO_ENTITY
+    demo = User.objects.get(email=DEMO_EMAIL)
+    assert demo.is_staff and demo.is_superuser
+    assert Membership.objects.get(entity=entity, user=demo).role == Membership.Role.OWNER
+    assert Client().login(username=DEMO_EMAIL, password=DEMO_PASSWORD)
+    counts = demo_row_counts()
+    assert counts["Company"] == 25 and counts["Lead"] == 40 and counts["Activity"] == 80
+
+    response = api_for(secret, entity).get("/companies")
+    assert response.status_code == 200, response.content
+    assert response.json()["total"] == 25
+
+    again_id, again_secret = run_demo_setup()
+    assert again_id == entity_id
+    assert demo_row_counts() == counts  # nothing seeded or created twice
+    assert again_secret != secret
+    assert ApiKey.objects.filter(entity=entity, user=demo).count() == 2
+    assert api_for(again_secret, entity).get("/companies").json()["total"] == 25
+    assert api_for(secret, entity).get("/companies").status_code == 200  # the first key still works
+
+
+def test_demo_setup_makes_an_existing_demo_user_staff(db):
+    from axiomatic.management.commands.demo_setup import DEMO_EMAIL
+
+    existing = factories.make_user(email=DEMO_EMAIL)
+    assert not existing.is_staff
+    entity_id, secret = run_demo_setup()
+    existing.refresh_from_db()
+    assert existing.is_staff and existing.is_superuser
+    assert Membership.objects.filter(entity_id=entity_id, user=existing).exists()
+    assert api_for(secret, Entity.objects.get(pk=entity_id)).get("/companies").status_code == 200

@@ -118,7 +118,14 @@ def test_admin_refuses_duplicate_names_and_system_kind_changes(staff_client, ent
 
 def test_admin_cannot_delete_stages(staff_client, entity):
     stage = factories.stage(entity, "contacted")
-    staff_client.post(f"/admin/crm/pipelinestage/{stage.pk}/delete/", {"post": "yes"})
+    assert staff_client.get(f"/admin/crm/pipelinestage/{stage.pk}/delete/").status_code == 403
+    response = staff_client.post(f"/admin/crm/pipelinestage/{stage.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 403
+    assert PipelineStage.objects.filter(pk=stage.pk).exists()
+    # Nor through the changelist's bulk action.
+    staff_client.post(
+        "/admin/crm/pipelinestage/", {"action": "delete_selected", "_selected_action": [str(stage.pk)], "post": "yes"}
+    )
     assert PipelineStage.objects.filter(pk=stage.pk).exists()
 
 
@@ -150,3 +157,106 @@ def test_admin_activity_add_and_complete(staff_client, entity, lead):
     assert response.status_code == 302, response.content.decode()[:3000]
     activity.refresh_from_db()
     assert activity.status == "completed" and activity.completed_at is not None
+
+
+# --- Lead and activity forms refuse rows of another entity and owners who are not members ----------
+
+FOREIGN = "This belongs to another entity."
+NOT_MEMBER = "This user is not a member of the entity."
+
+
+@pytest.fixture
+def foreign_rows(other_entity):
+    company = factories.make_company(other_entity, name="Their company")
+    contact = factories.make_contact(other_entity, email="theirs@example.com", company=company)
+    lead = Lead.objects.create(
+        entity=other_entity,
+        title="Their deal",
+        stage=factories.stage(other_entity, "new"),
+        currency="USD",
+        probability_pct=10,
+    )
+    return {"company": company, "contact": contact, "lead": lead}
+
+
+@pytest.mark.parametrize("field", ["company", "contact"])
+def test_admin_lead_add_refuses_a_company_or_contact_of_another_entity(staff_client, entity, foreign_rows, field):
+    data = lead_form(
+        Lead(entity=entity, title="Cross", stage=factories.stage(entity, "new"), currency="USD", probability_pct=10),
+        **{field: foreign_rows[field].pk},
+    )
+    response = staff_client.post("/admin/crm/lead/add/", data)
+    assert response.status_code == 200  # the form again, with the error
+    assert response.context["adminform"].form.errors[field] == [FOREIGN]
+    assert not Lead.objects.filter(title="Cross").exists()
+
+
+def test_admin_lead_change_refuses_a_foreign_stage_and_a_non_member_owner(staff_client, lead, other_entity, other_user):
+    foreign_stage = factories.stage(other_entity, "won")
+    response = staff_client.post(
+        f"/admin/crm/lead/{lead.pk}/change/", lead_form(lead, stage=foreign_stage.pk, owner=other_user.pk)
+    )
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert errors["stage"] == [FOREIGN]
+    assert errors["owner"] == [NOT_MEMBER]
+    lead.refresh_from_db()
+    assert (lead.stage.system_key, lead.owner_id) == ("new", None)
+    assert not LeadEvent.objects.filter(lead=lead).exists()
+
+
+def test_admin_lead_accepts_rows_and_a_member_of_its_own_entity(staff_client, lead, entity):
+    company = factories.make_company(entity, name="Ours")
+    member = factories.make_member(entity)
+    response = staff_client.post(
+        f"/admin/crm/lead/{lead.pk}/change/", lead_form(lead, company=company.pk, owner=member.pk)
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    lead.refresh_from_db()
+    assert (lead.company_id, lead.owner_id) == (company.pk, member.pk)
+
+
+def activity_form(entity, **changes) -> dict:
+    data = {
+        "entity": entity.pk,
+        "type": "task",
+        "subject": "Cross-entity",
+        "body": "",
+        "status": "",
+        "occurred_at_0": "",
+        "occurred_at_1": "",
+        "outcome": "",
+    }
+    data.update(changes)
+    return data
+
+
+@pytest.mark.parametrize("field", ["lead", "company", "contact"])
+def test_admin_activity_add_refuses_rows_of_another_entity(staff_client, entity, foreign_rows, field):
+    response = staff_client.post("/admin/crm/activity/add/", activity_form(entity, **{field: foreign_rows[field].pk}))
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors[field] == [FOREIGN]
+    assert not Activity.objects.exists()
+    assert not LeadEvent.objects.filter(lead=foreign_rows["lead"]).exists()
+
+
+def test_admin_activity_add_refuses_an_assignee_who_is_not_a_member(staff_client, entity, other_user):
+    response = staff_client.post("/admin/crm/activity/add/", activity_form(entity, assignee=other_user.pk))
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["assignee"] == [NOT_MEMBER]
+    assert not Activity.objects.exists()
+
+
+def test_admin_activity_change_refuses_moving_it_to_a_foreign_lead(staff_client, entity, lead, foreign_rows):
+    data = activity_form(entity, lead=lead.pk, subject="Mine")
+    assert staff_client.post("/admin/crm/activity/add/", data).status_code == 302
+    activity = Activity.objects.get(subject="Mine")
+    data.pop("entity")  # read-only once saved: the form checks against the saved row's entity
+    data["lead"] = foreign_rows["lead"].pk
+    local = timezone.localtime(activity.occurred_at)
+    data.update(occurred_at_0=local.strftime("%Y-%m-%d"), occurred_at_1=local.strftime("%H:%M:%S"))
+    response = staff_client.post(f"/admin/crm/activity/{activity.pk}/change/", data)
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["lead"] == [FOREIGN]
+    activity.refresh_from_db()
+    assert activity.lead_id == lead.pk

@@ -179,6 +179,7 @@ def test_two_concurrent_creates_with_one_email_give_one_201_and_one_409(make_api
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
+        assert not thread.is_alive(), "a request thread is still running after 30 s"
 
     statuses = sorted(status for status, _ in results)
     assert statuses == [201, 409], results
@@ -353,6 +354,7 @@ def test_concurrent_company_switches_never_500_and_leave_one_primary(make_api):
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
+        assert not thread.is_alive(), "a request thread is still running after 30 s"
 
     assert statuses == [200, 200, 200]
     memberships = CompanyMembership.objects.filter(contact=contact)

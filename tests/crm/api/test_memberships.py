@@ -335,6 +335,7 @@ def test_concurrent_primary_switches_never_500_and_leave_one_primary(make_api):
             thread.start()
         for thread in threads:
             thread.join(timeout=30)
+            assert not thread.is_alive(), "a request thread is still running after 30 s"
 
     assert statuses == [200] * (workers * 2)
     assert CompanyMembership.objects.filter(contact=contact, is_primary=True).count() == 1

@@ -304,7 +304,8 @@ def test_concurrent_reorders_leave_no_duplicates_or_gaps(make_api, entity):
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "a reorder thread is still running after 60 s"
     assert not errors
     assert statuses == [200] * 24
     assert_dense(entity)
@@ -592,6 +593,7 @@ def test_deleting_a_stage_while_a_lead_moves_into_it_moves_that_lead_too(entity)
     finish_move.set()
     first.join(5)
     second.join(5)
+    assert not first.is_alive() and not second.is_alive(), "the mover or the deleter is stuck"
     assert "mover" not in outcome and "deleter" not in outcome, outcome
     assert outcome["moved"] == 1
     lead.refresh_from_db()

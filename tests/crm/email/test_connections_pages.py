@@ -221,8 +221,14 @@ def test_admin_never_shows_tokens(staff_client, fake_provider, make_connection, 
     for page in pages:
         assert page.status_code == 200
         content = page.content.decode()
-        for secret in (connection.access_token, connection.refresh_token, connection.access_token_encrypted):
-            assert secret not in content
+        secrets = (
+            connection.access_token,
+            connection.refresh_token,
+            connection.access_token_encrypted,
+            connection.refresh_token_encrypted,
+        )
+        for secret in secrets:
+            assert secret and secret not in content
     assert "bob.sales@outlook.example" in pages[1].content.decode()
     assert staff_client.get("/admin/crm/outboundemailconnection/add/").status_code == 403
 
