@@ -2,8 +2,9 @@
 
 Worker tests (`@pytest.mark.worker`) run a real Celery worker in a thread against the Redis
 broker (`TEST_CELERY_BROKER_URL`, default redis://127.0.0.1:6379/7), on a queue of their own per
-xdist worker, and need `transactional_db` so the worker's connection sees committed rows. The
-rest of the suite keeps Celery eager: the app is reconfigured only inside the fixture.
+xdist worker and per run (deleted afterwards), and need `transactional_db` so the worker's
+connection sees committed rows. The rest of the suite keeps Celery eager: the app is reconfigured
+only inside the fixture.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import uuid
 from urllib.parse import urlsplit
 
 import pytest
@@ -30,7 +32,8 @@ from tests.crm.email.fake_provider import CLIENTS, FakeProvider
 
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/7")
-QUEUE = f"axiomatic-test-email-{XDIST_WORKER}"
+# Unique per run as well as per xdist worker: two runs sharing the broker never steal each other's tasks.
+QUEUE = f"axiomatic-test-email-{XDIST_WORKER}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="session")
@@ -199,6 +202,12 @@ def running_worker():
                 yield worker
         finally:
             task_postrun.disconnect(_close_db_connections)
+            # The name is unique per run: leave no queue or binding behind on the shared broker.
+            # (kombu's Redis channel only unbinds what it declared itself, hence declare then delete.)
+            with contextlib.suppress(Exception), app.connection_for_write() as conn:
+                queue = app.amqp.queues[QUEUE](conn.default_channel)
+                queue.declare()
+                queue.delete()
 
 
 @pytest.fixture

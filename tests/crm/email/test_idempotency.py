@@ -7,11 +7,12 @@ import threading
 
 import pytest
 from django.db import connections
+from django.test import Client
 
 from crm.choices import EmailStatus
 from crm.models import Company, OutboundEmail
 from tests.crm.email.conftest import email_body, wait_for
-from tests.helpers import assert_error
+from tests.helpers import ApiClient, assert_error
 
 
 def _key(value: str) -> dict:
@@ -112,10 +113,13 @@ def test_in_flight_request_answers_409_then_replays(transactional_db, api, lead,
     fake_provider.state.send_delay = 1.5
     body = email_body(lead, connection)
     results = {}
+    # The same credential (idempotency keys are scoped per key), but a Django test client of its
+    # own: a Client is not safe to share between threads.
+    in_thread = ApiClient(Client(), secret=api.secret, entity=api.entity, user=api.user, api_key=api.api_key)
 
     def first_request():
         try:
-            results["first"] = api.post("/outbound-email", body, headers=_key("slow-1"))
+            results["first"] = in_thread.post("/outbound-email", body, headers=_key("slow-1"))
         finally:
             connections.close_all()
 
@@ -128,6 +132,7 @@ def test_in_flight_request_answers_409_then_replays(transactional_db, api, lead,
         assert_error(api.post("/outbound-email", {**body, "subject": "Other"}, headers=_key("slow-1")), 422)
     finally:
         thread.join(15)
+    assert not thread.is_alive()
     assert results["first"].status_code == 202
 
     replay = api.post("/outbound-email", body, headers=_key("slow-1"))

@@ -271,6 +271,7 @@ def test_two_workers_racing_for_one_email_send_it_once(transactional_db, fake_pr
         thread.start()
     for thread in threads:
         thread.join(10)
+        assert not thread.is_alive()
     assert sorted(results) == ["sent", "skipped"]
     assert len(fake_provider.delivered()) == 1
     assert OutboundEmail.objects.get(pk=row.pk).attempts == 1
