@@ -15,9 +15,8 @@ from uuid import UUID
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
-from rest_framework.exceptions import NotFound
 
-from axiomatic.api.exceptions import Conflict
+from axiomatic import errors
 from axiomatic.models import Entity
 from crm.models import Company, Contact, Lead
 from marketing.models import MarketingList, MarketingListMember, MemberSource, MemberStatus
@@ -54,7 +53,7 @@ def _ensure_name_free(*, entity_id: UUID, name: str, exclude_id: UUID | None = N
     existing = MarketingList.objects.for_entity(entity_id).named_ignoring_case(name).exclude(pk=exclude_id)
     existing_id = existing.values_list("id", flat=True).first()
     if existing_id is not None:
-        raise Conflict(f"A marketing list named {name!r} already exists.", existing_id=existing_id)
+        raise errors.Conflict(f"A marketing list named {name!r} already exists.", existing_id=existing_id)
 
 
 def _save_list(marketing_list: MarketingList) -> MarketingList:
@@ -138,7 +137,7 @@ def list_add_contacts(
         MarketingList.objects.select_for_update().filter(pk=marketing_list.pk).values_list("pk", flat=True).order_by()
     )
     if locked.first() is None:
-        raise NotFound("Marketing list not found.")  # deleted since the caller loaded it
+        raise errors.NotFound("Marketing list not found.")  # deleted since the caller loaded it
 
     result = AddResult(list_id=marketing_list.pk)
     # Each candidate contact in the order it was reached: contact id → email ("" when none).

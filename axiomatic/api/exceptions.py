@@ -12,31 +12,10 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from axiomatic import errors
+from axiomatic.api.serializers import to_camel
+
 logger = logging.getLogger("axiomatic.api")
-
-
-class Conflict(exceptions.APIException):
-    """409: a uniqueness rule or the current state refuses the write."""
-
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The request conflicts with the current state."
-    default_code = "conflict"
-
-    def __init__(self, detail: str | None = None, *, existing_id=None):
-        super().__init__(detail)
-        self.existing_id = existing_id
-
-
-class BadRequest(exceptions.APIException):
-    """400 raised by services for a rule the request breaks (not a field's shape)."""
-
-    status_code = status.HTTP_400_BAD_REQUEST
-    default_detail = "Bad request."
-    default_code = "bad_request"
-
-    def __init__(self, detail: str | None = None, *, field: str | None = None):
-        super().__init__(detail)
-        self.field = field
 
 
 class UnprocessableEntity(exceptions.APIException):
@@ -75,8 +54,31 @@ def error_response(status_code: int, message: str, *, headers=None, **extra) -> 
     return Response(body, status=status_code, headers=headers)
 
 
+DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
+    errors.NotFound: status.HTTP_404_NOT_FOUND,
+    errors.Conflict: status.HTTP_409_CONFLICT,
+    errors.Invalid: status.HTTP_400_BAD_REQUEST,
+    errors.Forbidden: status.HTTP_403_FORBIDDEN,
+    errors.LimitExceeded: status.HTTP_429_TOO_MANY_REQUESTS,
+}
+
+
+def domain_error_response(exc: errors.DomainError) -> Response:
+    """A service's domain error as the envelope: its status, its sentence, its field messages."""
+    status_code = next(code for cls, code in DOMAIN_STATUS.items() if isinstance(exc, cls))
+    details = {to_camel(field): messages for field, messages in exc.field_errors.items()} or None
+    headers = {}
+    if isinstance(exc, errors.LimitExceeded) and exc.retry_after is not None:
+        headers["Retry-After"] = str(int(exc.retry_after))
+    existing_id = str(exc.existing_id) if isinstance(exc, errors.Conflict) and exc.existing_id else None
+    return error_response(status_code, exc.message, headers=headers, details=details, existingId=existing_id)
+
+
 def api_exception_handler(exc, context):
     """DRF's EXCEPTION_HANDLER: shape every exception, including unexpected ones, as the envelope."""
+    if isinstance(exc, errors.DomainError):
+        set_rollback()
+        return domain_error_response(exc)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
     elif isinstance(exc, PermissionDenied):
@@ -115,11 +117,6 @@ def api_exception_handler(exc, context):
             headers=headers,
         )
     message = " ".join(_flatten(exc.detail)) if not isinstance(exc.detail, str) else str(exc.detail)
-    extra = {}
-    if isinstance(exc, Conflict) and exc.existing_id is not None:
-        extra["existingId"] = str(exc.existing_id)
-    if isinstance(exc, BadRequest) and exc.field:
-        extra["details"] = {exc.field: [message]}
     if isinstance(exc, exceptions.NotAuthenticated):
         message = "Authentication required: send Authorization: Bearer ak_... or sign in."
-    return error_response(exc.status_code, message, headers=headers, **extra)
+    return error_response(exc.status_code, message, headers=headers)

@@ -25,7 +25,7 @@ from rest_framework.decorators import action
 from rest_framework.fields import SkipField, empty
 from rest_framework.response import Response
 
-from axiomatic.api.exceptions import BadRequest
+from axiomatic import errors
 from axiomatic.api.filters import OwnerFilter, StrictFilterSet, SubstringFilter
 from axiomatic.api.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from axiomatic.api.schema import item_envelope
@@ -427,7 +427,7 @@ class LeadViewSet(ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, Des
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         if data.pop("lead", lead) != lead:
-            raise BadRequest("leadId must be this lead's id (or left out).", field="leadId")
+            raise errors.Invalid("leadId must be this lead's id (or left out).", field="lead_id")
         actor = Actor.from_request(request)
         activity = activity_create(
             entity=request.entity,

@@ -7,7 +7,7 @@ from uuid import UUID
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from axiomatic.api.exceptions import Conflict
+from axiomatic import errors
 from axiomatic.models import Entity
 from crm.choices import CompanyStatus
 from crm.models import Company
@@ -19,7 +19,7 @@ def _ensure_domain_free(*, entity: Entity | UUID, domain: str | None, exclude_id
     existing = Company.objects.for_entity(entity).filter(domain=domain).exclude(pk=exclude_id)
     existing_id = existing.values_list("id", flat=True).first()
     if existing_id is not None:
-        raise Conflict(f"A company with domain {domain} already exists.", existing_id=existing_id)
+        raise errors.Conflict(f"A company with domain {domain} already exists.", existing_id=existing_id)
 
 
 def _sync_archived_at(company: Company) -> None:

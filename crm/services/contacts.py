@@ -21,9 +21,8 @@ from typing import Any, Final
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from rest_framework.exceptions import NotFound
 
-from axiomatic.api.exceptions import BadRequest, Conflict
+from axiomatic import errors
 from axiomatic.models import Entity
 from crm.models import Company, CompanyMembership, Contact
 
@@ -56,7 +55,7 @@ def contact_is_identifiable(*, first_name: str, last_name: str, email: str | Non
 
 def _ensure_identifiable(contact: Contact) -> None:
     if not contact_is_identifiable(first_name=contact.first_name, last_name=contact.last_name, email=contact.email):
-        raise BadRequest(IDENTITY_MESSAGE)
+        raise errors.Invalid(IDENTITY_MESSAGE)
 
 
 def _ensure_email_free(*, entity_id, email: str | None, exclude_id=None) -> None:
@@ -70,7 +69,7 @@ def _ensure_email_free(*, entity_id, email: str | None, exclude_id=None) -> None
         .first()
     )
     if existing_id is not None:
-        raise Conflict(f"A contact with email {email} already exists.", existing_id=existing_id)
+        raise errors.Conflict(f"A contact with email {email} already exists.", existing_id=existing_id)
 
 
 def _save_contact(contact: Contact, *, update_fields: list[str] | None = None) -> Contact:
@@ -91,7 +90,7 @@ def _lock_contact(contact: Contact) -> None:
     """
     locked = Contact.objects.select_for_update().filter(pk=contact.pk).values_list("pk", flat=True).first()
     if locked is None:
-        raise NotFound("Contact not found.")
+        raise errors.NotFound("Contact not found.")
 
 
 def contact_create(*, entity: Entity, company: Company | None = None, **fields: Any) -> Contact:
@@ -173,7 +172,7 @@ def contact_set_primary_company(*, contact: Contact, company: Company | None) ->
     flag: the memberships themselves stay, and `companyId` reads null afterwards.
     """
     if company is not None and company.entity_id != contact.entity_id:
-        raise BadRequest("No company with that id exists in this entity.", field="companyId")
+        raise errors.Invalid("No company with that id exists in this entity.", field="company_id")
     with transaction.atomic():
         _lock_contact(contact)
         if company is None:
@@ -201,7 +200,7 @@ def _ensure_company_free(*, contact: Contact, company: Company, exclude_id=None)
         .first()
     )
     if existing_id is not None:
-        raise Conflict(
+        raise errors.Conflict(
             f"This contact already has a membership at {company.name}.",
             existing_id=existing_id,
         )
@@ -209,7 +208,7 @@ def _ensure_company_free(*, contact: Contact, company: Company, exclude_id=None)
 
 def _ensure_dates(*, start_date: date | None, end_date: date | None) -> None:
     if start_date and end_date and end_date < start_date:
-        raise BadRequest("endDate must not be before startDate.", field="endDate")
+        raise errors.Invalid("endDate must not be before startDate.", field="end_date")
 
 
 def _insert_membership(membership: CompanyMembership) -> CompanyMembership:
@@ -239,7 +238,7 @@ def membership_create(
     `True` promotes it and demotes the old primary; `False` is honoured.
     """
     if company.entity_id != contact.entity_id:
-        raise BadRequest("No company with that id exists in this entity.", field="companyId")
+        raise errors.Invalid("No company with that id exists in this entity.", field="company_id")
     _ensure_dates(start_date=start_date, end_date=end_date)
     with transaction.atomic():
         _lock_contact(contact)
@@ -270,7 +269,7 @@ def membership_update(*, membership: CompanyMembership, **fields: Any) -> Compan
     contact = membership.contact
     company = fields.get("company", membership.company)
     if company.entity_id != contact.entity_id:
-        raise BadRequest("No company with that id exists in this entity.", field="companyId")
+        raise errors.Invalid("No company with that id exists in this entity.", field="company_id")
     promote = fields.pop("is_primary", None)
     with transaction.atomic():
         _lock_contact(contact)
@@ -278,7 +277,7 @@ def membership_update(*, membership: CompanyMembership, **fields: Any) -> Compan
             # The row may have changed while we waited for the lock (another switch of the primary).
             membership.refresh_from_db()
         except CompanyMembership.DoesNotExist:
-            raise NotFound("Membership not found.") from None
+            raise errors.NotFound("Membership not found.") from None
         if company.pk != membership.company_id:
             _ensure_company_free(contact=contact, company=company, exclude_id=membership.pk)
         for name, value in fields.items():
@@ -319,7 +318,7 @@ def contact_memberships_save(
     """
     primaries = [m for m in memberships if m.is_primary]
     if len(primaries) > 1:
-        raise BadRequest("A contact can have only one primary membership.", field="isPrimary")
+        raise errors.Invalid("A contact can have only one primary membership.", field="is_primary")
     with transaction.atomic():
         _lock_contact(contact)
         for membership in deleted:

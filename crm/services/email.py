@@ -37,7 +37,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from axiomatic.api.exceptions import BadRequest
+from axiomatic import errors
 from axiomatic.models import Entity, User
 from crm.choices import ActivityStatus, ActivityType, ConnectionStatus, EmailStatus, LeadEventKind
 from crm.models import Activity, Lead, OutboundEmail, OutboundEmailConnection
@@ -122,20 +122,20 @@ def _has_control_characters(value: str) -> bool:
 def subject_clean(subject: str) -> str:
     """A subject safe for a header: ≤255 characters, no CR/LF or other control characters."""
     if "\r" in subject or "\n" in subject:
-        raise BadRequest("The subject must not contain line breaks.", field="subject")
+        raise errors.Invalid("The subject must not contain line breaks.", field="subject")
     if _has_control_characters(subject):
-        raise BadRequest("The subject must not contain control characters.", field="subject")
+        raise errors.Invalid("The subject must not contain control characters.", field="subject")
     subject = subject.strip()
     if not subject:
-        raise BadRequest("The subject must not be blank.", field="subject")
+        raise errors.Invalid("The subject must not be blank.", field="subject")
     if len(subject) > MAX_SUBJECT_LENGTH:
-        raise BadRequest(f"The subject must be at most {MAX_SUBJECT_LENGTH} characters.", field="subject")
+        raise errors.Invalid(f"The subject must be at most {MAX_SUBJECT_LENGTH} characters.", field="subject")
     return subject
 
 
 def address_parse(value: object, *, field_name: str) -> str:
     """One recipient (`a@example.com` or `Name <a@example.com>`), normalised; else a 400."""
-    invalid = BadRequest(f"{field_name}: {str(value)[:100]!r} is not a valid email address.", field=field_name)
+    invalid = errors.Invalid(f"{field_name}: {str(value)[:100]!r} is not a valid email address.", field=field_name)
     if not isinstance(value, str) or not value.strip() or len(value) > 320 or _has_control_characters(value):
         raise invalid
     try:
@@ -221,13 +221,13 @@ def email_queue(
     the worker only ever meets provider trouble.
     """
     if channel != connection.channel:
-        raise BadRequest(
+        raise errors.Invalid(
             f"channel {channel!r} does not match the connection's channel {connection.channel!r}.", field="channel"
         )
     if connection.status != ConnectionStatus.ACTIVE:
-        raise BadRequest(
+        raise errors.Invalid(
             f"The connection {connection.email_address} is {connection.status}; reconnect it first.",
-            field="connectionId",
+            field="connection_id",
         )
     to_addresses = recipients_parse(to, field_name="to")
     cc_addresses = recipients_parse(cc, field_name="cc")
@@ -236,16 +236,16 @@ def email_queue(
     if not to_addresses:
         contact_email = lead.contact.email if lead.contact_id and lead.contact else None
         if not contact_email:
-            raise BadRequest("No recipient: give `to`, or link the lead to a contact with an email.", field="to")
+            raise errors.Invalid("No recipient: give `to`, or link the lead to a contact with an email.", field="to")
         to_addresses = [address_parse(contact_email, field_name="to")]
     if len(to_addresses) + len(cc_addresses) + len(bcc_addresses) > MAX_RECIPIENTS:
-        raise BadRequest(f"At most {MAX_RECIPIENTS} recipients in all.", field="to")
+        raise errors.Invalid(f"At most {MAX_RECIPIENTS} recipients in all.", field="to")
     html = html_sanitize(html_body or "")
     if not html.strip():
         html = ""
     text = (text_body or "").strip() or html_to_text(html)
     if not html and not text:
-        raise BadRequest("The email has no content: give htmlBody (or textBody).", field="htmlBody")
+        raise errors.Invalid("The email has no content: give htmlBody (or textBody).", field="html_body")
 
     email = OutboundEmail.objects.create(
         entity=entity,

@@ -14,7 +14,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from axiomatic.api.exceptions import BadRequest
+from axiomatic import errors
 from axiomatic.models import Entity
 from crm.choices import LeadEventKind, StageKind
 from crm.models import Lead, PipelineStage
@@ -35,14 +35,14 @@ _FIELD_LABELS = {"title": "title", "value": "value", "ownerUserId": "owner", "ex
 def _ensure_lost_reason_fits(*, stage: PipelineStage, lost_reason: str | None) -> None:
     """A lost reason belongs to lost leads only; anything else would be contradicted by the status."""
     if lost_reason and stage.kind != StageKind.LOST:
-        raise BadRequest(
-            f"lostReason applies only to leads in a lost stage; {stage.name!r} is {stage.kind}.", field="lostReason"
+        raise errors.Invalid(
+            f"lostReason applies only to leads in a lost stage; {stage.name!r} is {stage.kind}.", field="lost_reason"
         )
 
 
 def _ensure_same_entity(lead: Lead, stage: PipelineStage) -> None:
     if stage.entity_id != lead.entity_id:
-        raise BadRequest("The stage does not exist in this entity.", field="stageId")
+        raise errors.Invalid("The stage does not exist in this entity.", field="stage_id")
 
 
 def _hold_stage(stage: PipelineStage) -> None:
@@ -61,7 +61,7 @@ def _hold_stage(stage: PipelineStage) -> None:
     with connection.cursor() as cursor:
         cursor.execute(sql, [stage.pk, stage.entity_id])
         if cursor.fetchone() is None:
-            raise BadRequest("The stage no longer exists.", field="stageId")
+            raise errors.Invalid("The stage no longer exists.", field="stage_id")
 
 
 @transaction.atomic
@@ -106,7 +106,7 @@ def lead_create(*, entity: Entity, actor: Actor, stage: PipelineStage | None = N
     if stage is None:
         stage = stage_first_open(entity=entity)
         if stage is None:  # every entity keeps an open stage; defensive only
-            raise BadRequest("The entity has no open stage; name a stage.", field="stageId")
+            raise errors.Invalid("The entity has no open stage; name a stage.", field="stage_id")
     if not fields.get("currency"):
         fields["currency"] = entity.default_currency
     lead = Lead(entity=entity, stage=stage, **fields)

@@ -17,9 +17,8 @@ from uuid import UUID
 from django.db import IntegrityError, transaction
 from django.db.models import Case, Count, IntegerField, QuerySet, Value, When
 from django.utils import timezone
-from rest_framework.exceptions import NotFound
 
-from axiomatic.api.exceptions import BadRequest, Conflict
+from axiomatic import errors
 from axiomatic.models import Entity
 from crm.choices import LeadEventKind, StageKind
 from crm.models import Lead, LeadEvent, PipelineStage
@@ -131,7 +130,7 @@ def _ensure_name_free(*, entity_id, name: str, exclude_id=None) -> None:
     existing = PipelineStage.objects.for_entity(entity_id).named_ignoring_case(name).exclude(pk=exclude_id)
     existing_id = existing.values_list("id", flat=True).first()
     if existing_id is not None:
-        raise Conflict(f"A stage named {name!r} already exists.", existing_id=existing_id)
+        raise errors.Conflict(f"A stage named {name!r} already exists.", existing_id=existing_id)
 
 
 def _save(stage: PipelineStage, **kwargs) -> PipelineStage:
@@ -195,15 +194,15 @@ def stage_update(*, stage: PipelineStage, **fields) -> PipelineStage:
     new_kind = changes.get("kind", stage.kind)
     if new_kind != stage.kind:
         if stage.system_key:
-            raise BadRequest(
+            raise errors.Invalid(
                 f"The kind of the system stage {stage.name!r} ({stage.system_key}) cannot change.", field="kind"
             )
         stages = _lock_stages(stage.entity_id)
         current = next((s for s in stages if s.pk == stage.pk), None)
         if current is None:  # deleted by the write we waited for
-            raise NotFound("Not found.")
+            raise errors.NotFound("Not found.")
         if not any(s.kind == current.kind and s.pk != current.pk for s in stages):
-            raise Conflict(f"The pipeline needs at least one {current.kind} stage; add another one first.")
+            raise errors.Conflict(f"The pipeline needs at least one {current.kind} stage; add another one first.")
         if current.kind != new_kind:
             _leads_follow_kind(stage=current, old_kind=current.kind, new_kind=new_kind)
 
@@ -237,14 +236,16 @@ def stages_reorder(*, entity: Entity, stage_ids: Sequence[UUID]) -> None:
     seen: set[UUID] = set()
     duplicates = [pk for pk in stage_ids if pk in seen or seen.add(pk)]
     if duplicates:
-        raise BadRequest(f"stageIds lists {_ids(duplicates)} more than once.", field="stageIds")
+        raise errors.Invalid(f"stageIds lists {_ids(duplicates)} more than once.", field="stage_ids")
     unknown = [pk for pk in stage_ids if pk not in known]
     if unknown:
-        raise BadRequest(f"stageIds names stages that do not exist in this entity: {_ids(unknown)}.", field="stageIds")
+        raise errors.Invalid(
+            f"stageIds names stages that do not exist in this entity: {_ids(unknown)}.", field="stage_ids"
+        )
     missing = [stage.pk for stage in stages if stage.pk not in seen]
     if missing:
-        raise BadRequest(
-            f"stageIds must list every stage of the entity exactly once; missing: {_ids(missing)}.", field="stageIds"
+        raise errors.Invalid(
+            f"stageIds must list every stage of the entity exactly once; missing: {_ids(missing)}.", field="stage_ids"
         )
     if [stage.pk for stage in stages] != list(stage_ids):
         _write_sort_orders(
@@ -270,24 +271,24 @@ def stage_delete(*, stage: PipelineStage, move_leads_to: PipelineStage | None, a
     stages = _lock_stages(stage.entity_id)
     current = next((s for s in stages if s.pk == stage.pk), None)
     if current is None:  # deleted by the request we waited for
-        raise NotFound("Not found.")
+        raise errors.NotFound("Not found.")
     if move_leads_to is not None:
         if move_leads_to.pk == current.pk:
-            raise BadRequest(
-                "moveLeadsToStageId must be another stage than the one deleted.", field="moveLeadsToStageId"
+            raise errors.Invalid(
+                "moveLeadsToStageId must be another stage than the one deleted.", field="move_leads_to_stage_id"
             )
         target = next((s for s in stages if s.pk == move_leads_to.pk), None)
         if target is None:
-            raise BadRequest("moveLeadsToStageId names no stage of this entity.", field="moveLeadsToStageId")
+            raise errors.Invalid("moveLeadsToStageId names no stage of this entity.", field="move_leads_to_stage_id")
     else:
         target = None
     if not any(s.kind == current.kind and s.pk != current.pk for s in stages):
-        raise Conflict(f"The pipeline needs at least one {current.kind} stage; this is the last one.")
+        raise errors.Conflict(f"The pipeline needs at least one {current.kind} stage; this is the last one.")
 
     leads = Lead.objects.for_entity(current.entity_id).filter(stage=current)
     if target is None:
         if count := leads.count():
-            raise Conflict(
+            raise errors.Conflict(
                 f"The stage {current.name!r} still has {count} lead(s); "
                 "send moveLeadsToStageId to move them to another stage."
             )
