@@ -1,7 +1,14 @@
-"""Admin for API keys: issuing goes through the service and shows the secret exactly once."""
+"""Admin for API keys: issuing goes through the service and shows the secret exactly once.
+
+The secret appears only in the response to the POST that created the key (a page of its own,
+marked no-store), never in a message: messages travel in a cookie (or the session) and would
+carry the secret out of this one response.
+"""
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
 
 from apikeys.models import SCOPE_CHOICES, ApiKey
 from apikeys.services import api_key_issue, api_key_revoke
@@ -53,7 +60,22 @@ class ApiKeyAdmin(admin.ModelAdmin):
         )
         obj.pk = issued.api_key.pk
         obj._state.adding = False
-        messages.warning(request, f"Copy the new key now; it will not be shown again: {issued.secret}")
+        request._issued_api_key = issued
+
+    def response_add(self, request, obj, post_url_continue=None):
+        issued = getattr(request, "_issued_api_key", None)
+        if issued is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "API key issued",
+            "api_key": issued.api_key,
+            "secret": issued.secret,
+        }
+        response = TemplateResponse(request, "admin/apikeys/issued_key.html", context)
+        add_never_cache_headers(response)
+        return response
 
     @admin.action(description="Revoke selected API keys")
     def revoke_selected(self, request, queryset):

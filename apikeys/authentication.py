@@ -5,7 +5,10 @@ from __future__ import annotations
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from apikeys.services import api_key_authenticate, api_key_touch
+from apikeys.middleware import api_key_mark_used
+from apikeys.services import api_key_authenticate
+from axiomatic.access import MalformedAuthorization, bearer_token
+from axiomatic.api.throttling import auth_failure_record, auth_failures_check
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -13,24 +16,26 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     A request without an Authorization header is left to the next class (browser sessions); any
     Authorization header that is not a usable key is a 401 with `WWW-Authenticate: Bearer`.
+    Failures count against the client address; past the limit its Bearer requests are a 429.
     """
 
     keyword = "Bearer"
 
     def authenticate(self, request):
-        header = authentication.get_authorization_header(request)
-        if not header:
-            return None
         try:
-            parts = header.decode("latin-1").split()
-        except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
-            parts = []
-        if len(parts) != 2 or parts[0].lower() != self.keyword.lower():
-            raise exceptions.AuthenticationFailed("Malformed Authorization header; use 'Bearer ak_...'.")
-        api_key = api_key_authenticate(parts[1])
+            token = bearer_token(request.META)
+        except MalformedAuthorization as exc:
+            auth_failures_check(request)
+            auth_failure_record(request)
+            raise exceptions.AuthenticationFailed(str(exc)) from None
+        if token is None:
+            return None
+        auth_failures_check(request)
+        api_key = api_key_authenticate(token)
         if api_key is None:
+            auth_failure_record(request)
             raise exceptions.AuthenticationFailed("Invalid, expired or revoked API key.")
-        api_key_touch(api_key)
+        api_key_mark_used(request, api_key)
         return api_key.user, api_key
 
     def authenticate_header(self, request) -> str:

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from apikeys.models import SCOPES, ApiKey
+from axiomatic.models import Membership
 
 KEY_PREFIX = "ak_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -65,30 +65,51 @@ def api_key_issue(
 
 
 def api_key_authenticate(secret: str) -> ApiKey | None:
-    """The usable key for `secret`, or None. Digests are compared in constant time."""
+    """The usable key for `secret`, or None. Digests are compared in constant time.
+
+    A key acts for its user *as a member of its entity*: it is usable only while that user is
+    active and still a member, whatever path removed them (command, admin, SQL). The membership
+    (with its current role) is read in the same query and attached as `api_key.membership`.
+    """
     if not secret.startswith(KEY_PREFIX) or len(secret) < ApiKey.PREFIX_LENGTH or len(secret) > 200:
         return None
     digest = _digest(secret)
-    candidates = ApiKey.objects.usable().select_related("entity", "user").filter(prefix=secret[: ApiKey.PREFIX_LENGTH])
+    member = Membership.objects.filter(user=OuterRef("user"), entity=OuterRef("entity"))
+    candidates = (
+        ApiKey.objects.usable()
+        .select_related("entity", "user")
+        .filter(prefix=secret[: ApiKey.PREFIX_LENGTH])
+        .annotate(membership_id=Subquery(member.values("id")[:1]), membership_role=Subquery(member.values("role")[:1]))
+    )
     for candidate in candidates:
         if hmac.compare_digest(candidate.secret_hash, digest):
-            return candidate if candidate.user.is_active else None
+            if not candidate.user.is_active or candidate.membership_id is None:
+                return None
+            candidate.membership = Membership(
+                id=candidate.membership_id,
+                user=candidate.user,
+                entity=candidate.entity,
+                role=candidate.membership_role,
+            )
+            candidate.membership._state.adding = False
+            return candidate
     return None
 
 
 def api_key_touch(api_key: ApiKey) -> None:
-    """Record use, writing at most once per minute per key (a conditional UPDATE, no read).
+    """Record use now, writing at most once per minute per key (a conditional UPDATE, no read).
 
-    The write runs after the request's transaction commits, in its own short statement: inside the
-    request it would hold the key's row lock until commit and queue every concurrent request of
-    the same key behind it.
+    Call it outside the request's transaction, as `ApiKeyLastUsedMiddleware` does once the
+    response exists: inside the request the write would hold the key's row lock until commit
+    (queueing every concurrent request of the key behind it), and a request that fails and rolls
+    back would take the record of its use with it.
     """
     now = timezone.now()
     if api_key.last_used_at and now - api_key.last_used_at < LAST_USED_RESOLUTION:
         return
     api_key.last_used_at = now
     stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
-    transaction.on_commit(lambda: ApiKey.objects.filter(stale, pk=api_key.pk).update(last_used_at=now))
+    ApiKey.objects.filter(stale, pk=api_key.pk).update(last_used_at=now)
 
 
 def api_key_revoke(api_key: ApiKey) -> ApiKey:

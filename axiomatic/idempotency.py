@@ -25,6 +25,12 @@ from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from redis.exceptions import RedisError
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
+from rest_framework.settings import api_settings
+
+from axiomatic.access import MalformedAuthorization, bearer_token, requested_entity_ids
 
 logger = logging.getLogger("axiomatic.idempotency")
 
@@ -43,17 +49,32 @@ def _error(status: int, message: str) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
 
 
-def _credential(request: HttpRequest) -> str | None:
-    """Who is asking: the API key's id, or the signed-in user; None when nobody (→ 401 later)."""
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    if header:
-        from apikeys.services import api_key_authenticate
-
-        parts = header.split()
-        if len(parts) != 2 or parts[0].lower() != "bearer":
+def _bearer_identity(request: HttpRequest) -> str | None:
+    """The id of the usable credential behind `Authorization: Bearer`, found by the API's own
+    authentication classes (REST_FRAMEWORK settings), or None when it is not usable."""
+    drf_request = Request(request)
+    for authentication_class in api_settings.DEFAULT_AUTHENTICATION_CLASSES:
+        if issubclass(authentication_class, SessionAuthentication):
+            continue
+        try:
+            result = authentication_class().authenticate(drf_request)
+        except AuthenticationFailed:
             return None
-        api_key = api_key_authenticate(parts[1])
-        return f"key:{api_key.pk}" if api_key is not None else None
+        if result is not None:
+            return str(getattr(result[1], "pk", result[1]))
+    return None
+
+
+def _credential(request: HttpRequest) -> str | None:
+    """Who is asking: the usable API key's id, or the signed-in user; None when nobody (the view
+    answers 401, and a rejected answer is never kept). A revoked key never replays."""
+    try:
+        token = bearer_token(request.META)
+    except MalformedAuthorization:
+        return None
+    if token is not None:
+        identity = _bearer_identity(request)
+        return f"key:{identity}" if identity is not None else None
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
         return f"user:{user.pk}"
@@ -69,16 +90,12 @@ def _canonical_body(body: bytes) -> bytes:
 
 
 def _entity_ids(request: HttpRequest, body: bytes) -> list[str]:
-    values = list(request.GET.getlist("entityId"))
-    if "HTTP_X_ENTITY_ID" in request.META:
-        values.append(request.META["HTTP_X_ENTITY_ID"])
     try:
         data = json.loads(body) if body else None
     except (ValueError, UnicodeDecodeError, RecursionError):
         data = None
-    if isinstance(data, dict) and isinstance(data.get("entityId"), str):
-        values.append(data["entityId"])
-    return sorted({value.strip().lower() for value in values})
+    values = requested_entity_ids(query=request.GET, body=data, meta=request.META)
+    return sorted({value.strip().lower() for value in values if isinstance(value, str)})
 
 
 @dataclass(frozen=True)

@@ -42,5 +42,9 @@ class ApiErrorMiddleware:
     def process_exception(self, request, exception):
         if not is_api_path(request.path):
             return None
+        from axiomatic.ops.database import is_database_unavailable
+
+        if is_database_unavailable(exception):
+            return None  # a 503, not a 500: answered by axiomatic.ops.middleware.DatabaseUnavailableMiddleware
         logger.exception("Unhandled error under /api/", exc_info=exception)
         return JsonResponse({"error": "Internal server error."}, status=500)

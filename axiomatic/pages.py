@@ -15,9 +15,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponseRedirect
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from axiomatic import errors
+from axiomatic.access import membership_of, parse_entity_id
 from axiomatic.models import Entity, Membership
 from axiomatic.tenancy import set_transaction_entity
 
@@ -27,13 +28,13 @@ ENTITY_QUERY_PARAM = "entityId"
 
 def _parse_entity_id(value: str) -> uuid.UUID:
     try:
-        return uuid.UUID(str(value).strip())
-    except ValueError:
+        return parse_entity_id(str(value))
+    except errors.Invalid:
         raise Http404("No such entity.") from None
 
 
 def _member_entity(user, entity_id: uuid.UUID) -> Entity | None:
-    membership = Membership.objects.select_related("entity").filter(user=user, entity_id=entity_id).first()
+    membership = membership_of(user, entity_id)
     return membership.entity if membership else None
 
 
@@ -73,6 +74,7 @@ def entity_page(view):
     @wraps(view)
     def wrapper(request, *args, **kwargs):
         request.entity, request.entity_memberships = page_entity_resolve(request)
+        request.membership = next(m for m in request.entity_memberships if m.entity_id == request.entity.pk)
         set_transaction_entity(request.entity.pk)
         return view(request, *args, **kwargs)
 
@@ -86,6 +88,27 @@ def _without_entity_param(url: str) -> str:
     return urlunsplit(("", "", parts.path or "/", urlencode(query), ""))
 
 
+def _is_local_path(url: str) -> bool:
+    """A path on this site: one leading "/" (never "//" or "/\\", which browsers read as another
+    host), no backslash, whitespace or control character anywhere (browsers drop or rewrite them)."""
+    return (
+        url.startswith("/")
+        and not url.startswith(("//", "/\\"))
+        and not any(ch == "\\" or ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url)
+    )
+
+
+DEFAULT_NEXT = "/crm/board"
+
+
+def safe_next(value: str | None) -> str:
+    """`next` for the switcher's redirect: a local path without `entityId`, else the board."""
+    if not value or not _is_local_path(value):
+        return DEFAULT_NEXT
+    target = _without_entity_param(value)
+    return target if _is_local_path(target) else DEFAULT_NEXT
+
+
 @require_POST
 @login_required
 def entity_switch(request: HttpRequest):
@@ -94,7 +117,4 @@ def entity_switch(request: HttpRequest):
     if entity is None:
         raise PermissionDenied("You are not a member of that entity.")
     request.session[SESSION_ENTITY_KEY] = str(entity.pk)
-    target = request.POST.get("next") or "/crm/board"
-    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=False):
-        target = "/crm/board"
-    return HttpResponseRedirect(_without_entity_param(target))
+    return HttpResponseRedirect(safe_next(request.POST.get("next")))

@@ -6,11 +6,14 @@ With DEBUG off, missing secrets fail loudly at start-up.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from axiomatic.env import env_bool, env_float, env_int, env_list, env_required, env_str
+from axiomatic.logging import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -34,6 +37,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "axes",
     "axiomatic",
     "apikeys",
     "crm",
@@ -42,6 +46,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "axiomatic.middleware.RequestIdMiddleware",
+    "axiomatic.ops.middleware.ProbeMiddleware",  # /livez /readyz /healthz /metrics: before hosts, sessions
+    "axiomatic.ops.middleware.RequestObservabilityMiddleware",  # access log line, metrics, request id
+    "axiomatic.ops.middleware.DatabaseUnavailableMiddleware",  # database away: 503 + Retry-After, never 500
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -50,6 +57,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # turns a sign-in lock-out into the sign-in page with 429
+    "apikeys.middleware.ApiKeyLastUsedMiddleware",  # records a key's use after the view's transaction
     "django_htmx.middleware.HtmxMiddleware",
     "axiomatic.middleware.ApiErrorMiddleware",
     "axiomatic.idempotency.IdempotencyMiddleware",  # innermost, still outside the view's transaction
@@ -83,16 +92,58 @@ DATABASES = {
     )
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
+# Operations (docs/operations.md): connection reuse, connect and statement timeouts (PostgreSQL).
+DB_POOL = env_bool("DB_POOL", False)  # False: persistent connections with health checks (measured)
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 4, minimum=1)
+DB_CONN_HEALTH_CHECKS = env_bool("DB_CONN_HEALTH_CHECKS", True)  # a broken connection is replaced, not used
+DB_CONNECT_TIMEOUT_SECONDS = env_int("DB_CONNECT_TIMEOUT_SECONDS", 3, minimum=2)  # libpq's minimum is 2
+DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 5000, minimum=0)  # web requests; 0: none
+DB_TASK_STATEMENT_TIMEOUT_MS = env_int("DB_TASK_STATEMENT_TIMEOUT_MS", 60000, minimum=0)  # Celery tasks
+DB_UNAVAILABLE_RETRY_AFTER_SECONDS = env_int("DB_UNAVAILABLE_RETRY_AFTER_SECONDS", 5, minimum=1)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    from axiomatic.ops.dbconfig import postgresql_database
+
+    DATABASES["default"] = postgresql_database(
+        DATABASES["default"],
+        pool=DB_POOL,
+        pool_max_size=DB_POOL_MAX_SIZE,
+        health_checks=DB_CONN_HEALTH_CHECKS,
+        connect_timeout=DB_CONNECT_TIMEOUT_SECONDS,
+        statement_timeout_ms=DB_STATEMENT_TIMEOUT_MS,
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "axiomatic.User"
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/crm/board"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+# --- Sign-in protection (django-axes; the rule and the design are in axiomatic/signin.py) -------
+# LOGIN_FAILURE_LIMIT failed sign-ins per email, or 5x that per client address, within 15 minutes
+# lock that email / address for 15 minutes, the right password included.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=1)
+AUTHENTICATION_BACKENDS = [
+    "axiomatic.signin.SignInLockoutBackend",  # first: refuses a locked email/address before any password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axiomatic.signin.SignInAttemptHandler"
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_RESET_ON_SUCCESS = False
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_USERNAME_FORM_FIELD = "username"
+AXES_USERNAME_CALLABLE = "axiomatic.signin.signin_username"
+AXES_CLIENT_IP_CALLABLE = "axiomatic.client_address.client_address"
+AXES_LOCKOUT_CALLABLE = "axiomatic.signin.lockout_response"
+AXES_DISABLE_ACCESS_LOG = True  # failures are kept (15 minutes); successful sign-ins are not logged
+AXES_VERBOSE = False
 
 # --- Cache and rate limits --------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "")
@@ -102,12 +153,23 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "axiomatic"),
+            # An unreachable Redis costs a request at most this long (then the cache is skipped).
+            "OPTIONS": {
+                "socket_connect_timeout": env_float("REDIS_SOCKET_TIMEOUT_SECONDS", 1.0),
+                "socket_timeout": env_float("REDIS_SOCKET_TIMEOUT_SECONDS", 1.0),
+            },
         }
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 600, minimum=1)
+API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 600, minimum=1)  # per user, all keys together
+# Failed API authentications (unknown, revoked, malformed keys) per client address and minute;
+# past it every Bearer request from that address is answered 429 until the minute ends.
+API_AUTH_FAILURE_LIMIT_PER_MINUTE = env_int("API_AUTH_FAILURE_LIMIT_PER_MINUTE", 60, minimum=1)
+# Reverse proxies in front of the app that append to X-Forwarded-For; 0 = clients connect directly.
+# The per-address limits (sign-in, failed API auth) count the address this many hops from the right.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
 
 # --- Internationalisation ---------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -130,9 +192,18 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 
 # --- Security ---------------------------------------------------------------------------------
+# Plain HTTP unless SECURE_SSL_REDIRECT=1; then cookies are HTTPS-only and HSTS is sent.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SESSION_COOKIE_SECURE = SECURE_SSL_REDIRECT
 CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if SECURE_SSL_REDIRECT else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Behind a TLS-terminating proxy: SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO trusts that header's
+# "https" (only set it when the proxy always overwrites the header). Unset: no header is trusted.
+_proxy_ssl_header = env_str("SECURE_PROXY_SSL_HEADER", "").strip()
+if _proxy_ssl_header:
+    SECURE_PROXY_SSL_HEADER = (_proxy_ssl_header, "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 # Bodies over 1 MB are refused with 413 (see axiomatic.api.parsers).
@@ -184,16 +255,32 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
 # Without a broker, tasks run in-process (the zero-setup demo).
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = False
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
-CELERY_TASK_SOFT_TIME_LIMIT = 60
-CELERY_TASK_TIME_LIMIT = 90
+# Every task's hard time limit stays under the visibility timeout, so a task still running is never
+# handed to a second worker; a task's statement timeout is at most its soft limit.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)}
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 60, minimum=1)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 90, minimum=1)
+if not CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT < CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]:
+    raise ImproperlyConfigured(
+        "Need CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT < CELERY_VISIBILITY_TIMEOUT (seconds)"
+    )
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
+# --- Probes and metrics (axiomatic/health.py, axiomatic/metrics.py, docs/operations.md) ------------
+# /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset, it is a 404 like any unknown path.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+PROBE_REDIS_TIMEOUT_SECONDS = env_float("PROBE_REDIS_TIMEOUT_SECONDS", 1.0)
+
 # --- Outbound email providers (CONTRACT.md §6) ------------------------------------------------
+# Public base URL (e.g. https://crm.example.com) for the mailbox OAuth callback; unset, it is
+# built from the request (then behind a TLS proxy set SECURE_PROXY_SSL_HEADER so it says https).
+OAUTH_REDIRECT_BASE_URL = env_str("OAUTH_REDIRECT_BASE_URL", "").strip().rstrip("/")
+if OAUTH_REDIRECT_BASE_URL and not OAUTH_REDIRECT_BASE_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured(f"OAUTH_REDIRECT_BASE_URL must be an http(s):// URL, got {OAUTH_REDIRECT_BASE_URL!r}")
 GOOGLE_OAUTH_CLIENT_ID = env_str("GOOGLE_OAUTH_CLIENT_ID", "")
 GOOGLE_OAUTH_CLIENT_SECRET = env_str("GOOGLE_OAUTH_CLIENT_SECRET", "")
 GOOGLE_OAUTH_AUTHORIZE_URL = env_str("GOOGLE_OAUTH_AUTHORIZE_URL", "https://accounts.google.com/o/oauth2/v2/auth")
@@ -214,11 +301,8 @@ EMAIL_MAX_ATTEMPTS = env_int("EMAIL_MAX_ATTEMPTS", 6, minimum=1)
 PROVIDER_HTTP_TIMEOUT_SECONDS = env_float("PROVIDER_HTTP_TIMEOUT_SECONDS", 20.0)
 
 # --- Logging ----------------------------------------------------------------------------------
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
-}
+# One JSON object per line in production (request id, route, status, duration; axiomatic.logging).
+LOG_FORMAT = env_str("LOG_FORMAT", "text" if DEBUG else "json").strip().lower()
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, got {LOG_FORMAT!r}")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=env_str("LOG_LEVEL", "INFO"))

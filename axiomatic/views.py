@@ -1,25 +1,12 @@
-"""Project-level views: health check and the JSON error pages for /api/."""
+"""Project-level views: the JSON error pages for /api/ (probes: axiomatic/health.py)."""
 
 from __future__ import annotations
 
-from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET
 from django.views.defaults import bad_request, page_not_found, server_error
 
 from axiomatic.middleware import is_api_path
-
-
-@require_GET
-def healthz(request):
-    """200 when the database answers, 503 otherwise (for load balancers and orchestrators)."""
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-    except Exception:
-        return JsonResponse({"status": "unavailable"}, status=503)
-    return JsonResponse({"status": "ok"})
 
 
 @csrf_exempt  # an unknown route is a 404 for every method, never a CSRF 403 page

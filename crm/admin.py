@@ -2,40 +2,21 @@
 
 from django import forms
 from django.contrib import admin
-from django.core.exceptions import ValidationError
-from django.forms.models import BaseInlineFormSet
 
+from axiomatic.admin import EntityScopedAdmin
 from axiomatic.models import Membership
-from crm.choices import StageKind
 from crm.models import Activity, Company, CompanyMembership, Contact, Lead, LeadEvent, PipelineStage
 from crm.services.activities import activity_save_new, activity_update
 from crm.services.actors import Actor
 from crm.services.contacts import (
-    IDENTITY_MESSAGE,
-    contact_email_normalise,
-    contact_is_identifiable,
+    contact_create,
     contact_memberships_save,
+    contact_update,
     membership_create,
     membership_update,
 )
 from crm.services.leads import lead_save_new, lead_update
 from crm.services.pipeline import stage_save_new, stage_update
-
-
-class EntityScopedAdmin(admin.ModelAdmin):
-    """Common admin settings: entity as a filter, related rows fetched with the list.
-
-    A saved row's entity is read-only: moving it would leave its memberships, leads and
-    activities in the old entity, pointing across tenants.
-    """
-
-    list_select_related = ["entity"]
-    readonly_fields = ["id", "created_at", "updated_at"]
-    autocomplete_fields = ["entity"]
-
-    def get_readonly_fields(self, request, obj=None):
-        readonly = super().get_readonly_fields(request, obj)
-        return [*readonly, "entity"] if obj is not None else readonly
 
 
 @admin.register(Company)
@@ -50,57 +31,16 @@ class CompanyAdmin(EntityScopedAdmin):
 
 
 class ContactAdminForm(forms.ModelForm):
-    """Stores the email lower-cased, as the API does, so uniqueness per entity means the same thing."""
+    """The contact's own fields; email normalising, the name-or-email rule and uniqueness are the
+    contact service's (shown here as form errors)."""
 
     class Meta:
         model = Contact
         fields = ["entity", "first_name", "last_name", "email", "phone", "title", "owner", "linkedin_url", "notes"]
 
-    def clean_email(self):
-        return contact_email_normalise(self.cleaned_data.get("email"))
-
-    def clean(self):
-        data = super().clean()
-        names = {key: data.get(key) or "" for key in ("first_name", "last_name")}
-        if not contact_is_identifiable(**names, email=data.get("email")):
-            raise forms.ValidationError(IDENTITY_MESSAGE)
-        return data
-
-
-def _check_membership_dates(form: forms.BaseForm, data: dict) -> None:
-    start, end = data.get("start_date"), data.get("end_date")
-    if start and end and end < start:
-        form.add_error("end_date", "The end date must not be before the start date.")
-
-
-class MembershipInlineFormSet(BaseInlineFormSet):
-    """Checks the edited memberships as a whole: at most one primary, companies of the contact's entity.
-
-    Saving goes through `contact_memberships_save`, which demotes before it promotes, so switching
-    the primary company in one submit never trips the one-primary index.
-    """
-
-    def clean(self):
-        super().clean()
-        entity_id = getattr(self.instance, "entity_id", None)
-        primaries = 0
-        for form in self.forms:
-            data = getattr(form, "cleaned_data", None)
-            if not data or data.get("DELETE"):
-                continue
-            company = data.get("company")
-            if company is not None and entity_id is not None and company.entity_id != entity_id:
-                form.add_error("company", "This company belongs to another entity than the contact.")
-            _check_membership_dates(form, data)
-            if data.get("is_primary"):
-                primaries += 1
-        if primaries > 1:
-            raise ValidationError("A contact can have only one primary company membership.")
-
 
 class MembershipInline(admin.TabularInline):
     model = CompanyMembership
-    formset = MembershipInlineFormSet
     fk_name = "contact"
     extra = 0
     fields = ["company", "title", "is_primary", "start_date", "end_date"]
@@ -117,6 +57,17 @@ class ContactAdmin(EntityScopedAdmin):
     list_select_related = ["entity", "owner"]
     autocomplete_fields = ["entity", "owner"]
     inlines = [MembershipInline]
+
+    def save_model(self, request, obj, form, change):
+        fields = {name: form.cleaned_data[name] for name in form.changed_data if name in form.cleaned_data}
+        fields.pop("entity", None)
+        if not change:
+            created = contact_create(entity=form.cleaned_data["entity"], **fields)
+            obj.pk, obj.email = created.pk, created.email
+            obj._state.adding = False
+            return
+        contact_update(contact=Contact.objects.get(pk=obj.pk), **fields)
+        obj.refresh_from_db()
 
     def save_formset(self, request, form, formset, change):
         if formset.model is not CompanyMembership:
@@ -143,20 +94,6 @@ class CompanyMembershipAdminForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["make_primary"].initial = bool(self.instance.pk and self.instance.is_primary)
-
-    def clean(self):
-        cleaned = super().clean()
-        contact = cleaned.get("contact") or (self.instance.contact if self.instance.pk else None)
-        company = cleaned.get("company")
-        if contact is not None and company is not None:
-            if contact.entity_id != company.entity_id:
-                self.add_error("company", "This company belongs to another entity than the contact.")
-            elif (
-                CompanyMembership.objects.filter(contact=contact, company=company).exclude(pk=self.instance.pk).exists()
-            ):
-                self.add_error("company", "This contact already has a membership at that company.")
-        _check_membership_dates(self, cleaned)
-        return cleaned
 
 
 @admin.register(CompanyMembership)
@@ -198,8 +135,8 @@ class CompanyMembershipAdmin(EntityScopedAdmin):
 
 
 class PipelineStageAdminForm(forms.ModelForm):
-    """The rules of the stage API, checked as form errors: trimmed unique names (the model's
-    case-insensitive constraint), the fixed kind of system stages, at least one stage of each kind."""
+    """Stage fields; the stage service's rules (unique names ignoring case, the fixed kind of
+    system stages, at least one stage of each kind) come back as form errors."""
 
     class Meta:
         model = PipelineStage
@@ -216,23 +153,6 @@ class PipelineStageAdminForm(forms.ModelForm):
         if not name:
             raise forms.ValidationError("The name must not be blank.")
         return name
-
-    def clean(self):
-        cleaned = super().clean()
-        stage = self.instance
-        entity = cleaned.get("entity") or (stage.entity if stage.entity_id else None)
-        name = cleaned.get("name")
-        if entity is not None and name:
-            same_name = PipelineStage.objects.for_entity(entity).filter(name__iexact=name).exclude(pk=stage.pk)
-            if same_name.exists():
-                self.add_error("name", "A stage with this name already exists in the entity.")
-        kind = cleaned.get("kind")
-        if not stage._state.adding and kind and kind != stage.kind:
-            if stage.system_key:
-                self.add_error("kind", "The kind of a system stage cannot change.")
-            elif not PipelineStage.objects.for_entity(stage.entity_id).filter(kind=stage.kind).exclude(pk=stage.pk):
-                self.add_error("kind", f"The pipeline needs at least one {stage.kind} stage.")
-        return cleaned
 
 
 @admin.register(PipelineStage)
@@ -348,13 +268,6 @@ class LeadAdminForm(_EntityRowsForm):
             "lost_reason",
         ]
 
-    def clean(self):
-        cleaned = super().clean()
-        stage = cleaned.get("stage")
-        if cleaned.get("lost_reason") and stage is not None and stage.kind != StageKind.LOST:
-            self.add_error("lost_reason", "Only leads in a lost stage have a lost reason.")
-        return cleaned
-
 
 @admin.register(Lead)
 class LeadAdmin(EntityScopedAdmin):
@@ -454,8 +367,8 @@ class ActivityAdmin(EntityScopedAdmin):
 
 
 # --- Outbound email (issue 5). OAuth tokens are never shown: not in fields, lists or searches. ---
+from crm.email.connections import connection_revoke  # noqa: E402
 from crm.models import OutboundEmail, OutboundEmailConnection  # noqa: E402
-from crm.services.email import connection_revoke  # noqa: E402
 
 _TOKEN_FIELDS = ["access_token_encrypted", "refresh_token_encrypted"]
 

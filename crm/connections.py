@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -22,18 +23,27 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from axiomatic.models import Membership
+from axiomatic.access import membership_of
 from axiomatic.pages import SESSION_ENTITY_KEY, entity_page
 from crm.choices import EmailChannel
+from crm.email.connections import connection_connect, connection_revoke
 from crm.models import OutboundEmailConnection
 from crm.providers import provider_for
 from crm.providers.base import ProviderError
 from crm.providers.oauth import CodeExchangeFailed, authorization_request, exchange_code, oauth_config
-from crm.services.email import connection_connect, connection_revoke
 
 SESSION_FLOWS_KEY = "email_oauth_flows"
 FLOW_MAX_AGE_SECONDS = 10 * 60
 MAX_PENDING_FLOWS = 5
+
+
+def _callback_url(request: HttpRequest, channel: str) -> str:
+    """The redirect URI registered with the provider: `OAUTH_REDIRECT_BASE_URL` + path when set
+    (right behind a TLS proxy whatever the request looks like), else built from the request."""
+    callback_path = reverse("crm-connections-callback", args=[channel])
+    if settings.OAUTH_REDIRECT_BASE_URL:
+        return settings.OAUTH_REDIRECT_BASE_URL + callback_path
+    return request.build_absolute_uri(callback_path)
 
 
 def _channel_or_404(channel: str) -> str:
@@ -76,7 +86,7 @@ def connect(request: HttpRequest, channel: str) -> HttpResponse:
     if not config.configured:
         messages.error(request, f"{config.label} is not configured on this server (missing OAuth client settings).")
         return HttpResponseRedirect(_list_url(request.entity.pk))
-    redirect_uri = request.build_absolute_uri(reverse("crm-connections-callback", args=[channel]))
+    redirect_uri = _callback_url(request, channel)
     auth = authorization_request(channel=channel, redirect_uri=redirect_uri)
     flows = _pending_flows(request)
     flows[auth.state] = {
@@ -105,9 +115,7 @@ def callback(request: HttpRequest, channel: str) -> HttpResponse:
         messages.error(request, "The mailbox sign-in could not be verified (unknown or expired state). Try again.")
         return HttpResponseRedirect(reverse("crm-connections"))
 
-    membership = (
-        Membership.objects.select_related("entity").filter(user=request.user, entity_id=flow["entityId"]).first()
-    )
+    membership = membership_of(request.user, flow["entityId"])
     if membership is None:
         raise PermissionDenied("You are not a member of that entity.")
     entity = membership.entity

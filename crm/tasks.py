@@ -14,7 +14,9 @@ from datetime import timedelta
 from celery import shared_task
 
 from axiomatic.celery import app
-from crm.services.email import email_deliver, email_enqueue, emails_check_stuck
+from crm.email.delivery import email_deliver
+from crm.email.queue import email_enqueue
+from crm.email.stuck import emails_check_stuck
 
 SEND_SOFT_TIME_LIMIT = 120
 SEND_TIME_LIMIT = 150

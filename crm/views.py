@@ -7,26 +7,26 @@ service and one set of rules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from decimal import Decimal
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from django.db.models import Count, F, QuerySet, Sum, Window
-from django.db.models.functions import RowNumber
+from django.db.models import QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
-from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from axiomatic.pages import entity_page
 from crm.choices import ActivityType, StageKind
-from crm.models import Lead, LeadEvent, PipelineStage
+from crm.models import Lead, PipelineStage
+from crm.selectors import board as board_selectors
+from crm.selectors.board import board_columns, board_leads, lead_days_in_stage
+from crm.selectors.owners import UNASSIGNED
+from crm.selectors.pipeline import stages_in_order
+from crm.selectors.timeline import lead_timeline as timeline_of
 
-COLUMN_PAGE_SIZE = 50
 TIMELINE_PAGE_SIZE = 50
 MAX_PAGE = 1_000_000  # beyond any real data; keeps OFFSET inside PostgreSQL's bigint
 OWNER_FILTERS = (("", "Everyone"), ("me", "Me"), ("unassigned", "Unassigned"))
-CARD_ORDER = ("-updated_at", "id")
 
 
 @dataclass
@@ -44,83 +44,17 @@ class BoardFilters:
             q=request.GET.get("q", "").replace("\x00", "").strip()[:200],  # PostgreSQL text cannot hold NUL
         )
 
-    def apply(self, leads: QuerySet, user) -> QuerySet:
-        if self.owner == "me":
-            leads = leads.filter(owner=user)
-        elif self.owner == "unassigned":
-            leads = leads.filter(owner__isnull=True)
-        if self.q:
-            leads = leads.filter(title__icontains=self.q)
-        return leads
+    def leads(self, request) -> QuerySet[Lead]:
+        owner = {"": None, "me": request.user.pk, UNASSIGNED: UNASSIGNED}[self.owner]
+        return board_leads(entity=request.entity, owner=owner, title_contains=self.q)
 
     @property
     def query_string(self) -> str:
         return urlencode({k: v for k, v in (("owner", self.owner), ("q", self.q)) if v})
 
 
-@dataclass
-class Column:
-    stage: PipelineStage
-    count: int = 0
-    totals: list[tuple[str, Decimal]] = field(default_factory=list)
-    cards: list[Lead] = field(default_factory=list)
-
-    @property
-    def has_more(self) -> bool:
-        return self.count > len(self.cards)
-
-
-def _filtered_leads(request, filters: BoardFilters) -> QuerySet:
-    return filters.apply(Lead.objects.for_entity(request.entity), request.user)
-
-
-def _with_days_in_stage(leads: list[Lead]) -> list[Lead]:
-    now = timezone.now()
-    for lead in leads:
-        since = lead.stage_changed_at or lead.created_at
-        lead.days_in_stage = max((now - since).days, 0)
-    return leads
-
-
-def _card_query(leads: QuerySet) -> QuerySet:
-    return leads.select_related("company", "contact", "owner")
-
-
-def _columns(leads: QuerySet, stages: list[PipelineStage]) -> list[Column]:
-    """Columns for `stages`: counts and per-currency totals in one aggregate query, the first
-    page of every column's cards in one windowed query."""
-    columns = {stage.pk: Column(stage=stage) for stage in stages}
-    totals = (
-        leads.filter(stage__in=list(columns))
-        .order_by()
-        .values("stage_id", "currency")
-        .annotate(n=Count("id"), amount=Sum("value"))
-        .order_by("stage_id", "currency")
-    )
-    for row in totals:
-        column = columns[row["stage_id"]]
-        column.count += row["n"]
-        if row["amount"] is not None:
-            column.totals.append((row["currency"], row["amount"]))
-    non_empty = [pk for pk, column in columns.items() if column.count]
-    if non_empty:
-        ranked = (
-            _card_query(leads.filter(stage__in=non_empty))
-            .annotate(
-                board_rank=Window(
-                    RowNumber(), partition_by=[F("stage_id")], order_by=[F("updated_at").desc(), F("id").asc()]
-                )
-            )
-            .filter(board_rank__lte=COLUMN_PAGE_SIZE)
-            .order_by(*CARD_ORDER)
-        )
-        for lead in _with_days_in_stage(list(ranked)):
-            columns[lead.stage_id].cards.append(lead)
-    return list(columns.values())
-
-
 def _stages(request) -> list[PipelineStage]:
-    return list(PipelineStage.objects.for_entity(request.entity).order_by("sort_order", "id"))
+    return list(stages_in_order(entity=request.entity))
 
 
 @require_GET
@@ -131,7 +65,7 @@ def board(request):
     stages = _stages(request)
     context = {
         "stages": stages,
-        "columns": _columns(_filtered_leads(request, filters), stages),
+        "columns": board_columns(leads=filters.leads(request), stages=stages),
         "filters": filters,
         "owner_filters": OWNER_FILTERS,
         "open_stages": [s for s in stages if s.kind == StageKind.OPEN],
@@ -153,7 +87,7 @@ def board_column(request, stage_id):
     filters = BoardFilters.from_request(request)
     stages = _stages(request)
     stage = _stage_or_404(stages, stage_id)
-    (column,) = _columns(_filtered_leads(request, filters), [stage])
+    (column,) = board_columns(leads=filters.leads(request), stages=[stage])
     return render(request, "crm/_column.html", {"column": column, "stages": stages, "filters": filters})
 
 
@@ -168,12 +102,10 @@ def board_column_cards(request, stage_id):
         page = min(max(int(request.GET.get("page", "2")), 1), MAX_PAGE)
     except ValueError:
         page = 2
-    offset = (page - 1) * COLUMN_PAGE_SIZE
-    leads = _card_query(_filtered_leads(request, filters).filter(stage=stage)).order_by(*CARD_ORDER)
-    cards = _with_days_in_stage(list(leads[offset : offset + COLUMN_PAGE_SIZE + 1]))
+    cards, has_more = board_selectors.board_column_cards(leads=filters.leads(request), stage=stage, page=page)
     context = {
-        "cards": cards[:COLUMN_PAGE_SIZE],
-        "has_more": len(cards) > COLUMN_PAGE_SIZE,
+        "cards": cards,
+        "has_more": has_more,
         "next_page": page + 1,
         "stage": stage,
         "stages": stages,
@@ -184,11 +116,7 @@ def board_column_cards(request, stage_id):
 
 def _timeline_page(request, lead: Lead, page: int) -> dict:
     offset = (page - 1) * TIMELINE_PAGE_SIZE
-    events = list(
-        LeadEvent.objects.for_entity(request.entity)
-        .filter(lead=lead)
-        .order_by("-occurred_at", "-id")[offset : offset + TIMELINE_PAGE_SIZE + 1]
-    )
+    events = list(timeline_of(lead=lead)[offset : offset + TIMELINE_PAGE_SIZE + 1])
     return {
         "lead": lead,
         "events": events[:TIMELINE_PAGE_SIZE],
@@ -207,7 +135,7 @@ def _lead_or_404(request, lead_id) -> Lead:
 def lead_detail(request, lead_id):
     """`/crm/leads/{id}`: the lead's fields, its timeline (newest first) and a log-activity form."""
     lead = _lead_or_404(request, lead_id)
-    _with_days_in_stage([lead])
+    lead_days_in_stage(lead)
     context = {
         **_timeline_page(request, lead, 1),
         "stages": _stages(request),

@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin
 from django.db.models import Count
 
-from crm.admin import EntityScopedAdmin
+from axiomatic.admin import EntityScopedAdmin
 from marketing.models import MarketingList, MarketingListMember
 from marketing.services import member_unsubscribe
 

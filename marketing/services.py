@@ -12,12 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from axiomatic import errors
 from axiomatic.models import Entity
+from axiomatic.uniqueness import ensure_unique, save_unique
 from crm.models import Company, Contact, Lead
 from marketing.models import MarketingList, MarketingListMember, MemberSource, MemberStatus
 
@@ -50,21 +51,17 @@ class AddResult:
 
 
 def _ensure_name_free(*, entity_id: UUID, name: str, exclude_id: UUID | None = None) -> None:
-    existing = MarketingList.objects.for_entity(entity_id).named_ignoring_case(name).exclude(pk=exclude_id)
-    existing_id = existing.values_list("id", flat=True).first()
-    if existing_id is not None:
-        raise errors.Conflict(f"A marketing list named {name!r} already exists.", existing_id=existing_id)
+    taken = MarketingList.objects.for_entity(entity_id).named_ignoring_case(name).exclude(pk=exclude_id)
+    ensure_unique(taken, message=f"A marketing list named {name!r} already exists.")
 
 
 def _save_list(marketing_list: MarketingList) -> MarketingList:
-    try:
-        with transaction.atomic():
-            marketing_list.save()
-    except IntegrityError:
-        # Lost a race with a concurrent write of the same name: answer as if we had seen it first.
-        _ensure_name_free(entity_id=marketing_list.entity_id, name=marketing_list.name, exclude_id=marketing_list.pk)
-        raise
-    return marketing_list
+    return save_unique(
+        marketing_list,
+        recheck=lambda: _ensure_name_free(
+            entity_id=marketing_list.entity_id, name=marketing_list.name, exclude_id=marketing_list.pk
+        ),
+    )
 
 
 def list_create(*, entity: Entity, name: str, description: str = "") -> MarketingList:

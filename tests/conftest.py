@@ -51,6 +51,26 @@ def other_entity(other_user):
 
 
 @pytest.fixture
+def staff_user(db):
+    return factories.make_staff()
+
+
+@pytest.fixture
+def staff_client(staff_user):
+    """A client signed in as a staff superuser, for the admin."""
+    client = Client()
+    client.force_login(staff_user)
+    return client
+
+
+@pytest.fixture
+def signed_in(client, user, entity):
+    """The test client signed in as `user` (a member of `entity`), for the browser pages."""
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
 def make_api(client, entity, user):
     """`make_api(scopes=(...), entity=..., user=...)` → an ApiClient with a fresh key."""
 

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from apikeys.models import ApiKey
@@ -385,7 +385,8 @@ def test_failing_commands_exit_non_zero_with_a_message_on_stderr(args, message):
 def run_demo_setup() -> tuple[str, str]:
     """Run `demo_setup` (it prints instructions, not JSON); return the printed entity id and key."""
     out = io.StringIO()
-    call_command("demo_setup", stdout=out)
+    with override_settings(DEBUG=True):  # demo_setup refuses to run in production (DEBUG off)
+        call_command("demo_setup", stdout=out)
     text = out.getvalue()
     [entity_id] = re.findall(r"entity:\s+([0-9a-f-]{36})", text)
     [secret] = re.findall(r"API key:\s+(ak_\S+)", text)
@@ -401,7 +402,7 @@ def demo_row_counts() -> dict:
 
 
 def test_demo_setup_is_idempotent_and_prints_a_working_key(db):
-    from axiomatic.management.commands.demo_setup import DEMO_EMAIL, DEMO_ENTITY, DEMO_PASSWORD
+    from crm.management.commands.demo_setup import DEMO_EMAIL, DEMO_ENTITY, DEMO_PASSWORD
 
     entity_id, secret = run_demo_setup()
     entity = Entity.objects.get(pk=entity_id)
@@ -427,7 +428,7 @@ def test_demo_setup_is_idempotent_and_prints_a_working_key(db):
 
 
 def test_demo_setup_makes_an_existing_demo_user_staff(db):
-    from axiomatic.management.commands.demo_setup import DEMO_EMAIL
+    from crm.management.commands.demo_setup import DEMO_EMAIL
 
     existing = factories.make_user(email=DEMO_EMAIL)
     assert not existing.is_staff

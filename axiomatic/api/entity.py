@@ -1,61 +1,28 @@
-"""Resolving the entity a request names (CONTRACT.md §1, the auth table)."""
+"""Resolving the entity an API request names, through the one resolver in `axiomatic.access`."""
 
 from __future__ import annotations
 
-import uuid
+from axiomatic import errors
+from axiomatic.access import ENTITY_PARAM, requested_entity_ids, require_membership, single_entity_id
+from axiomatic.models import Membership
 
-from rest_framework import exceptions
-
-from axiomatic.models import Entity, Membership
-
-ENTITY_PARAM = "entityId"
-ENTITY_HEADER = "HTTP_X_ENTITY_ID"
+__all__ = ["ENTITY_PARAM", "resolve_membership"]
 
 
-def _given_entity_ids(request) -> list[str]:
-    values = []
-    if ENTITY_PARAM in request.query_params:
-        values.extend(request.query_params.getlist(ENTITY_PARAM))
-    if request.method not in ("GET", "HEAD", "OPTIONS"):
-        data = request.data
-        if isinstance(data, dict) and ENTITY_PARAM in data:
-            values.append(data[ENTITY_PARAM])
-    header = request.META.get(ENTITY_HEADER)
-    if header is not None:
-        values.append(header)
-    return values
+def resolve_membership(request) -> Membership:
+    """The membership the request acts through, after checking the caller may act in the entity.
 
-
-def _as_uuid(value) -> uuid.UUID:
-    if not isinstance(value, str):
-        raise exceptions.ParseError("entityId must be a UUID string.")
-    try:
-        return uuid.UUID(value.strip())
-    except ValueError:
-        raise exceptions.ParseError("entityId must be a UUID.") from None
-
-
-def resolve_entity(request) -> Entity:
-    """The entity named by the request, after checking the caller may act in it.
-
-    400: missing, malformed, or given in several places with different values (checked before
-    the entity match, so a disagreement is never a 403). 403: another entity than the key's, or a
-    session user who is not a member.
+    400: entityId missing, malformed, or given in several places with different values (checked
+    before the entity match, so a disagreement is never a 403). 403: another entity than the
+    key's, or a user who is not a member.
     """
-    given = _given_entity_ids(request)
-    if not given:
-        raise exceptions.ParseError("entityId is required (query string, JSON body or x-entity-id).")
-    ids = {_as_uuid(value) for value in given}
-    if len(ids) > 1:
-        raise exceptions.ParseError("entityId is given more than once with different values.")
-    entity_id = ids.pop()
-
+    body = request.data if request.method not in ("GET", "HEAD", "OPTIONS") else None
+    entity_id = single_entity_id(requested_entity_ids(query=request.query_params, body=body, meta=request.META))
     api_key = getattr(request, "auth", None)
-    if getattr(api_key, "entity_id", None) is not None:
-        if api_key.entity_id != entity_id:
-            raise exceptions.PermissionDenied("This API key does not belong to that entity.")
-        return api_key.entity
-    membership = Membership.objects.select_related("entity").filter(user=request.user, entity_id=entity_id).first()
-    if membership is None:
-        raise exceptions.PermissionDenied("You are not a member of that entity.")
-    return membership.entity
+    key_entity_id = getattr(api_key, "entity_id", None)
+    if key_entity_id is not None and key_entity_id != entity_id:
+        raise errors.Forbidden("This API key does not belong to that entity.")
+    key_membership = getattr(api_key, "membership", None)
+    if isinstance(key_membership, Membership):
+        return key_membership  # read with the key, in the same query
+    return require_membership(request.user, entity_id)

@@ -14,6 +14,7 @@ from rest_framework.views import set_rollback
 
 from axiomatic import errors
 from axiomatic.api.serializers import to_camel
+from axiomatic.ops.database import is_database_unavailable
 
 logger = logging.getLogger("axiomatic.api")
 
@@ -76,6 +77,9 @@ def domain_error_response(exc: errors.DomainError) -> Response:
 
 def api_exception_handler(exc, context):
     """DRF's EXCEPTION_HANDLER: shape every exception, including unexpected ones, as the envelope."""
+    if is_database_unavailable(exc):
+        # Re-raised: ATOMIC_REQUESTS rolls back, DatabaseUnavailableMiddleware answers 503 + Retry-After.
+        return None
     if isinstance(exc, errors.DomainError):
         set_rollback()
         return domain_error_response(exc)

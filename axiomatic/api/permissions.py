@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import exceptions, permissions
 
-from axiomatic.api.entity import resolve_entity
+from axiomatic.api.entity import resolve_membership
 from axiomatic.tenancy import set_transaction_entity
 
 
@@ -18,10 +18,12 @@ class IsAuthenticated(permissions.BasePermission):
 
 
 class HasEntity(permissions.BasePermission):
-    """Resolves `request.entity` (400/403) and tells the database transaction about it."""
+    """Resolves `request.membership` and `request.entity` (400/403) and tells the database
+    transaction about the entity."""
 
     def has_permission(self, request, view) -> bool:
-        request.entity = resolve_entity(request)
+        request.membership = resolve_membership(request)
+        request.entity = request.membership.entity
         set_transaction_entity(request.entity.pk)
         return True
 

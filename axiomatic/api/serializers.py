@@ -12,12 +12,36 @@ from rest_framework import serializers
 
 from axiomatic.api.entity import ENTITY_PARAM
 from axiomatic.models import User
+from axiomatic.timestamps import MIN_YEAR, iso_utc
 
 _CAMEL = re.compile(r"_([a-z0-9])")
 
 
 def to_camel(name: str) -> str:
     return _CAMEL.sub(lambda m: m.group(1).upper(), name)
+
+
+class ApiDateTimeField(serializers.DateTimeField):
+    """Every timestamp of the API: out as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC, four-digit year,
+    whatever the year); in, any ISO 8601 time with an offset, refused (400) before the year 1000.
+
+    Refusing those years on input keeps every copy of a timestamp the API writes (change feed,
+    webhooks, timeline data, formatted outside DRF) in one shape; the output side still pads
+    rows written some other way (admin, shell).
+    """
+
+    default_error_messages = {"year": f"Timestamps before the year {MIN_YEAR} are not accepted."}
+
+    def to_internal_value(self, value):
+        result = super().to_internal_value(value)
+        if result.year < MIN_YEAR:
+            self.fail("year")
+        return result
+
+    def to_representation(self, value):
+        if not value or isinstance(value, str):
+            return value or None
+        return iso_utc(self.enforce_timezone(value))
 
 
 class ApiSerializerMixin:
@@ -57,7 +81,7 @@ class ApiModelSerializer(ApiSerializerMixin, serializers.ModelSerializer):
 
     serializer_field_mapping = {
         **serializers.ModelSerializer.serializer_field_mapping,
-        models.DateTimeField: serializers.DateTimeField,
+        models.DateTimeField: ApiDateTimeField,
     }
 
 

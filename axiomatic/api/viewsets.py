@@ -8,20 +8,41 @@ classes (refused when the class is defined), so no view can forget the entity.
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
+
+from django.db import models
 from rest_framework import exceptions, status, viewsets
 from rest_framework.response import Response
 
-from apikeys.authentication import ApiKeyAuthentication
-from axiomatic.api.authentication import EntitySessionAuthentication
 from axiomatic.api.pagination import EntityPagination
 from axiomatic.api.permissions import HasEntity, HasScope, IsAuthenticated
 from axiomatic.api.throttling import ApiKeyRateThrottle
 
-_SEALED = ("get_queryset", "authentication_classes", "permission_classes")
+_SEALED = ("get_queryset", "get_object", "authentication_classes", "permission_classes")
+
+
+@dataclass(frozen=True)
+class ParentResource:
+    """The parent row of a nested route, e.g. the contact of `/contacts/{contactId}/...`.
+
+    `model` is a tenant model, `url_kwarg` the path parameter naming it. The base viewset looks
+    it up inside the request's entity (404 otherwise, the same for another entity's id) before
+    the view runs and hands it over as `view.parent`. With `field` (the child's foreign key to the
+    parent) the children are narrowed to the parent's and each child's `field` is set to it.
+    """
+
+    model: type[models.Model]
+    url_kwarg: str
+    field: str | None = None
+
+    def not_found(self) -> exceptions.NotFound:
+        return exceptions.NotFound()  # "Not found.", as for every other path id
 
 
 class EntityScopedViewSet(viewsets.GenericViewSet):
-    authentication_classes = [ApiKeyAuthentication, EntitySessionAuthentication]
+    # Authentication classes come from REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] (API keys,
+    # then sessions), so the core names no app; subclasses may not replace them.
     permission_classes = [IsAuthenticated, HasEntity, HasScope]
     throttle_classes = [ApiKeyRateThrottle]
     pagination_class = EntityPagination
@@ -29,6 +50,8 @@ class EntityScopedViewSet(viewsets.GenericViewSet):
     lookup_value_converter = "uuid"
 
     scope_family = "crm"
+    parent_resource: ParentResource | None = None
+    parent = None  # the resolved parent row, for nested routes
     item_key = "item"
     list_key = "items"
     ordering: tuple[str, ...] = ("id",)
@@ -51,12 +74,34 @@ class EntityScopedViewSet(viewsets.GenericViewSet):
             if "\x00" in key or any("\x00" in value for value in values):
                 raise exceptions.ParseError("Query parameters must not contain NUL characters.")
         super().initial(request, *args, **kwargs)
+        # After authentication, entity and scope checks; before the body is read.
+        if self.parent_resource is not None:
+            self.parent = self._resolve_parent(self.parent_resource)
+
+    def _resolve_parent(self, declared: ParentResource):
+        try:
+            pk = uuid.UUID(str(self.kwargs.get(declared.url_kwarg)))
+        except ValueError:
+            raise declared.not_found() from None
+        parent = declared.model.objects.for_entity(self.request.entity).filter(pk=pk).first()
+        if parent is None:
+            raise declared.not_found()
+        return parent
 
     def get_queryset(self):
         model = self.queryset.model
         queryset = model.objects.for_entity(self.request.entity)
+        if self.parent_resource is not None and self.parent_resource.field:
+            queryset = queryset.filter(**{self.parent_resource.field: self.parent})
         queryset = self.narrow_queryset(queryset)
         return queryset.order_by(*self.ordering) if self.ordering else queryset
+
+    def get_object(self):
+        """The row named in the path, inside the entity (and the parent): 404 otherwise."""
+        instance = super().get_object()
+        if self.parent_resource is not None and self.parent_resource.field:
+            setattr(instance, self.parent_resource.field, self.parent)  # already loaded; no query
+        return instance
 
     def narrow_queryset(self, queryset):
         """Hook for subclasses: joins, annotations, parent-resource filters."""
@@ -124,6 +169,7 @@ class DestroyOkMixin:
 
 __all__ = [
     "CreateMixin",
+    "ParentResource",
     "DestroyOkMixin",
     "EntityScopedViewSet",
     "ListMixin",

@@ -16,7 +16,13 @@ from rest_framework import serializers
 
 from axiomatic.api.filters import OwnerFilter, StrictFilterSet
 from axiomatic.api.schema import ApiAutoSchema
-from axiomatic.api.serializers import ApiModelSerializer, EntityMemberField, EntityRelatedField, StrictUUIDField
+from axiomatic.api.serializers import (
+    ApiDateTimeField,
+    ApiModelSerializer,
+    EntityMemberField,
+    EntityRelatedField,
+    StrictUUIDField,
+)
 from axiomatic.api.viewsets import (
     CreateMixin,
     DestroyOkMixin,
@@ -50,11 +56,9 @@ class ActivitySerializer(ApiModelSerializer):
         help_text="Default open for tasks, completed for other types. Setting completed sets completedAt; "
         "open or cancelled clears it.",
     )
-    occurred_at = serializers.DateTimeField(required=False, help_text="When it happened; default now.")
-    due_at = serializers.DateTimeField(required=False, allow_null=True)
-    completed_at = serializers.DateTimeField(
-        read_only=True, allow_null=True, help_text="Set when the status becomes completed."
-    )
+    occurred_at = ApiDateTimeField(required=False, help_text="When it happened; default now.")
+    due_at = ApiDateTimeField(required=False, allow_null=True)
+    completed_at = ApiDateTimeField(read_only=True, allow_null=True, help_text="Set when the status becomes completed.")
     lead_id = EntityRelatedField(model=Lead, source="lead", allow_null=True, required=False)
     company_id = EntityRelatedField(model=Company, source="company", allow_null=True, required=False)
     contact_id = EntityRelatedField(model=Contact, source="contact", allow_null=True, required=False)

@@ -15,7 +15,6 @@ from django.db.models.functions import Concat
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, extend_schema_view
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from axiomatic.api.filters import OwnerFilter, StrictFilterSet
@@ -25,6 +24,7 @@ from axiomatic.api.viewsets import (
     DestroyOkMixin,
     EntityScopedViewSet,
     ListMixin,
+    ParentResource,
     PartialUpdateMixin,
     RetrieveMixin,
 )
@@ -78,7 +78,7 @@ class PrimaryCompanyField(EntityRelatedField):
         )
 
     def to_representation(self, value):
-        return str(value)
+        return str(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))  # SQLite gives hex
 
 
 class ContactSerializer(ApiModelSerializer):
@@ -215,23 +215,6 @@ class ContactFilter(StrictFilterSet):
 # --- views --------------------------------------------------------------------------------------
 
 
-def _parent_in_entity(view, model, url_kwarg: str):
-    """The parent row named in the path, looked up inside the request's entity (else 404)."""
-    cached = getattr(view, "_parent", None)
-    if cached is not None:
-        return cached
-    raw = view.kwargs.get(url_kwarg)
-    try:
-        pk = uuid.UUID(str(raw))
-    except ValueError:
-        raise NotFound(f"{model._meta.verbose_name.capitalize()} not found.") from None
-    parent = model.objects.for_entity(view.request.entity).filter(pk=pk).first()
-    if parent is None:
-        raise NotFound(f"{model._meta.verbose_name.capitalize()} not found.")
-    view._parent = parent
-    return parent
-
-
 @extend_schema_view(
     list=extend_schema(
         summary="List contacts",
@@ -297,12 +280,12 @@ class CompanyContactViewSet(ListMixin, EntityScopedViewSet):
     item_key = "contact"
     list_key = "contacts"
     ordering = ("last_name", "first_name", "id")
+    parent_resource = ParentResource(Company, "companyId")
 
     def narrow_queryset(self, queryset):
-        company = _parent_in_entity(self, Company, "companyId")
         return (
             queryset.annotate(
-                at_company=FilteredRelation("memberships", condition=Q(memberships__company_id=company.pk))
+                at_company=FilteredRelation("memberships", condition=Q(memberships__company_id=self.parent.pk))
             )
             .filter(at_company__isnull=False)
             .annotate(
@@ -355,26 +338,17 @@ class ContactMembershipViewSet(CreateMixin, RetrieveMixin, PartialUpdateMixin, D
     item_key = "membership"
     list_key = "memberships"
     ordering = ("-is_primary", "created_at", "id")
-
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        # After authentication and scope checks: an unknown contact is a 404 before the body is read.
-        self.contact = _parent_in_entity(self, Contact, "contactId")
+    parent_resource = ParentResource(Contact, "contactId", field="contact")
 
     def narrow_queryset(self, queryset):
-        return queryset.filter(contact=self.contact).select_related("company")
-
-    def get_object(self):
-        membership = super().get_object()
-        membership.contact = self.contact
-        return membership
+        return queryset.select_related("company")
 
     def list(self, request, *args, **kwargs):
         serializer = self.get_serializer(self.get_queryset(), many=True)
         return Response({self.list_key: serializer.data})
 
     def perform_create(self, serializer):
-        return membership_create(contact=self.contact, **serializer.validated_data)
+        return membership_create(contact=self.parent, **serializer.validated_data)
 
     def perform_update(self, serializer):
         return membership_update(membership=serializer.instance, **serializer.validated_data)

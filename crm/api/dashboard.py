@@ -1,4 +1,4 @@
-"""`GET /api/crm/dashboard` (CONTRACT.md §8). Scope read:crm. Figures come from crm.services.dashboard."""
+"""`GET /api/crm/dashboard` (CONTRACT.md §8). Scope read:crm. Figures come from crm.selectors.dashboard."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from axiomatic.api.serializers import ApiSerializer
 from axiomatic.api.viewsets import EntityScopedViewSet
 from crm.choices import StageKind
 from crm.models import Lead
-from crm.services.dashboard import dashboard_summary
+from crm.selectors.dashboard import dashboard_summary
 
 _TZ = "in the entity's time zone"
 _OWNER = " Narrowed by `ownerUserId`."

@@ -10,9 +10,9 @@ from axiomatic.api.schema import ErrorSerializer, item_envelope
 from axiomatic.api.serializers import ApiModelSerializer, ApiSerializer, StrictUUIDField
 from axiomatic.api.viewsets import EntityScopedViewSet, ListMixin, RetrieveMixin
 from crm.choices import EmailChannel
+from crm.email.queue import email_queue
 from crm.models import Lead, OutboundEmail, OutboundEmailConnection
 from crm.services.actors import Actor
-from crm.services.email import email_queue
 
 
 class OutboundEmailConnectionSerializer(ApiModelSerializer):

@@ -18,16 +18,13 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_field,
     extend_schema_view,
-    inline_serializer,
 )
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.decorators import action
 from rest_framework.fields import SkipField, empty
-from rest_framework.response import Response
 
 from axiomatic import errors
 from axiomatic.api.filters import OwnerFilter, StrictFilterSet, SubstringFilter
-from axiomatic.api.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from axiomatic.api.schema import item_envelope
 from axiomatic.api.serializers import (
     ApiModelSerializer,
@@ -41,13 +38,15 @@ from axiomatic.api.viewsets import (
     DestroyOkMixin,
     EntityScopedViewSet,
     ListMixin,
+    ParentResource,
     PartialUpdateMixin,
     RetrieveMixin,
 )
 from axiomatic.currencies import validate_currency_code
 from crm.api.activities import ActivitySerializer
 from crm.choices import ActorType, LeadEventKind, StageKind
-from crm.models import Company, Contact, Lead, LeadEvent, PipelineStage
+from crm.models import Activity, Company, Contact, Lead, LeadEvent, PipelineStage
+from crm.selectors.timeline import TIMELINE_ORDER
 from crm.services.activities import UNSET, activity_create
 from crm.services.actors import Actor
 from crm.services.leads import lead_create, lead_delete, lead_move_stage, lead_update
@@ -299,33 +298,7 @@ class LeadFilter(StrictFilterSet):
 
 # --- views --------------------------------------------------------------------------------------
 
-PAGE_PARAMETERS = [
-    OpenApiParameter("page", OpenApiTypes.INT, OpenApiParameter.QUERY, description="Page number, from 1."),
-    OpenApiParameter(
-        "pageSize",
-        OpenApiTypes.INT,
-        OpenApiParameter.QUERY,
-        description=f"Items per page, 1–{MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE}).",
-    ),
-    OpenApiParameter(
-        "limit",
-        OpenApiTypes.INT,
-        OpenApiParameter.QUERY,
-        description="Legacy: caps page size when page and pageSize are omitted.",
-    ),
-]
-TimelinePageSerializer = inline_serializer(
-    name="LeadTimelinePage",
-    fields={
-        "timeline": LeadEventSerializer(many=True),
-        "page": serializers.IntegerField(),
-        "pageSize": serializers.IntegerField(),
-        "total": serializers.IntegerField(),
-        "hasMore": serializers.BooleanField(),
-    },
-)
 LEAD_ENVELOPE = item_envelope("lead", LeadSerializer)
-ACTIVITY_ENVELOPE = item_envelope("activity", ActivitySerializer)
 
 
 @extend_schema_view(
@@ -399,43 +372,60 @@ class LeadViewSet(ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, Des
         )
         return self.wrap(lead)
 
-    @extend_schema(
-        summary="A lead's timeline",
-        description="Events newest first (occurredAt, then id, descending), paginated like every list.",
-        parameters=PAGE_PARAMETERS,
-        responses={200: TimelinePageSerializer},
-    )
-    @action(detail=True, methods=["get"], url_path="timeline", filter_backends=[])
-    def timeline(self, request, *args, **kwargs):
-        lead = self.get_object()
-        events = LeadEvent.objects.for_entity(request.entity).filter(lead=lead).order_by("-occurred_at", "-id")
-        self.list_key = "timeline"
-        page = self.paginate_queryset(events)
-        return self.get_paginated_response(LeadEventSerializer(page, many=True).data)
 
-    @extend_schema(
+LEAD_ID_PATH = OpenApiParameter("leadId", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Lead id")
+
+
+@extend_schema(parameters=[LEAD_ID_PATH])
+@extend_schema_view(
+    list=extend_schema(
+        summary="A lead's timeline",
+        description="Events newest first (occurredAt, then id, descending), paginated like every list. "
+        "Unknown lead → 404.",
+    ),
+)
+class LeadTimelineViewSet(ListMixin, EntityScopedViewSet):
+    """`/leads/{leadId}/timeline`: the lead's event log."""
+
+    queryset = LeadEvent.objects.all()
+    serializer_class = LeadEventSerializer
+    filter_backends = []
+    parent_resource = ParentResource(Lead, "leadId", field="lead")
+    item_key = "event"
+    list_key = "timeline"
+    ordering = TIMELINE_ORDER  # the order of crm.selectors.timeline, shared with the lead page
+
+
+@extend_schema(parameters=[LEAD_ID_PATH])
+@extend_schema_view(
+    create=extend_schema(
         summary="Log an activity on a lead",
         description="The activity takes the lead's companyId and contactId unless given (null included). "
-        "A leadId in the body must be this lead's (else 400). Records activity_logged on the lead's timeline.",
-        request=ActivitySerializer,
-        responses={201: ACTIVITY_ENVELOPE},
-    )
-    @action(detail=True, methods=["post"], url_path="activities", filter_backends=[])
-    def activities(self, request, *args, **kwargs):
-        lead = self.get_object()
-        serializer = ActivitySerializer(data=request.data, context=self.get_serializer_context())
-        serializer.is_valid(raise_exception=True)
+        "A leadId in the body must be this lead's (else 400). Records activity_logged on the lead's timeline. "
+        "Unknown lead → 404.",
+    ),
+)
+class LeadActivityViewSet(CreateMixin, EntityScopedViewSet):
+    """`POST /leads/{leadId}/activities`: an activity logged on the lead."""
+
+    queryset = Activity.objects.all()
+    serializer_class = ActivitySerializer
+    filter_backends = []
+    parent_resource = ParentResource(Lead, "leadId", field="lead")
+    item_key = "activity"
+    list_key = "activities"
+
+    def perform_create(self, serializer):
         data = dict(serializer.validated_data)
-        if data.pop("lead", lead) != lead:
+        if data.pop("lead", self.parent) != self.parent:
             raise errors.Invalid("leadId must be this lead's id (or left out).", field="lead_id")
-        actor = Actor.from_request(request)
-        activity = activity_create(
-            entity=request.entity,
+        actor = Actor.from_request(self.request)
+        return activity_create(
+            entity=self.request.entity,
             actor=actor,
             created_by=actor.user,
-            lead=lead,
+            lead=self.parent,
             company=data.pop("company", UNSET),
             contact=data.pop("contact", UNSET),
             **data,
         )
-        return Response({"activity": ActivitySerializer(activity).data}, status=status.HTTP_201_CREATED)

@@ -17,13 +17,13 @@ from axiomatic.api.serializers import ApiModelSerializer, ApiSerializer, EntityR
 from axiomatic.api.viewsets import CreateMixin, EntityScopedViewSet, PartialUpdateMixin, RetrieveMixin
 from crm.choices import ColorKey, StageKind
 from crm.models import PipelineStage
+from crm.selectors.pipeline import stages_with_lead_counts
 from crm.services.actors import Actor
 from crm.services.pipeline import (
     stage_create,
     stage_delete,
     stage_update,
     stages_reorder,
-    stages_with_lead_counts,
 )
 
 MAX_STAGES_IN_REORDER = 500

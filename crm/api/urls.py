@@ -7,7 +7,7 @@ from crm.api.companies import CompanyViewSet
 from crm.api.contacts import CompanyContactViewSet, ContactMembershipViewSet, ContactViewSet
 from crm.api.dashboard import DashboardViewSet
 from crm.api.email import OutboundEmailConnectionViewSet, OutboundEmailViewSet
-from crm.api.leads import LeadViewSet
+from crm.api.leads import LeadActivityViewSet, LeadTimelineViewSet, LeadViewSet
 from crm.api.pipeline import PipelineStageViewSet
 from crm.api.prospecting import ProspectingViewSet
 
@@ -24,6 +24,8 @@ router.register("outbound-email-connections", OutboundEmailConnectionViewSet, ba
 router.register("outbound-email", OutboundEmailViewSet, basename="outbound-email")
 router.register("pipeline-stages", PipelineStageViewSet, basename="pipeline-stage")
 router.register("leads", LeadViewSet, basename="lead")
+router.register(r"leads/(?P<leadId>[^/.]+)/timeline", LeadTimelineViewSet, basename="lead-timeline")
+router.register(r"leads/(?P<leadId>[^/.]+)/activities", LeadActivityViewSet, basename="lead-activity")
 router.register("activities", ActivityViewSet, basename="activity")
 router.register("tasks", TaskViewSet, basename="task")
 

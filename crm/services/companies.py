@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from axiomatic import errors
 from axiomatic.models import Entity
+from axiomatic.uniqueness import ensure_unique, save_unique
 from crm.choices import CompanyStatus
 from crm.models import Company
 
@@ -16,10 +15,8 @@ from crm.models import Company
 def _ensure_domain_free(*, entity: Entity | UUID, domain: str | None, exclude_id=None) -> None:
     if not domain:
         return
-    existing = Company.objects.for_entity(entity).filter(domain=domain).exclude(pk=exclude_id)
-    existing_id = existing.values_list("id", flat=True).first()
-    if existing_id is not None:
-        raise errors.Conflict(f"A company with domain {domain} already exists.", existing_id=existing_id)
+    taken = Company.objects.for_entity(entity).filter(domain=domain).exclude(pk=exclude_id)
+    ensure_unique(taken, message=f"A company with domain {domain} already exists.")
 
 
 def _sync_archived_at(company: Company) -> None:
@@ -30,14 +27,9 @@ def _sync_archived_at(company: Company) -> None:
 
 
 def _save(company: Company, *, entity: Entity | UUID) -> Company:
-    try:
-        with transaction.atomic():
-            company.save()
-    except IntegrityError:
-        # Lost a race with a concurrent write of the same domain: answer as if we had seen it.
-        _ensure_domain_free(entity=entity, domain=company.domain, exclude_id=company.pk)
-        raise
-    return company
+    return save_unique(
+        company, recheck=lambda: _ensure_domain_free(entity=entity, domain=company.domain, exclude_id=company.pk)
+    )
 
 
 def company_create(*, entity: Entity, **fields) -> Company:

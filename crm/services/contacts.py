@@ -19,11 +19,12 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Final
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from axiomatic import errors
 from axiomatic.models import Entity
+from axiomatic.uniqueness import ensure_unique, save_unique
 from crm.models import Company, CompanyMembership, Contact
 
 
@@ -61,26 +62,16 @@ def _ensure_identifiable(contact: Contact) -> None:
 def _ensure_email_free(*, entity_id, email: str | None, exclude_id=None) -> None:
     if not email:
         return
-    existing_id = (
-        Contact.objects.for_entity(entity_id)
-        .filter(email=email)
-        .exclude(pk=exclude_id)
-        .values_list("id", flat=True)
-        .first()
-    )
-    if existing_id is not None:
-        raise errors.Conflict(f"A contact with email {email} already exists.", existing_id=existing_id)
+    taken = Contact.objects.for_entity(entity_id).filter(email=email).exclude(pk=exclude_id)
+    ensure_unique(taken, message=f"A contact with email {email} already exists.")
 
 
 def _save_contact(contact: Contact, *, update_fields: list[str] | None = None) -> Contact:
-    try:
-        with transaction.atomic():
-            contact.save(update_fields=update_fields)
-    except IntegrityError:
-        # Lost a race with a concurrent write of the same email: answer as if we had seen it.
-        _ensure_email_free(entity_id=contact.entity_id, email=contact.email, exclude_id=contact.pk)
-        raise
-    return contact
+    return save_unique(
+        contact,
+        recheck=lambda: _ensure_email_free(entity_id=contact.entity_id, email=contact.email, exclude_id=contact.pk),
+        update_fields=update_fields,
+    )
 
 
 def _lock_contact(contact: Contact) -> None:
@@ -181,7 +172,7 @@ def contact_set_primary_company(*, contact: Contact, company: Company | None) ->
         membership = CompanyMembership.objects.filter(contact_id=contact.pk, company_id=company.pk).first()
         if membership is None:
             _demote_primary(contact=contact)
-            return _insert_membership(
+            return _save_membership(
                 CompanyMembership(entity_id=contact.entity_id, contact=contact, company=company, is_primary=True)
             )
         if not membership.is_primary:
@@ -193,17 +184,8 @@ def contact_set_primary_company(*, contact: Contact, company: Company | None) ->
 
 
 def _ensure_company_free(*, contact: Contact, company: Company, exclude_id=None) -> None:
-    existing_id = (
-        CompanyMembership.objects.filter(contact_id=contact.pk, company_id=company.pk)
-        .exclude(pk=exclude_id)
-        .values_list("id", flat=True)
-        .first()
-    )
-    if existing_id is not None:
-        raise errors.Conflict(
-            f"This contact already has a membership at {company.name}.",
-            existing_id=existing_id,
-        )
+    taken = CompanyMembership.objects.filter(contact_id=contact.pk, company_id=company.pk).exclude(pk=exclude_id)
+    ensure_unique(taken, message=f"This contact already has a membership at {company.name}.")
 
 
 def _ensure_dates(*, start_date: date | None, end_date: date | None) -> None:
@@ -211,15 +193,14 @@ def _ensure_dates(*, start_date: date | None, end_date: date | None) -> None:
         raise errors.Invalid("endDate must not be before startDate.", field="end_date")
 
 
-def _insert_membership(membership: CompanyMembership) -> CompanyMembership:
-    try:
-        with transaction.atomic():
-            membership.save()
-    except IntegrityError:
-        # Only reachable if the contact lock was bypassed; still answer with the 409 it means.
-        _ensure_company_free(contact=membership.contact, company=membership.company, exclude_id=membership.pk)
-        raise
-    return membership
+def _save_membership(membership: CompanyMembership) -> CompanyMembership:
+    # A violation is only reachable if the contact lock was bypassed; still answer the 409 it means.
+    return save_unique(
+        membership,
+        recheck=lambda: _ensure_company_free(
+            contact=membership.contact, company=membership.company, exclude_id=membership.pk
+        ),
+    )
 
 
 def membership_create(
@@ -256,7 +237,7 @@ def membership_create(
             start_date=start_date,
             end_date=end_date,
         )
-        return _insert_membership(membership)
+        return _save_membership(membership)
 
 
 def membership_update(*, membership: CompanyMembership, **fields: Any) -> CompanyMembership:
@@ -289,12 +270,7 @@ def membership_update(*, membership: CompanyMembership, **fields: Any) -> Compan
             membership.is_primary = True
         elif promote is False:
             membership.is_primary = False
-        try:
-            with transaction.atomic():
-                membership.save()
-        except IntegrityError:
-            _ensure_company_free(contact=contact, company=company, exclude_id=membership.pk)
-            raise
+        _save_membership(membership)
     return membership
 
 
@@ -317,8 +293,14 @@ def contact_memberships_save(
     `memberships` may be primary (the formset validates it; a 400 otherwise).
     """
     primaries = [m for m in memberships if m.is_primary]
-    if len(primaries) > 1:
+    touched = {m.pk for m in [*memberships, *deleted] if m.pk is not None}
+    kept_primaries = CompanyMembership.objects.filter(contact_id=contact.pk, is_primary=True).exclude(pk__in=touched)
+    if len(primaries) > 1 or (primaries and kept_primaries.exists()):
         raise errors.Invalid("A contact can have only one primary membership.", field="is_primary")
+    for membership in memberships:
+        if membership.company.entity_id != contact.entity_id:
+            raise errors.Invalid("No company with that id exists in this entity.", field="company_id")
+        _ensure_dates(start_date=membership.start_date, end_date=membership.end_date)
     with transaction.atomic():
         _lock_contact(contact)
         for membership in deleted:

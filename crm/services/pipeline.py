@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from uuid import UUID
 
-from django.db import IntegrityError, transaction
-from django.db.models import Case, Count, IntegerField, QuerySet, Value, When
+from django.db import transaction
+from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.utils import timezone
 
 from axiomatic import errors
 from axiomatic.models import Entity
+from axiomatic.uniqueness import ensure_unique, save_unique
 from crm.choices import LeadEventKind, StageKind
 from crm.models import Lead, LeadEvent, PipelineStage
 from crm.services.actors import Actor
@@ -60,11 +61,6 @@ def stages_install_defaults(*, entity: Entity) -> list[PipelineStage]:
 
 
 # --- reading -------------------------------------------------------------------------------------
-
-
-def stages_with_lead_counts(*, entity: Entity | UUID) -> QuerySet[PipelineStage]:
-    """The entity's stages in board order, each with `lead_count`, in one aggregate query."""
-    return PipelineStage.objects.for_entity(entity).annotate(lead_count=Count("leads")).order_by("sort_order", "id")
 
 
 def stage_default_probability(*, kind: str) -> int:
@@ -127,21 +123,16 @@ def _write_sort_orders(*, entity_id, ordered_ids: Sequence[UUID], current_max: i
 
 
 def _ensure_name_free(*, entity_id, name: str, exclude_id=None) -> None:
-    existing = PipelineStage.objects.for_entity(entity_id).named_ignoring_case(name).exclude(pk=exclude_id)
-    existing_id = existing.values_list("id", flat=True).first()
-    if existing_id is not None:
-        raise errors.Conflict(f"A stage named {name!r} already exists.", existing_id=existing_id)
+    taken = PipelineStage.objects.for_entity(entity_id).named_ignoring_case(name).exclude(pk=exclude_id)
+    ensure_unique(taken, message=f"A stage named {name!r} already exists.")
 
 
 def _save(stage: PipelineStage, **kwargs) -> PipelineStage:
-    try:
-        with transaction.atomic():
-            stage.save(**kwargs)
-    except IntegrityError:
-        # A concurrent write took the name first: answer as if we had seen it.
-        _ensure_name_free(entity_id=stage.entity_id, name=stage.name, exclude_id=stage.pk)
-        raise
-    return stage
+    return save_unique(
+        stage,
+        recheck=lambda: _ensure_name_free(entity_id=stage.entity_id, name=stage.name, exclude_id=stage.pk),
+        **kwargs,
+    )
 
 
 @transaction.atomic

@@ -5,7 +5,6 @@ from __future__ import annotations
 import django_filters
 from django.db.models import Count
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework.exceptions import NotFound
 
 from axiomatic.api.filters import StrictFilterSet, SubstringFilter
 from axiomatic.api.schema import item_envelope
@@ -14,6 +13,7 @@ from axiomatic.api.viewsets import (
     DestroyOkMixin,
     EntityScopedViewSet,
     ListMixin,
+    ParentResource,
     PartialUpdateMixin,
     RetrieveMixin,
 )
@@ -101,18 +101,7 @@ class MarketingListMemberViewSet(ListMixin, DestroyOkMixin, EntityScopedViewSet)
     item_key = "member"
     list_key = "members"
     ordering = ("-added_at", "id")
-
-    def narrow_queryset(self, queryset):
-        return queryset.filter(marketing_list_id=self.kwargs["listId"])
-
-    def _require_list(self) -> None:
-        lists = MarketingList.objects.for_entity(self.request.entity)
-        if not lists.filter(pk=self.kwargs["listId"]).exists():
-            raise NotFound("Marketing list not found.")
-
-    def list(self, request, *args, **kwargs):
-        self._require_list()  # an unknown list is a 404, not an empty page
-        return super().list(request, *args, **kwargs)
+    parent_resource = ParentResource(MarketingList, "listId", field="marketing_list")
 
     @extend_schema(
         summary="Unsubscribe a member",

@@ -18,12 +18,6 @@ pytestmark = pytest.mark.django_db
 URL = "/settings/api-keys"
 
 
-@pytest.fixture
-def signed_in(client, user, entity):
-    client.force_login(user)
-    return client
-
-
 def call_api(secret: str, entity) -> int:
     return (
         Client()

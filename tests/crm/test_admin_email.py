@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 
 from crm.choices import ConnectionStatus
+from crm.email.connections import connection_connect
 from crm.models import OutboundEmailConnection
 from crm.providers.base import Mailbox
 from crm.providers.oauth import TokenSet
-from crm.services.email import connection_connect
-from tests import factories
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff_client(db):
-    staff = factories.make_user(name="Staff Person")
-    staff.is_staff = staff.is_superuser = True
-    staff.save()
-    client = Client()
-    client.force_login(staff)
-    return client
 
 
 def connect(entity, user, address: str) -> OutboundEmailConnection:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
 from crm.models import Activity, Lead, LeadEvent, PipelineStage
@@ -11,21 +10,8 @@ from tests import factories
 
 
 @pytest.fixture
-def staff_client(db):
-    staff = factories.make_user(name="Staff Person")
-    staff.is_staff = staff.is_superuser = True
-    staff.save()
-    client = Client()
-    client.force_login(staff)
-    client.staff = staff
-    return client
-
-
-@pytest.fixture
 def lead(entity):
-    return Lead.objects.create(
-        entity=entity, title="Admin deal", stage=factories.stage(entity, "new"), currency="USD", probability_pct=10
-    )
+    return factories.make_lead(entity, title="Admin deal")
 
 
 def lead_form(lead: Lead, **changes) -> dict:
@@ -64,7 +50,7 @@ def test_admin_pages_render(staff_client, lead, model):
     assert staff_client.get(f"/admin/crm/{model}/{obj.pk}/change/").status_code == 200
 
 
-def test_admin_stage_move_records_the_timeline_event(staff_client, lead, entity):
+def test_admin_stage_move_records_the_timeline_event(staff_client, staff_user, lead, entity):
     won = factories.stage(entity, "won")
     response = staff_client.post(f"/admin/crm/lead/{lead.pk}/change/", lead_form(lead, stage=won.pk))
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -72,7 +58,7 @@ def test_admin_stage_move_records_the_timeline_event(staff_client, lead, entity)
     assert (lead.stage_id, lead.probability_pct) == (won.pk, 100)
     assert lead.closed_at is not None
     [event] = LeadEvent.objects.filter(lead=lead, kind="stage_changed")
-    assert (event.actor_type, event.actor_id) == ("user", staff_client.staff.pk)
+    assert (event.actor_type, event.actor_id) == ("user", staff_user.pk)
 
 
 def test_admin_add_lead_records_lead_created(staff_client, entity):
@@ -129,7 +115,7 @@ def test_admin_cannot_delete_stages(staff_client, entity):
     assert PipelineStage.objects.filter(pk=stage.pk).exists()
 
 
-def test_admin_activity_add_and_complete(staff_client, entity, lead):
+def test_admin_activity_add_and_complete(staff_client, staff_user, entity, lead):
     data = {
         "entity": entity.pk,
         "type": "task",
@@ -144,7 +130,7 @@ def test_admin_activity_add_and_complete(staff_client, entity, lead):
     response = staff_client.post("/admin/crm/activity/add/", data)
     assert response.status_code == 302, response.content.decode()[:3000]
     activity = Activity.objects.get(subject="Send contract")
-    assert (activity.status, activity.completed_at, activity.created_by_id) == ("open", None, staff_client.staff.pk)
+    assert (activity.status, activity.completed_at, activity.created_by_id) == ("open", None, staff_user.pk)
     assert LeadEvent.objects.filter(lead=lead, kind="activity_logged").count() == 1
     local = timezone.localtime(activity.occurred_at)
     data.update(
@@ -169,13 +155,7 @@ NOT_MEMBER = "This user is not a member of the entity."
 def foreign_rows(other_entity):
     company = factories.make_company(other_entity, name="Their company")
     contact = factories.make_contact(other_entity, email="theirs@example.com", company=company)
-    lead = Lead.objects.create(
-        entity=other_entity,
-        title="Their deal",
-        stage=factories.stage(other_entity, "new"),
-        currency="USD",
-        probability_pct=10,
-    )
+    lead = factories.make_lead(other_entity, title="Their deal")
     return {"company": company, "contact": contact, "lead": lead}
 
 

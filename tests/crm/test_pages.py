@@ -19,25 +19,11 @@ from tests import factories
 pytestmark = pytest.mark.django_db
 
 
-def make_lead(entity, stage_key: str = "new", **fields) -> Lead:
-    stage = factories.stage(entity, stage_key)
-    fields.setdefault("title", "Lead")
-    fields.setdefault("currency", entity.default_currency)
-    fields.setdefault("probability_pct", stage.default_probability_pct)
-    return Lead.objects.create(entity=entity, stage=stage, **fields)
-
-
 def column_html(html: str, stage: PipelineStage) -> str:
     """The markup of one board column (up to the next column)."""
     start = html.index(f'data-stage-id="{stage.pk}"')
     following = html.find('<section class="board-column', start)
     return html[start : following if following != -1 else len(html)]
-
-
-@pytest.fixture
-def signed_in(client, user, entity):
-    client.force_login(user)
-    return client
 
 
 # --- Login and login-required ----------------------------------------------------------------
@@ -51,7 +37,7 @@ def test_pages_redirect_anonymous_users_to_login(client, path):
 
 
 def test_lead_page_redirects_anonymous_users_to_login(client, entity):
-    lead = make_lead(entity)
+    lead = factories.make_lead(entity)
     response = client.get(f"/crm/leads/{lead.pk}")
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/")
@@ -106,12 +92,14 @@ def test_board_renders_seven_columns_in_sort_order_with_data_attributes(signed_i
 def test_board_shows_counts_totals_per_currency_and_card_details(signed_in, entity, user):
     company = factories.make_company(entity, name="Globex")
     contact = factories.make_contact(entity, first_name="Hank", last_name="Scorpio", company=company)
-    lead = make_lead(entity, title="Big deal", value=Decimal("1000.50"), company=company, contact=contact, owner=user)
+    lead = factories.make_lead(
+        entity, title="Big deal", value=Decimal("1000.50"), company=company, contact=contact, owner=user
+    )
     Lead.objects.filter(pk=lead.pk).update(stage_changed_at=timezone.now() - timedelta(days=3, hours=1))
-    make_lead(entity, title="Second", value=Decimal("499.50"))
-    make_lead(entity, title="Euro", value=Decimal("200"), currency="EUR")
-    make_lead(entity, title="No value")
-    make_lead(entity, "won", title="Closed", value=Decimal("10"))
+    factories.make_lead(entity, title="Second", value=Decimal("499.50"))
+    factories.make_lead(entity, title="Euro", value=Decimal("200"), currency="EUR")
+    factories.make_lead(entity, title="No value")
+    factories.make_lead(entity, "won", title="Closed", value=Decimal("10"))
 
     html = signed_in.get("/crm/board").content.decode()
     new = column_html(html, factories.stage(entity, "new"))
@@ -132,7 +120,7 @@ def test_board_shows_counts_totals_per_currency_and_card_details(signed_in, enti
 
 
 def test_board_never_shows_another_entitys_leads(signed_in, other_entity):
-    make_lead(other_entity, title="Secret deal", value=Decimal("5"))
+    factories.make_lead(other_entity, title="Secret deal", value=Decimal("5"))
     html = signed_in.get("/crm/board").content.decode()
     assert "Secret deal" not in html
     assert 'data-lead-count="1"' not in html
@@ -140,9 +128,9 @@ def test_board_never_shows_another_entitys_leads(signed_in, other_entity):
 
 def test_board_filters_by_owner_and_title(signed_in, entity, user):
     colleague = factories.make_member(entity)
-    make_lead(entity, title="Mine alpha", owner=user)
-    make_lead(entity, title="Theirs beta", owner=colleague)
-    make_lead(entity, title="Nobody gamma")
+    factories.make_lead(entity, title="Mine alpha", owner=user)
+    factories.make_lead(entity, title="Theirs beta", owner=colleague)
+    factories.make_lead(entity, title="Nobody gamma")
 
     def titles(query):
         html = signed_in.get("/crm/board", query).content.decode()
@@ -158,19 +146,19 @@ def test_board_filters_by_owner_and_title(signed_in, entity, user):
 
 def test_board_query_count_does_not_grow_with_leads(signed_in, entity, django_assert_max_num_queries):
     for n in range(3):
-        make_lead(entity, title=f"Few {n}", company=factories.make_company(entity))
+        factories.make_lead(entity, title=f"Few {n}", company=factories.make_company(entity))
     signed_in.get("/crm/board")  # the first visit also saves the session
     with django_assert_max_num_queries(10) as few:
         signed_in.get("/crm/board")
     for n in range(40):
-        make_lead(entity, "qualified", title=f"Many {n}", company=factories.make_company(entity), value=n)
+        factories.make_lead(entity, "qualified", title=f"Many {n}", company=factories.make_company(entity), value=n)
     with django_assert_max_num_queries(len(few.captured_queries)):
         signed_in.get("/crm/board")
 
 
 def test_columns_show_fifty_cards_and_load_more_pages(signed_in, entity):
     for n in range(53):
-        make_lead(entity, title=f"Bulk {n:02d}", value=Decimal("1"))
+        factories.make_lead(entity, title=f"Bulk {n:02d}", value=Decimal("1"))
     new = factories.stage(entity, "new")
     html = column_html(signed_in.get("/crm/board").content.decode(), new)
     assert html.count("data-lead-id=") == 50
@@ -185,7 +173,7 @@ def test_columns_show_fifty_cards_and_load_more_pages(signed_in, entity):
 
 
 def test_column_partial_renders_one_column_with_its_totals(signed_in, entity):
-    make_lead(entity, "qualified", title="Q", value=Decimal("7.25"))
+    factories.make_lead(entity, "qualified", title="Q", value=Decimal("7.25"))
     qualified = factories.stage(entity, "qualified")
     response = signed_in.get(f"/crm/board/columns/{qualified.pk}")
     html = response.content.decode()
@@ -221,7 +209,7 @@ def test_switching_to_a_non_member_entity_is_refused(signed_in, entity, other_en
 
 def test_switching_entities_is_remembered_in_the_session(signed_in, user, entity, other_entity):
     Membership.objects.create(user=user, entity=other_entity)
-    make_lead(other_entity, title="Over there")
+    factories.make_lead(other_entity, title="Over there")
     html = signed_in.get("/crm/board").content.decode()
     assert 'name="entity_id"' in html and "Bob Co" in html and "Alice Co" in html
 
@@ -284,7 +272,7 @@ def test_a_session_entity_the_user_has_left_falls_back_to_the_oldest_membership(
     client.force_login(user)
     client.post("/entity/switch", {"entity_id": str(other_entity.pk)})
     assert client.session[SESSION_ENTITY_KEY] == str(other_entity.pk)
-    make_lead(other_entity, title="Their secret")
+    factories.make_lead(other_entity, title="Their secret")
 
     Membership.objects.filter(user=user, entity=other_entity).delete()  # removed from Bob Co
 
@@ -300,9 +288,9 @@ def test_a_session_entity_the_user_has_left_falls_back_to_the_oldest_membership(
 
 
 def test_entity_id_of_a_non_member_is_403_even_with_a_valid_session_entity(signed_in, entity, other_entity):
-    make_lead(other_entity, title="Their secret")
+    factories.make_lead(other_entity, title="Their secret")
     assert signed_in.get("/crm/board").status_code == 200
-    lead = make_lead(entity, title="Ours")
+    lead = factories.make_lead(entity, title="Ours")
     for path in ("/crm/board", f"/crm/leads/{lead.pk}", "/crm/connections"):
         response = signed_in.get(path, {"entityId": str(other_entity.pk)})
         assert response.status_code == 403, path
@@ -321,7 +309,7 @@ def test_single_entity_users_see_the_entity_name_without_a_switcher(signed_in):
 
 def test_lead_page_shows_fields_and_timeline_newest_first(signed_in, entity, user):
     company = factories.make_company(entity, name="Initech")
-    lead = make_lead(entity, title="TPS reports", value=Decimal("42"), company=company, owner=user)
+    lead = factories.make_lead(entity, title="TPS reports", value=Decimal("42"), company=company, owner=user)
     now = timezone.now()
     for minutes, summary in ((30, "Lead created"), (20, "Moved from New to Qualified"), (10, "Call logged")):
         LeadEvent.objects.create(
@@ -339,14 +327,14 @@ def test_lead_page_shows_fields_and_timeline_newest_first(signed_in, entity, use
 
 
 def test_lead_page_of_another_entity_is_404(signed_in, other_entity):
-    lead = make_lead(other_entity, title="Not yours")
+    lead = factories.make_lead(other_entity, title="Not yours")
     response = signed_in.get(f"/crm/leads/{lead.pk}")
     assert response.status_code == 404
     assert "Not yours" not in response.content.decode()
 
 
 def test_timeline_partial_pages_older_events(signed_in, entity):
-    lead = make_lead(entity)
+    lead = factories.make_lead(entity)
     now = timezone.now()
     LeadEvent.objects.bulk_create(
         LeadEvent(
@@ -363,24 +351,20 @@ def test_timeline_partial_pages_older_events(signed_in, entity):
 # --- Admin ------------------------------------------------------------------------------------------
 
 
-def test_every_project_model_has_a_working_admin_changelist(client, entity, user):
-    lead = make_lead(entity, title="Admin lead", owner=user)
+def test_every_project_model_has_a_working_admin_changelist(staff_client, entity, user):
+    lead = factories.make_lead(entity, title="Admin lead", owner=user)
     LeadEvent.objects.create(entity=entity, lead=lead, kind="lead_created", occurred_at=timezone.now(), summary="x")
-    staff = factories.make_user(email="staff@example.com")
-    staff.is_staff = staff.is_superuser = True
-    staff.save()
-    client.force_login(staff)
     for model in apps.get_models():
         if model._meta.app_label not in ("axiomatic", "crm", "apikeys", "marketing"):
             continue
         assert model in admin.site._registry, f"{model._meta.label} is not registered in the admin"
         url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
-        response = client.get(url, {"q": "a"})
+        response = staff_client.get(url, {"q": "a"})
         assert response.status_code == 200, (url, response.status_code)
 
 
 def test_absurd_page_numbers_in_partials_answer_empty_pages_not_500(signed_in, entity):
-    lead = make_lead(entity)
+    lead = factories.make_lead(entity)
     new = factories.stage(entity, "new")
     huge = "10000000000000000000"
     cards = signed_in.get(f"/crm/board/columns/{new.pk}/cards", {"page": huge})

@@ -3,39 +3,20 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 
-from marketing.models import MarketingList, MarketingListMember, MemberSource, MemberStatus
+from marketing.models import MarketingListMember, MemberStatus
 from tests import factories
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def staff_client(db):
-    staff = factories.make_user(name="Staff Person")
-    staff.is_staff = staff.is_superuser = True
-    staff.save()
-    client = Client()
-    client.force_login(staff)
-    return client
-
-
-def add_member(marketing_list, contact) -> MarketingListMember:
-    return MarketingListMember.objects.create(
-        entity_id=marketing_list.entity_id,
-        marketing_list=marketing_list,
-        contact=contact,
-        email=contact.email,
-        status=MemberStatus.SUBSCRIBED,
-        source=MemberSource.ADMIN,
-    )
-
-
 def test_unsubscribe_selected_keeps_the_rows_marked_unsubscribed(staff_client, entity):
-    newsletter = MarketingList.objects.create(entity=entity, name="Newsletter")
-    chosen = [add_member(newsletter, factories.make_contact(entity, email=f"gone{n}@example.com")) for n in range(2)]
-    untouched = add_member(newsletter, factories.make_contact(entity, email="stays@example.com"))
+    newsletter = factories.make_list(entity, "Newsletter")
+    chosen = [
+        factories.make_list_member(newsletter, factories.make_contact(entity, email=f"gone{n}@example.com"))
+        for n in range(2)
+    ]
+    untouched = factories.make_list_member(newsletter, factories.make_contact(entity, email="stays@example.com"))
 
     response = staff_client.post(
         "/admin/marketing/marketinglistmember/",

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from axiomatic.management.commands._base import JsonCommand
-from crm.services.email import emails_check_stuck
+from crm.email.stuck import emails_check_stuck
 
 
 class Command(JsonCommand):

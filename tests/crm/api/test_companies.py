@@ -269,54 +269,6 @@ def test_owner_can_be_cleared_with_null(api, user):
     assert response.json()["company"]["ownerUserId"] is None
 
 
-# --- Strict input -----------------------------------------------------------------------------
-
-
-def test_unknown_body_fields_are_400_naming_them(api):
-    response = api.post("/companies", {"name": "Acme", "colour": "red", "owner_user_id": "x"})
-    body = assert_error(response, 400)
-    assert set(body["details"]) == {"colour", "owner_user_id"}
-    assert "colour" in body["error"] and "owner_user_id" in body["error"]
-    assert not Company.objects.exists()
-
-
-def test_unknown_fields_on_patch_are_400(api, entity):
-    company = factories.make_company(entity, name="Keep")
-    body = assert_error(api.patch(f"/companies/{company.pk}", {"name": "Changed", "bogus": 1}), 400)
-    assert "bogus" in body["details"]
-    company.refresh_from_db()
-    assert company.name == "Keep"
-
-
-def test_read_only_fields_are_ignored_on_create(api):
-    given_id = str(uuid.uuid4())
-    company = create(
-        api,
-        name="Readonly",
-        id=given_id,
-        createdAt="2000-01-01T00:00:00Z",
-        updatedAt="2000-01-01T00:00:00Z",
-        archivedAt="2000-01-01T00:00:00Z",
-    )
-    assert company["id"] != given_id
-    assert not company["createdAt"].startswith("2000")
-    assert company["archivedAt"] is None
-
-
-def test_read_only_fields_are_ignored_on_patch(api, entity):
-    company = factories.make_company(entity, name="Before")
-    response = api.patch(
-        f"/companies/{company.pk}", {"id": str(uuid.uuid4()), "archivedAt": "2000-01-01T00:00:00Z", "name": "After"}
-    )
-    assert response.status_code == 200, response.content
-    assert response.json()["company"]["id"] == str(company.pk)
-    assert response.json()["company"]["archivedAt"] is None
-
-
-def test_entity_id_in_body_is_allowed(api, entity):
-    assert create(api, name="With Entity", entityId=str(entity.pk))["name"] == "With Entity"
-
-
 # --- Get --------------------------------------------------------------------------------------
 
 
@@ -326,22 +278,6 @@ def test_get_returns_the_wrapped_company(api, entity):
     assert response.status_code == 200
     assert response.json()["company"]["id"] == str(company.pk)
     assert response.json()["company"]["role"] == "vendor"
-
-
-def test_get_another_entitys_company_is_404_like_a_missing_one(api, other_entity):
-    theirs = factories.make_company(other_entity, name="Theirs")
-    foreign = api.get(f"/companies/{theirs.pk}")
-    missing = api.get(f"/companies/{uuid.uuid4()}")
-    assert_error(foreign, 404)
-    assert_error(missing, 404)
-    assert foreign.content == missing.content
-
-
-def test_patch_another_entitys_company_is_404_and_changes_nothing(api, other_entity):
-    theirs = factories.make_company(other_entity, name="Theirs")
-    assert_error(api.patch(f"/companies/{theirs.pk}", {"name": "Hijacked"}), 404)
-    theirs.refresh_from_db()
-    assert theirs.name == "Theirs"
 
 
 # --- Patch ------------------------------------------------------------------------------------
@@ -393,17 +329,6 @@ def test_patch_status_inactive_sets_archived_at_and_active_clears_it(api):
 
 
 # --- List: filters ----------------------------------------------------------------------------
-
-
-def test_list_shape_and_entity_isolation(api, entity, other_entity):
-    factories.make_company(entity, name="Mine")
-    factories.make_company(other_entity, name="Theirs")
-    response = api.get("/companies")
-    assert response.status_code == 200
-    body = response.json()
-    assert set(body) == {"companies", "page", "pageSize", "total", "hasMore"}
-    assert [c["name"] for c in body["companies"]] == ["Mine"]
-    assert (body["page"], body["pageSize"], body["total"], body["hasMore"]) == (1, 50, 1, False)
 
 
 def test_list_filters_by_role(api, entity):
@@ -527,33 +452,11 @@ def test_pages_with_ties_are_stable_and_complete(api, entity):
     assert set(seen) == created
 
 
-def test_pagination_page_and_page_size(api, entity):
-    for i in range(5):
-        factories.make_company(entity, name=f"Co {i}")
-    first = api.get("/companies", {"page": 1, "pageSize": 2}).json()
-    assert [c["name"] for c in first["companies"]] == ["Co 0", "Co 1"]
-    assert (first["page"], first["pageSize"], first["total"], first["hasMore"]) == (1, 2, 5, True)
-    third = api.get("/companies", {"page": 3, "pageSize": 2}).json()
-    assert [c["name"] for c in third["companies"]] == ["Co 4"]
-    assert (third["page"], third["total"], third["hasMore"]) == (3, 5, False)
-    exact = api.get("/companies", {"page": 1, "pageSize": 5}).json()
-    assert exact["hasMore"] is False and len(exact["companies"]) == 5
-
-
 def test_page_past_the_end_is_an_empty_list(api, entity):
     factories.make_company(entity, name="Only")
     body = api.get("/companies", {"page": 9, "pageSize": 10}).json()
     assert body["companies"] == []
     assert (body["page"], body["total"], body["hasMore"]) == (9, 1, False)
-
-
-def test_empty_entity_lists_nothing(api):
-    body = api.get("/companies").json()
-    assert (body["companies"], body["total"], body["hasMore"]) == ([], 0, False)
-
-
-def test_page_size_200_is_allowed(api, entity):
-    assert api.get("/companies", {"pageSize": 200}).json()["pageSize"] == 200
 
 
 @pytest.mark.parametrize(
@@ -612,20 +515,3 @@ def test_total_counts_only_filtered_rows_of_the_entity(api, entity, other_entity
     factories.make_company(entity, name="Prospect")
     body = api.get("/companies", {"role": "customer", "pageSize": 1}).json()
     assert (body["total"], body["hasMore"]) == (3, True)
-
-
-# --- Query count ------------------------------------------------------------------------------
-
-LIST_QUERY_BOUND = 6  # savepoint, key lookup, app.entity_id, count, page, release
-
-
-@pytest.mark.parametrize("page_size", [5, 200])
-def test_list_query_count_does_not_grow_with_page_size(api, entity, user, page_size, django_assert_max_num_queries):
-    members = [user, factories.make_member(entity), None]
-    Company.objects.bulk_create(
-        Company(entity=entity, name=f"Bulk {i:03}", owner=members[i % 3], domain=f"b{i}.example.com") for i in range(60)
-    )
-    api.get("/companies")  # first use writes lastUsedAt; measure the steady state
-    with django_assert_max_num_queries(LIST_QUERY_BOUND):
-        response = api.get("/companies", {"pageSize": page_size})
-    assert len(response.json()["companies"]) == min(page_size, 60)

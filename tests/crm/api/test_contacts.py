@@ -7,9 +7,8 @@ import uuid
 
 import pytest
 from django.db import connection
-from django.utils import timezone
 
-from crm.models import Activity, CompanyMembership, Contact, Lead
+from crm.models import CompanyMembership, Contact
 from tests import factories
 from tests.helpers import assert_error
 
@@ -106,16 +105,6 @@ def test_blank_emails_do_not_conflict(api):
     assert response.json()["contact"]["email"] is None
 
 
-def test_create_contact_ignores_read_only_fields_and_rejects_unknown_ones(api):
-    response = api.post("/contacts", {"firstName": "Ada", "fullName": "Somebody Else", "id": str(uuid.uuid4())})
-    assert response.status_code == 201
-    assert response.json()["contact"]["fullName"] == "Ada"
-
-    body = assert_error(api.post("/contacts", {"firstName": "Ada", "nickname": "A"}), 400)
-    assert "nickname" in body["error"]
-    assert "nickname" in body["details"]
-
-
 def test_create_contact_with_company_id_makes_it_the_primary_membership(api):
     company = factories.make_company(api.entity, name="Acme")
 
@@ -204,20 +193,11 @@ def test_get_contact_returns_it_with_the_primary_company(api):
     assert body["companyId"] == str(company.pk)
 
 
-def test_another_entitys_contact_is_404_exactly_like_a_random_id(api, other_entity):
-    foreign = factories.make_contact(other_entity)
-
-    foreign_response = api.get(f"/contacts/{foreign.pk}")
-    random_response = api.get(f"/contacts/{uuid.uuid4()}")
-
-    assert assert_error(foreign_response, 404) == assert_error(random_response, 404)
-    for call in (api.patch, api.delete):
-        assert assert_error(call(f"/contacts/{foreign.pk}", {"firstName": "X"}), 404) == random_response.json()
-    assert Contact.objects.filter(pk=foreign.pk, first_name=foreign.first_name).exists()
-
-
-def test_a_malformed_contact_id_is_a_4xx_envelope(api):
-    response = api.get("/contacts/not-a-uuid")
+@pytest.mark.parametrize(
+    "path", ["/contacts/not-a-uuid", "/companies/not-a-uuid/contacts", "/contacts/not-a-uuid/company-memberships"]
+)
+def test_a_malformed_id_is_a_4xx_envelope(api, path):
+    response = api.get(path)
 
     assert response.status_code in (400, 404)
     assert_error(response, response.status_code)
@@ -274,9 +254,7 @@ def test_patch_company_id_promotes_an_existing_membership(api):
     first = factories.make_company(api.entity, name="First")
     second = factories.make_company(api.entity, name="Second")
     contact = factories.make_contact(api.entity, company=first)
-    membership = CompanyMembership.objects.create(
-        entity=api.entity, contact=contact, company=second, title="Advisor", is_primary=False
-    )
+    membership = factories.make_membership(contact, second, title="Advisor", is_primary=False)
 
     response = api.patch(f"/contacts/{contact.pk}", {"companyId": str(second.pk)})
 
@@ -368,24 +346,8 @@ def test_concurrent_company_switches_never_500_and_leave_one_primary(make_api):
 def test_delete_contact_is_204_removes_memberships_and_keeps_leads_and_activities(api):
     company = factories.make_company(api.entity)
     contact = factories.make_contact(api.entity, company=company)
-    lead = Lead.objects.create(
-        entity=api.entity,
-        title="Deal",
-        company=company,
-        contact=contact,
-        stage=factories.stage(api.entity, "new"),
-        currency="USD",
-        probability_pct=10,
-    )
-    activity = Activity.objects.create(
-        entity=api.entity,
-        type="call",
-        subject="Intro call",
-        status="completed",
-        occurred_at=timezone.now(),
-        contact=contact,
-        lead=lead,
-    )
+    lead = factories.make_lead(api.entity, company=company, contact=contact)
+    activity = factories.make_activity(api.entity, contact=contact, lead=lead)
 
     response = api.delete(f"/contacts/{contact.pk}")
 
@@ -425,18 +387,13 @@ def test_list_is_ordered_by_last_name_first_name_id_and_paginated(api, other_ent
     assert page2["hasMore"] is False
 
 
-@pytest.mark.parametrize("params", [{"page": 0}, {"pageSize": 201}, {"pageSize": "x"}, {"limit": 0}])
-def test_list_rejects_bad_pagination(api, params):
-    assert_error(api.get("/contacts", params), 400)
-
-
 def test_list_shows_each_contacts_primary_company(api):
     acme = factories.make_company(api.entity, name="Acme")
     globex = factories.make_company(api.entity, name="Globex")
     with_primary = factories.make_contact(api.entity, company=acme, last_name="A")
-    CompanyMembership.objects.create(entity=api.entity, contact=with_primary, company=globex)
+    factories.make_membership(with_primary, globex)
     without = factories.make_contact(api.entity, last_name="B")
-    CompanyMembership.objects.create(entity=api.entity, contact=without, company=globex, is_primary=False)
+    factories.make_membership(without, globex, is_primary=False)
 
     rows = {row["id"]: row for row in api.get("/contacts").json()["contacts"]}
 
@@ -449,7 +406,7 @@ def test_filter_by_company_id_matches_any_membership(api, other_entity):
     globex = factories.make_company(api.entity)
     primary = factories.make_contact(api.entity, company=acme, last_name="A")
     secondary = factories.make_contact(api.entity, company=globex, last_name="B")
-    CompanyMembership.objects.create(entity=api.entity, contact=secondary, company=acme)
+    factories.make_membership(secondary, acme)
     factories.make_contact(api.entity, company=globex, last_name="C")
 
     assert _ids(api.get("/contacts", {"companyId": str(acme.pk)})) == [str(primary.pk), str(secondary.pk)]
@@ -501,27 +458,6 @@ def test_filter_by_email_is_exact_and_case_insensitive(api):
     assert _ids(api.get("/contacts", {"email": "ada@"})) == []
 
 
-def _contacts_with_memberships(entity, count: int = 32):
-    companies = [factories.make_company(entity) for _ in range(3)]
-    contacts = []
-    for i in range(count):
-        contact = factories.make_contact(entity, company=companies[i % 3], owner=None)
-        CompanyMembership.objects.create(entity=entity, contact=contact, company=companies[(i + 1) % 3])
-        contacts.append(contact)
-    return companies, contacts
-
-
-def test_list_query_count_does_not_grow_with_page_size(api, django_assert_max_num_queries):
-    _contacts_with_memberships(api.entity)
-
-    for page_size in (5, 200):
-        with django_assert_max_num_queries(8):  # 7 today: auth, key, entity, count, page, savepoints
-            response = api.get("/contacts", {"pageSize": page_size})
-        assert response.status_code == 200
-        assert len(response.json()["contacts"]) == min(page_size, 32)
-        assert all(row["companyId"] for row in response.json()["contacts"])
-
-
 # --- /companies/{id}/contacts -------------------------------------------------------------------
 
 
@@ -530,9 +466,7 @@ def test_company_contacts_lists_members_with_their_membership(api):
     globex = factories.make_company(api.entity, name="Globex")
     primary = factories.make_contact(api.entity, company=acme, last_name="A")
     advisor = factories.make_contact(api.entity, company=globex, last_name="B")
-    advisor_membership = CompanyMembership.objects.create(
-        entity=api.entity, contact=advisor, company=acme, title="Advisor"
-    )
+    advisor_membership = factories.make_membership(advisor, acme, title="Advisor")
     factories.make_contact(api.entity, company=globex, last_name="C")
 
     response = api.get(f"/companies/{acme.pk}/contacts")
@@ -548,108 +482,3 @@ def test_company_contacts_lists_members_with_their_membership(api):
     assert first["companyId"] == str(acme.pk)
     assert second["membership"] == {"id": str(advisor_membership.pk), "title": "Advisor", "isPrimary": False}
     assert second["companyId"] == str(globex.pk)
-
-
-def test_company_contacts_is_paginated(api):
-    acme = factories.make_company(api.entity)
-    contacts = [factories.make_contact(api.entity, company=acme, last_name=f"L{i}") for i in range(3)]
-
-    body = api.get(f"/companies/{acme.pk}/contacts", {"pageSize": 2, "page": 2}).json()
-
-    assert [row["id"] for row in body["contacts"]] == [str(contacts[2].pk)]
-    assert (body["total"], body["hasMore"]) == (3, False)
-    assert_error(api.get(f"/companies/{acme.pk}/contacts", {"pageSize": 0}), 400)
-
-
-def test_company_contacts_of_an_unknown_or_foreign_company_is_404(api, other_entity):
-    foreign = factories.make_company(other_entity)
-    factories.make_contact(other_entity, company=foreign)
-
-    foreign_body = assert_error(api.get(f"/companies/{foreign.pk}/contacts"), 404)
-    random_body = assert_error(api.get(f"/companies/{uuid.uuid4()}/contacts"), 404)
-
-    assert foreign_body == random_body
-    malformed = api.get("/companies/not-a-uuid/contacts")
-    assert_error(malformed, malformed.status_code)
-    assert malformed.status_code in (400, 404)
-
-
-def test_company_contacts_query_count_does_not_grow_with_page_size(api, django_assert_max_num_queries):
-    companies, _ = _contacts_with_memberships(api.entity, count=33)
-
-    for page_size in (5, 200):
-        with django_assert_max_num_queries(8):  # 7 today: auth, key, entity, company, count, page
-            response = api.get(f"/companies/{companies[0].pk}/contacts", {"pageSize": page_size})
-        assert response.status_code == 200
-        # Every third contact is primary there, and the one after it has a second membership there.
-        assert len(response.json()["contacts"]) == min(page_size, 22)
-
-
-# --- contract cases -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def contact(api):
-    return factories.make_contact(api.entity, first_name="Ada")
-
-
-def _routes(contact, company):
-    return [
-        ("get", "/contacts", None),
-        ("post", "/contacts", {"firstName": "New"}),
-        ("get", f"/contacts/{contact.pk}", None),
-        ("patch", f"/contacts/{contact.pk}", {"title": "X"}),
-        ("delete", f"/contacts/{contact.pk}", None),
-        ("get", f"/companies/{company.pk}/contacts", None),
-    ]
-
-
-def test_every_contact_route_needs_credentials(api, make_api, contact):
-    company = factories.make_company(api.entity)
-    anonymous = make_api()
-    anonymous.secret = None
-    bad_key = make_api()
-    bad_key.secret = "ak_not-a-real-key"
-
-    for method, path, body in _routes(contact, company):
-        for client in (anonymous, bad_key):
-            call = getattr(client, method)
-            response = call(path) if body is None else call(path, body)
-            assert_error(response, 401)
-            assert response["WWW-Authenticate"].startswith("Bearer")
-    assert Contact.objects.filter(pk=contact.pk).exists()
-
-
-def test_every_contact_route_checks_the_scope(api, make_api, contact):
-    company = factories.make_company(api.entity)
-    read_only = make_api(scopes=("read:crm",))
-    write_only = make_api(scopes=("write:crm",))
-    marketing = make_api(scopes=("read:marketing", "write:marketing"))
-
-    for method, path, body in _routes(contact, company):
-        denied = [marketing, write_only if method == "get" else read_only]
-        for client in denied:
-            call = getattr(client, method)
-            response = call(path) if body is None else call(path, body)
-            assert_error(response, 403)
-    assert Contact.objects.filter(pk=contact.pk, title="").exists()
-
-
-def test_every_contact_route_needs_the_entity_and_refuses_another(api, make_api, contact, other_entity):
-    company = factories.make_company(api.entity)
-
-    for method, path, body in _routes(contact, company):
-        call = getattr(api, method)
-        kwargs = {"entity_id": None}
-        response = call(path, **kwargs) if body is None else call(path, body, **kwargs)
-        assert_error(response, 400)
-        kwargs = {"entity_id": other_entity.pk}
-        response = call(path, **kwargs) if body is None else call(path, body, **kwargs)
-        assert_error(response, 403)
-
-
-def test_write_routes_accept_entity_id_in_the_body(api, contact):
-    response = api.post("/contacts", {"firstName": "Body", "entityId": str(api.entity.pk)}, entity_id=None)
-    assert response.status_code == 201
-
-    assert_error(api.post("/contacts", {"firstName": "Body", "entityId": str(uuid.uuid4())}), 400)

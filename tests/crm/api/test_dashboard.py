@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -19,9 +18,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from crm.api.dashboard import DashboardSerializer
-from crm.models import Activity, Lead, PipelineStage
-from crm.services.dashboard import DashboardPeriods, dashboard_summary
+from crm.models import PipelineStage
+from crm.selectors.dashboard import DashboardPeriods, dashboard_summary
 from tests import factories
+from tests.factories import make_activity, make_lead
 from tests.helpers import assert_error
 
 pytestmark = pytest.mark.django_db
@@ -45,33 +45,6 @@ def nz_api(make_api, nz_entity, user):
     return make_api(entity=nz_entity, user=user)
 
 
-def make_lead(entity, *, stage, currency="USD", value=None, prob=0, owner=None, created, closed=None) -> Lead:
-    lead = Lead.objects.create(
-        entity=entity,
-        title=f"{stage}-{currency}-{value}",
-        stage=factories.stage(entity, stage),
-        currency=currency,
-        value=Decimal(value) if value is not None else None,
-        probability_pct=prob,
-        owner=owner,
-        closed_at=closed,
-    )
-    Lead.objects.filter(pk=lead.pk).update(created_at=created)  # created_at is auto_now_add
-    return lead
-
-
-def make_activity(entity, *, type="call", status="completed", occurred, due=None, assignee=None) -> Activity:
-    return Activity.objects.create(
-        entity=entity,
-        type=type,
-        subject=f"{type} {status}",
-        status=status,
-        occurred_at=occurred,
-        due_at=due,
-        assignee=assignee,
-    )
-
-
 def build_dataset(entity, *, alice, bob, now, in_month, before_month, other_entity=None):
     """The data set; `in_month` lies in the current local month, `before_month` in the previous one.
 
@@ -93,53 +66,73 @@ def build_dataset(entity, *, alice, bob, now, in_month, before_month, other_enti
     factories.make_contact(entity, owner=None)
 
     # Open leads.
-    make_lead(entity, stage="new", value="1000.00", prob=10, owner=alice, created=in_month)
-    make_lead(entity, stage="new", currency="EUR", value="500.00", prob=15, owner=bob, created=before_month)
-    make_lead(entity, stage="proposal", value="333.33", prob=33, owner=alice, created=old)  # weighted 109.9989
+    make_lead(entity, "new", value="1000.00", probability_pct=10, owner=alice, created_at=in_month)
+    make_lead(entity, "new", currency="EUR", value="500.00", probability_pct=15, owner=bob, created_at=before_month)
+    make_lead(entity, "proposal", value="333.33", probability_pct=33, owner=alice, created_at=old)  # 109.9989
     # Two leads whose weighted values (0.005 each) round up to 0.01 each: 0.02, not round(0.01).
-    make_lead(entity, stage="contacted", value="0.05", prob=10, owner=None, created=in_month)
-    make_lead(entity, stage="contacted", value="0.05", prob=10, owner=None, created=in_month)
-    make_lead(entity, stage="negotiation", value=None, prob=80, owner=alice, created=before_month)
+    make_lead(entity, "contacted", value="0.05", probability_pct=10, owner=None, created_at=in_month)
+    make_lead(entity, "contacted", value="0.05", probability_pct=10, owner=None, created_at=in_month)
+    make_lead(entity, "negotiation", value=None, probability_pct=80, owner=alice, created_at=before_month)
     # Won leads.
-    make_lead(entity, stage="won", value="5000.00", prob=100, owner=alice, created=old, closed=in_month)
+    make_lead(entity, "won", value="5000.00", probability_pct=100, owner=alice, created_at=old, closed_at=in_month)
     make_lead(
-        entity, stage="won", currency="EUR", value="1200.50", prob=100, owner=bob, created=in_month, closed=in_month
+        entity,
+        "won",
+        currency="EUR",
+        value="1200.50",
+        probability_pct=100,
+        owner=bob,
+        created_at=in_month,
+        closed_at=in_month,
     )
-    make_lead(entity, stage="won", value="700.00", prob=100, owner=alice, created=old, closed=before_month)
-    make_lead(entity, stage="won", value="999.00", prob=100, owner=alice, created=old, closed=old)
+    make_lead(entity, "won", value="700.00", probability_pct=100, owner=alice, created_at=old, closed_at=before_month)
+    make_lead(entity, "won", value="999.00", probability_pct=100, owner=alice, created_at=old, closed_at=old)
     # Lost leads.
-    make_lead(entity, stage="lost", value="300.00", prob=0, owner=bob, created=before_month, closed=in_month)
+    make_lead(entity, "lost", value="300.00", probability_pct=0, owner=bob, created_at=before_month, closed_at=in_month)
     make_lead(
-        entity, stage="lost", currency="EUR", value="50.00", prob=0, owner=alice, created=old, closed=before_month
+        entity,
+        "lost",
+        currency="EUR",
+        value="50.00",
+        probability_pct=0,
+        owner=alice,
+        created_at=old,
+        closed_at=before_month,
     )
-    make_lead(entity, stage="lost", value=None, prob=0, owner=None, created=old, closed=old)
+    make_lead(entity, "lost", value=None, probability_pct=0, owner=None, created_at=old, closed_at=old)
 
     # Tasks (their occurredAt is long ago, except the first one's).
     long_ago = now - dt.timedelta(days=60)
-    task = {"type": "task", "status": "open"}
-    make_activity(entity, **task, occurred=now - dt.timedelta(days=3), due=now - dt.timedelta(days=2), assignee=alice)
-    make_activity(entity, **task, occurred=long_ago, due=periods.today_start, assignee=bob)  # overdue + today
+    task = {"type": "task"}  # open
     make_activity(
-        entity, **task, occurred=long_ago, due=periods.tomorrow_start - dt.timedelta(microseconds=1), assignee=alice
+        entity, **task, occurred_at=now - dt.timedelta(days=3), due_at=now - dt.timedelta(days=2), assignee=alice
     )
-    make_activity(entity, **task, occurred=long_ago, due=periods.tomorrow_start, assignee=None)  # tomorrow
-    make_activity(entity, **task, occurred=long_ago, due=None, assignee=alice)
-    make_activity(entity, type="task", status="completed", occurred=long_ago, due=now - dt.timedelta(days=1))
-    make_activity(entity, type="task", status="cancelled", occurred=long_ago, due=periods.today_start)
+    make_activity(entity, **task, occurred_at=long_ago, due_at=periods.today_start, assignee=bob)  # overdue + today
+    make_activity(
+        entity,
+        **task,
+        occurred_at=long_ago,
+        due_at=periods.tomorrow_start - dt.timedelta(microseconds=1),
+        assignee=alice,
+    )
+    make_activity(entity, **task, occurred_at=long_ago, due_at=periods.tomorrow_start, assignee=None)  # tomorrow
+    make_activity(entity, **task, occurred_at=long_ago, due_at=None, assignee=alice)
+    make_activity(entity, type="task", status="completed", occurred_at=long_ago, due_at=now - dt.timedelta(days=1))
+    make_activity(entity, type="task", status="cancelled", occurred_at=long_ago, due_at=periods.today_start)
     # Other activities.
-    make_activity(entity, type="call", occurred=now - dt.timedelta(hours=1), assignee=bob)
-    make_activity(entity, type="note", occurred=now - dt.timedelta(days=6))
-    make_activity(entity, type="meeting", occurred=now - dt.timedelta(days=8))
-    make_activity(entity, type="email", occurred=now - dt.timedelta(days=29))
-    make_activity(entity, type="call", occurred=now - dt.timedelta(days=31))
-    make_activity(entity, type="meeting", occurred=now + dt.timedelta(days=2))  # scheduled: not counted
+    make_activity(entity, type="call", occurred_at=now - dt.timedelta(hours=1), assignee=bob)
+    make_activity(entity, type="note", occurred_at=now - dt.timedelta(days=6))
+    make_activity(entity, type="meeting", occurred_at=now - dt.timedelta(days=8))
+    make_activity(entity, type="email", occurred_at=now - dt.timedelta(days=29))
+    make_activity(entity, type="call", occurred_at=now - dt.timedelta(days=31))
+    make_activity(entity, type="meeting", occurred_at=now + dt.timedelta(days=2))  # scheduled: not counted
 
     if other_entity is not None:  # never counted
         factories.make_company(other_entity, role="customer")
         factories.make_contact(other_entity)
-        make_lead(other_entity, stage="won", value="77.00", prob=100, created=in_month, closed=in_month)
-        make_lead(other_entity, stage="new", value="88.00", prob=50, created=in_month)
-        make_activity(other_entity, **task, occurred=now - dt.timedelta(hours=2), due=now - dt.timedelta(days=1))
+        make_lead(other_entity, "won", value="77.00", probability_pct=100, created_at=in_month, closed_at=in_month)
+        make_lead(other_entity, "new", value="88.00", probability_pct=50, created_at=in_month)
+        make_activity(other_entity, **task, occurred_at=now - dt.timedelta(hours=2), due_at=now - dt.timedelta(days=1))
 
 
 def money(*pairs) -> list[dict]:
@@ -308,7 +301,7 @@ def test_every_figure_at_a_pinned_instant_in_auckland(nz_entity, user, bob, othe
 def test_the_same_instants_fall_in_october_for_a_utc_entity(user):
     entity = factories.make_entity(owner=user, time_zone="UTC")
     closed = dt.datetime(2026, 10, 31, 12, 0, tzinfo=UTC)
-    make_lead(entity, stage="won", value="10.00", prob=100, created=closed, closed=closed)
+    make_lead(entity, "won", value="10.00", probability_pct=100, created_at=closed, closed_at=closed)
     summary = dashboard_summary(entity=entity, now=dt.datetime(2026, 11, 10, tzinfo=UTC))
     assert summary["leads"]["won_this_month"] == 0
     assert summary["leads"]["created_this_month"] == 0
@@ -384,14 +377,14 @@ def test_query_count_does_not_grow_with_leads(api, entity):
         for i in range(n):
             make_lead(
                 entity,
-                stage=("new", "won", "lost", "proposal")[i % 4],
+                ("new", "won", "lost", "proposal")[i % 4],
                 currency=("USD", "EUR", "GBP")[i % 3],
                 value=f"{i}.50",
-                prob=50,
-                created=now,
-                closed=now if i % 4 in (1, 2) else None,
+                probability_pct=50,
+                created_at=now,
+                closed_at=now if i % 4 in (1, 2) else None,
             )
-            make_activity(entity, type="task", status="open", occurred=now, due=now)
+            make_activity(entity, type="task", status="open", occurred_at=now, due_at=now)
 
     count_queries()  # warm-up: the key's first use records last_used_at
     leads(3)

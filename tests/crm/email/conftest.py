@@ -23,10 +23,10 @@ from django.db import connections
 from django.test import Client
 
 from axiomatic.celery import app as celery_app
+from crm.email.connections import connection_connect
 from crm.models import Lead, OutboundEmail, OutboundEmailConnection
 from crm.providers.base import Mailbox
 from crm.providers.oauth import TokenSet
-from crm.services.email import connection_connect
 from tests import factories
 from tests.crm.email.fake_provider import CLIENTS, FakeProvider
 

@@ -19,10 +19,12 @@ from django.utils import timezone
 
 from axiomatic.celery import app as celery_app
 from crm.choices import ActivityType, ConnectionStatus, EmailStatus, LeadEventKind
+from crm.email import delivery
+from crm.email.connections import connection_revoke
+from crm.email.delivery import email_deliver, retry_delay
+from crm.email.queue import email_enqueue
 from crm.models import Activity, LeadEvent, OutboundEmail, OutboundEmailConnection
 from crm.providers.base import MAX_RETRY_AFTER_SECONDS, parse_retry_after
-from crm.services import email as email_service
-from crm.services.email import connection_revoke, email_deliver, email_enqueue, retry_delay
 from crm.tasks import send_outbound_email
 from tests.crm.email.conftest import email_body, make_email
 from tests.helpers import assert_error
@@ -152,9 +154,9 @@ def test_503_without_retry_after_backs_off_exponentially_with_jitter(fake_provid
 def test_retry_delay_bounds(settings, monkeypatch, attempts, low, high):
     settings.EMAIL_RETRY_BASE_SECONDS = 2
     # The jitter's extremes: random() == 0 gives 50% of the step, random() → 1 gives the full step.
-    monkeypatch.setattr(email_service.random, "random", lambda: 0.0)
+    monkeypatch.setattr(delivery.random, "random", lambda: 0.0)
     assert retry_delay(attempts=attempts, retry_after=None) == pytest.approx(low)
-    monkeypatch.setattr(email_service.random, "random", lambda: 0.999999)
+    monkeypatch.setattr(delivery.random, "random", lambda: 0.999999)
     assert retry_delay(attempts=attempts, retry_after=None) == pytest.approx(high, rel=1e-5)
     monkeypatch.undo()
     for _ in range(50):

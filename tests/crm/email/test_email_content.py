@@ -9,10 +9,11 @@ from email.utils import format_datetime
 
 import pytest
 
+from crm.email.content import html_sanitize, html_to_text
+from crm.email.delivery import retry_delay
 from crm.providers.base import OutgoingMessage, parse_retry_after
 from crm.providers.gmail import build_mime_message
 from crm.providers.outlook import graph_message
-from crm.services.email import html_sanitize, html_to_text, retry_delay
 
 
 def test_sanitiser_removes_scripts_handlers_and_javascript_links():

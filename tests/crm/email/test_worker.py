@@ -20,8 +20,8 @@ from django.db import connections
 from django.utils import timezone
 
 from crm.choices import ActivityType, ConnectionStatus, EmailStatus, LeadEventKind
+from crm.email.delivery import email_deliver
 from crm.models import Activity, LeadEvent, OutboundEmail, OutboundEmailConnection
-from crm.services.email import email_deliver
 from crm.tasks import send_outbound_email
 from tests.crm.email.conftest import (
     celery_on_broker,

@@ -1,4 +1,4 @@
-"""The dashboard's figures (CONTRACT.md §8), computed by the database in a fixed number of queries.
+"""The dashboard's figures, computed by the database in a fixed number of queries.
 
 Every figure is an aggregate (`COUNT(*) FILTER (WHERE ...)`, `SUM`, `GROUP BY stage, currency`),
 so the cost does not grow with the number of rows fetched into Python and the query count is
@@ -15,8 +15,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal
-from uuid import UUID
 
 from django.db.models import Count, DecimalField, ExpressionWrapper, F, Q, Sum, Value
 from django.db.models.functions import Round
@@ -25,9 +23,7 @@ from django.utils import timezone
 from axiomatic.models import Entity
 from crm.choices import ActivityStatus, ActivityType, CompanyRole, CompanyStatus, StageKind
 from crm.models import Activity, Company, Contact, Lead, PipelineStage
-
-UNASSIGNED = "unassigned"
-OwnerSelector = UUID | Literal["unassigned"] | None
+from crm.selectors.owners import OwnerSelector, owner_q
 
 WIN_RATE_WINDOW = dt.timedelta(days=90)
 ZERO = Decimal("0.00")
@@ -62,14 +58,6 @@ class DashboardPeriods:
         )
 
 
-def _owner_q(owner: OwnerSelector, field: str) -> Q:
-    if owner is None:
-        return Q()
-    if owner == UNASSIGNED:
-        return Q(**{f"{field}__isnull": True})
-    return Q(**{f"{field}_id": owner})
-
-
 def _money(amounts: dict[str, Decimal]) -> list[dict]:
     """`{"EUR": 1, "USD": 2}` → `[{"currency": "EUR", "amount": Decimal}, ...]` sorted by currency."""
     return [{"currency": currency, "amount": amounts[currency]} for currency in sorted(amounts)]
@@ -84,7 +72,7 @@ def _company_figures(*, entity: Entity, owner: OwnerSelector) -> dict:
     role_counts = {role: Count("id", filter=Q(role=role)) for role in CompanyRole.values}
     row = (
         Company.objects.for_entity(entity)
-        .filter(_owner_q(owner, "owner"))
+        .filter(owner_q(owner, "owner"))
         .aggregate(
             total=Count("id"),
             active=Count("id", filter=Q(status=CompanyStatus.ACTIVE)),
@@ -114,7 +102,7 @@ def _lead_figures(*, entity: Entity, owner: OwnerSelector, periods: DashboardPer
     )
     groups = (
         Lead.objects.for_entity(entity)
-        .filter(_owner_q(owner, "owner"))
+        .filter(owner_q(owner, "owner"))
         .order_by()
         .values("stage_id", "stage__kind", "currency")
         .annotate(
@@ -183,7 +171,7 @@ def _lead_figures(*, entity: Entity, owner: OwnerSelector, periods: DashboardPer
 
 def _activity_figures(*, entity: Entity, owner: OwnerSelector, periods: DashboardPeriods) -> dict:
     now = periods.now
-    open_task = Q(type=ActivityType.TASK, status=ActivityStatus.OPEN) & _owner_q(owner, "assignee")
+    open_task = Q(type=ActivityType.TASK, status=ActivityStatus.OPEN) & owner_q(owner, "assignee")
     since_30 = now - dt.timedelta(days=30)
     row = (
         Activity.objects.for_entity(entity)
@@ -215,7 +203,7 @@ def dashboard_summary(*, entity: Entity, owner: OwnerSelector = None, now: dt.da
     least one valued lead in the figure (an empty list when none).
     """
     periods = DashboardPeriods.at(now=now or timezone.now(), tz=entity.tzinfo)
-    contacts_total = Contact.objects.for_entity(entity).filter(_owner_q(owner, "owner")).count()
+    contacts_total = Contact.objects.for_entity(entity).filter(owner_q(owner, "owner")).count()
     return {
         "companies": _company_figures(entity=entity, owner=owner),
         "contacts": {"total": contacts_total},

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import random
 
+from django.conf import settings
+from django.contrib.auth.password_validation import validate_password
+from django.core.management.base import CommandError
+
 from apikeys.models import SCOPES
 from apikeys.services import api_key_issue
 from axiomatic.management.commands._base import JsonCommand
-from axiomatic.models import Entity, Membership
+from axiomatic.models import Entity, Membership, User
 from axiomatic.services import entity_create, membership_ensure, user_get_or_create
 from crm.management.commands.seed_demo import seed_entity
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password"
 DEMO_ENTITY = "Demo Company"
+DEMO_NAME = "Demo User"
 
 
 class Command(JsonCommand):
@@ -23,7 +28,14 @@ class Command(JsonCommand):
         parser.add_argument("--port", default="8000")
 
     def handle(self, *args, port, **options):
-        user = user_get_or_create(email=DEMO_EMAIL, name="Demo User", password=DEMO_PASSWORD)
+        if not settings.DEBUG:
+            raise CommandError(
+                "demo_setup makes a staff user with a published password; it runs only with DEBUG=1 "
+                "(a local demo), never in production."
+            )
+        # The documented password passes the validators like any other.
+        validate_password(DEMO_PASSWORD, user=User(email=DEMO_EMAIL, name=DEMO_NAME))
+        user = user_get_or_create(email=DEMO_EMAIL, name=DEMO_NAME, password=DEMO_PASSWORD)
         if not user.is_staff:
             user.is_staff = user.is_superuser = True
             user.save(update_fields=["is_staff", "is_superuser"])

@@ -1,0 +1,70 @@
+"""gunicorn settings for the web process (docs/operations.md):
+
+    gunicorn -c gunicorn.conf.py axiomatic.wsgi:application
+
+Every value can be changed from the environment. The timeouts agree with the database's:
+`timeout` (a worker silent that long is killed) is well above `DB_STATEMENT_TIMEOUT_MS`, so a slow
+query is cancelled by PostgreSQL and answered 503 before gunicorn would kill the worker mid-request;
+on SIGTERM the workers finish their in-flight requests for up to `graceful_timeout` seconds (give
+the orchestrator a longer termination grace period than that).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw else default
+
+
+_statement_timeout_seconds = _int("DB_STATEMENT_TIMEOUT_MS", 5000) / 1000
+
+bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{_int('PORT', 8000)}"
+workers = _int("WEB_CONCURRENCY", 2 * (os.cpu_count() or 1) + 1)
+threads = _int("GUNICORN_THREADS", 1)
+worker_class = "gthread" if threads > 1 else "sync"
+
+# A request may run several statements, each bounded by the statement timeout.
+timeout = _int("GUNICORN_TIMEOUT", max(30, math.ceil(_statement_timeout_seconds * 4)))
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", timeout)
+keepalive = _int("GUNICORN_KEEPALIVE", 5)
+
+# Recycle workers now and then (memory growth), not all at once.
+max_requests = _int("GUNICORN_MAX_REQUESTS", 2000)
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 200)
+
+# The app writes one JSON line per request (axiomatic.access); gunicorn's own access log stays off.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# Heartbeat files in memory, not on a (possibly slow or read-only) container disk.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# No control socket: it would be one per user in ~/.gunicorn, shared by every gunicorn of the machine.
+control_socket_disable = True
+# Proxies allowed to set X-Forwarded-* (comma-separated addresses, `*` for any).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+
+def on_starting(server):
+    """Prometheus multiprocess mode: start from an empty directory (old files would be added up)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for name in os.listdir(directory):
+            path = os.path.join(directory, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live-gauge files (its counters stay counted)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
