@@ -1,4 +1,4 @@
-"""Probes for load balancers and orchestrators (CONTRACT.md §10, docs/operations.md).
+"""Probes for load balancers and orchestrators (docs/operations.md).
 
 - `GET /livez`: 200 while the process serves requests; touches nothing else.
 - `GET /readyz`: 200 when the database and Redis (when configured) answer, else 503, with one

@@ -1,4 +1,4 @@
-"""`Idempotency-Key` on every POST under /api/crm (CONTRACT.md §6).
+"""`Idempotency-Key` on every POST under /api/crm.
 
 A client that is unsure whether its POST arrived sends it again with the same key: it gets the
 first response again (status and body, plus `Idempotent-Replayed: true`) and nothing is created

@@ -275,7 +275,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 PROBE_REDIS_TIMEOUT_SECONDS = env_float("PROBE_REDIS_TIMEOUT_SECONDS", 1.0)
 
-# --- Outbound email providers (CONTRACT.md §6) ------------------------------------------------
+# --- Outbound email providers ------------------------------------------------
 # Public base URL (e.g. https://crm.example.com) for the mailbox OAuth callback; unset, it is
 # built from the request (then behind a TLS proxy set SECURE_PROXY_SSL_HEADER so it says https).
 OAUTH_REDIRECT_BASE_URL = env_str("OAUTH_REDIRECT_BASE_URL", "").strip().rstrip("/")

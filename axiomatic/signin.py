@@ -1,4 +1,4 @@
-"""Sign-in protection (CONTRACT.md §1), built on django-axes.
+"""Sign-in protection, built on django-axes.
 
 The rule: after `LOGIN_FAILURE_LIMIT` (default 10) failed sign-ins for one email, or 5 × that
 from one client address, within 15 minutes, further attempts for that email or that address are

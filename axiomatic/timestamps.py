@@ -1,4 +1,4 @@
-"""The one textual form of a timestamp (CONTRACT.md §1: ISO 8601 in UTC with a `Z` suffix).
+"""The one textual form of a timestamp (ISO 8601 in UTC with a `Z` suffix).
 
 `YYYY-MM-DDTHH:MM:SS.ffffffZ`, RFC 3339: the year always has four digits. `strftime("%Y")` does
 not promise that (glibc prints the year 354 as `354`), so nothing should format timestamps with it.

@@ -10,6 +10,7 @@ from axiomatic.api.docs import DocsView, SchemaView
 
 urlpatterns = [
     path("api/crm/", include("crm.api.urls")),
+    path("api/crm/", include("marketing.api.prospecting_urls")),
     path("api/marketing/", include("marketing.api.urls")),
     path("api/schema", SchemaView.as_view(), name="schema"),
     path("api/docs", DocsView.as_view(url_name="schema"), name="docs"),
@@ -28,10 +29,10 @@ urlpatterns = [
         auth_views.PasswordChangeDoneView.as_view(),
         name="password_change_done",
     ),
-    # Browser pages (issue 7).
+    # Browser pages.
     path("", RedirectView.as_view(url="/crm/board", query_string=True), name="home"),
     path("entity/switch", pages.entity_switch, name="entity-switch"),
-    path("crm/", include("crm.connections")),  # /crm/connections*: mailbox OAuth pages (issue 5)
+    path("crm/", include("crm.connections")),  # /crm/connections*: mailbox OAuth pages
     path("crm/", include("crm.urls")),
     path("settings/", include("apikeys.urls")),
 ]

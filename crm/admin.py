@@ -366,7 +366,7 @@ class ActivityAdmin(EntityScopedAdmin):
         obj.refresh_from_db()
 
 
-# --- Outbound email (issue 5). OAuth tokens are never shown: not in fields, lists or searches. ---
+# --- Outbound email. OAuth tokens are never shown: not in fields, lists or searches. ---
 from crm.email.connections import connection_revoke  # noqa: E402
 from crm.models import OutboundEmail, OutboundEmailConnection  # noqa: E402
 

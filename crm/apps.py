@@ -8,3 +8,6 @@ class CrmConfig(AppConfig):
 
     def ready(self) -> None:
         from crm import signals  # noqa: F401  (connects the default-stages receiver)
+        from crm.api import representations
+
+        representations.register()

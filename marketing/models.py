@@ -1,4 +1,4 @@
-"""Marketing lists and their members (CONTRACT.md §7)."""
+"""Marketing lists and their members."""
 
 from __future__ import annotations
 

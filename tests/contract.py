@@ -1,7 +1,8 @@
 """The API contract every resource keeps, as data (in the style of NetBox's `APIViewTestCases`).
 
 Each `Resource` names its routes (`Op`: method, path template, a valid body), a factory that makes
-one row with its parents, and its list's plural key and pinned query count. `test_api_contract.py`
+a row (with new parents, or in a given parent's list), and its list's plural key and pinned query
+count. `test_api_contract.py`
 runs the same checks over all of them: 401 without credentials, 403 without the scope, 400/403 for a
 missing or foreign `entityId`, 404 for another entity's ids, 400 naming unknown body fields,
 read-only fields ignored, the list envelope and a list query count that does not grow with the page.
@@ -47,7 +48,7 @@ class Op:
 
     method: str
     path: str
-    body: Callable[[Row], dict] | None = None
+    body: dict | Callable[[Row], dict] | None = None  # a callable builds it from the caller's row
     ok: int = 200
     role: str = ""  # "create" or "update": answers the item, checked for read-only fields
 
@@ -61,7 +62,7 @@ class Op:
         params = kwargs.pop("params", None)
         if self.method == "get":
             return client.get(url, params, **kwargs)
-        body = None if self.body is None else self.body(body_row or row)
+        body = self.body(body_row or row) if callable(self.body) else self.body
         if extra:
             body = {**(body or {}), **extra}
         return getattr(client, self.method)(url, body, params=params, **kwargs)
@@ -221,8 +222,8 @@ def _list(entity, parent=None) -> Row:
 
 # --- the resources ------------------------------------------------------------------------------------
 
-CRM = "/api/crm"
-LISTS = "/api/marketing/lists"
+MEMBERSHIPS = "/api/crm/contacts/{contactId}/company-memberships"
+MEMBERSHIP = MEMBERSHIPS + "/{membershipId}"
 
 RESOURCES = [
     Resource(
@@ -230,10 +231,10 @@ RESOURCES = [
         "crm",
         _company,
         (
-            Op("get", f"{CRM}/companies"),
-            Op("post", f"{CRM}/companies", lambda r: {"name": "New Co"}, ok=201, role="create"),
-            Op("get", f"{CRM}/companies/{{companyId}}"),
-            Op("patch", f"{CRM}/companies/{{companyId}}", lambda r: {"name": "Renamed"}, role="update"),
+            Op("get", "/api/crm/companies"),
+            Op("post", "/api/crm/companies", {"name": "New Co"}, ok=201, role="create"),
+            Op("get", "/api/crm/companies/{companyId}"),
+            Op("patch", "/api/crm/companies/{companyId}", {"name": "Renamed"}, role="update"),
         ),
         plural="companies",
         item="company",
@@ -244,7 +245,7 @@ RESOURCES = [
         "company-contacts",
         "crm",
         _contact,
-        (Op("get", f"{CRM}/companies/{{companyId}}/contacts"),),
+        (Op("get", "/api/crm/companies/{companyId}/contacts"),),
         plural="contacts",
         list_queries=7,
     ),
@@ -253,11 +254,11 @@ RESOURCES = [
         "crm",
         _contact,
         (
-            Op("get", f"{CRM}/contacts"),
-            Op("post", f"{CRM}/contacts", lambda r: {"firstName": "New"}, ok=201, role="create"),
-            Op("get", f"{CRM}/contacts/{{contactId}}"),
-            Op("patch", f"{CRM}/contacts/{{contactId}}", lambda r: {"title": "CTO"}, role="update"),
-            Op("delete", f"{CRM}/contacts/{{contactId}}", ok=204),
+            Op("get", "/api/crm/contacts"),
+            Op("post", "/api/crm/contacts", {"firstName": "New"}, ok=201, role="create"),
+            Op("get", "/api/crm/contacts/{contactId}"),
+            Op("patch", "/api/crm/contacts/{contactId}", {"title": "CTO"}, role="update"),
+            Op("delete", "/api/crm/contacts/{contactId}", ok=204),
         ),
         plural="contacts",
         item="contact",
@@ -269,22 +270,11 @@ RESOURCES = [
         "crm",
         _membership,
         (
-            Op("get", f"{CRM}/contacts/{{contactId}}/company-memberships"),
-            Op(
-                "post",
-                f"{CRM}/contacts/{{contactId}}/company-memberships",
-                lambda r: {"companyId": r["spareCompanyId"]},
-                ok=201,
-                role="create",
-            ),
-            Op("get", f"{CRM}/contacts/{{contactId}}/company-memberships/{{membershipId}}"),
-            Op(
-                "patch",
-                f"{CRM}/contacts/{{contactId}}/company-memberships/{{membershipId}}",
-                lambda r: {"title": "CTO"},
-                role="update",
-            ),
-            Op("delete", f"{CRM}/contacts/{{contactId}}/company-memberships/{{membershipId}}"),
+            Op("get", MEMBERSHIPS),
+            Op("post", MEMBERSHIPS, lambda r: {"companyId": r["spareCompanyId"]}, ok=201, role="create"),
+            Op("get", MEMBERSHIP),
+            Op("patch", MEMBERSHIP, {"title": "CTO"}, role="update"),
+            Op("delete", MEMBERSHIP),
         ),
         plural="memberships",
         item="membership",
@@ -297,12 +287,12 @@ RESOURCES = [
         "crm",
         _stage,
         (
-            Op("get", f"{CRM}/pipeline-stages"),
-            Op("post", f"{CRM}/pipeline-stages", lambda r: {"name": "Demo booked"}, ok=201, role="create"),
-            Op("post", f"{CRM}/pipeline-stages/reorder", lambda r: {"stageIds": r["stageIds"][::-1]}),
-            Op("get", f"{CRM}/pipeline-stages/{{stageId}}"),
-            Op("patch", f"{CRM}/pipeline-stages/{{stageId}}", lambda r: {"name": "Renamed"}, role="update"),
-            Op("delete", f"{CRM}/pipeline-stages/{{stageId}}", lambda r: {"moveLeadsToStageId": r["stageIds"][0]}),
+            Op("get", "/api/crm/pipeline-stages"),
+            Op("post", "/api/crm/pipeline-stages", {"name": "Demo booked"}, ok=201, role="create"),
+            Op("post", "/api/crm/pipeline-stages/reorder", lambda r: {"stageIds": r["stageIds"][::-1]}),
+            Op("get", "/api/crm/pipeline-stages/{stageId}"),
+            Op("patch", "/api/crm/pipeline-stages/{stageId}", {"name": "Renamed"}, role="update"),
+            Op("delete", "/api/crm/pipeline-stages/{stageId}", lambda r: {"moveLeadsToStageId": r["stageIds"][0]}),
         ),
         plural="stages",
         item="stage",
@@ -316,13 +306,13 @@ RESOURCES = [
         "crm",
         _lead,
         (
-            Op("get", f"{CRM}/leads"),
-            Op("post", f"{CRM}/leads", lambda r: {"title": "New deal"}, ok=201, role="create"),
-            Op("get", f"{CRM}/leads/{{leadId}}"),
-            Op("patch", f"{CRM}/leads/{{leadId}}", lambda r: {"title": "Renamed"}, role="update"),
-            Op("patch", f"{CRM}/leads/{{leadId}}/stage", lambda r: {"stage": "won"}),
-            Op("post", f"{CRM}/leads/{{leadId}}/activities", lambda r: {"type": "note", "subject": "Hi"}, ok=201),
-            Op("delete", f"{CRM}/leads/{{leadId}}"),
+            Op("get", "/api/crm/leads"),
+            Op("post", "/api/crm/leads", {"title": "New deal"}, ok=201, role="create"),
+            Op("get", "/api/crm/leads/{leadId}"),
+            Op("patch", "/api/crm/leads/{leadId}", {"title": "Renamed"}, role="update"),
+            Op("patch", "/api/crm/leads/{leadId}/stage", {"stage": "won"}),
+            Op("post", "/api/crm/leads/{leadId}/activities", {"type": "note", "subject": "Hi"}, ok=201),
+            Op("delete", "/api/crm/leads/{leadId}"),
         ),
         plural="leads",
         item="lead",
@@ -335,7 +325,7 @@ RESOURCES = [
         "lead-timeline",
         "crm",
         _event,
-        (Op("get", f"{CRM}/leads/{{leadId}}/timeline"),),
+        (Op("get", "/api/crm/leads/{leadId}/timeline"),),
         plural="timeline",
         list_queries=7,
     ),
@@ -344,11 +334,11 @@ RESOURCES = [
         "crm",
         _activity,
         (
-            Op("get", f"{CRM}/activities"),
-            Op("post", f"{CRM}/activities", lambda r: {"type": "call", "subject": "Intro"}, ok=201, role="create"),
-            Op("get", f"{CRM}/activities/{{activityId}}"),
-            Op("patch", f"{CRM}/activities/{{activityId}}", lambda r: {"subject": "Renamed"}, role="update"),
-            Op("delete", f"{CRM}/activities/{{activityId}}"),
+            Op("get", "/api/crm/activities"),
+            Op("post", "/api/crm/activities", {"type": "call", "subject": "Intro"}, ok=201, role="create"),
+            Op("get", "/api/crm/activities/{activityId}"),
+            Op("patch", "/api/crm/activities/{activityId}", {"subject": "Renamed"}, role="update"),
+            Op("delete", "/api/crm/activities/{activityId}"),
         ),
         plural="activities",
         item="activity",
@@ -359,7 +349,7 @@ RESOURCES = [
         "tasks",
         "crm",
         _task,
-        (Op("get", f"{CRM}/tasks"),),
+        (Op("get", "/api/crm/tasks"),),
         plural="tasks",
         list_queries=6,
     ),
@@ -368,10 +358,10 @@ RESOURCES = [
         "crm",
         _email,
         (
-            Op("get", f"{CRM}/outbound-email/{{emailId}}"),
+            Op("get", "/api/crm/outbound-email/{emailId}"),
             Op(
                 "post",
-                f"{CRM}/outbound-email",
+                "/api/crm/outbound-email",
                 lambda r: {
                     "leadId": r["leadId"],
                     "connectionId": r["connectionId"],
@@ -389,11 +379,11 @@ RESOURCES = [
         "marketing",
         _list,
         (
-            Op("get", LISTS),
-            Op("post", LISTS, lambda r: {"name": "Webinar"}, ok=201, role="create"),
-            Op("get", f"{LISTS}/{{listId}}"),
-            Op("patch", f"{LISTS}/{{listId}}", lambda r: {"description": "New"}, role="update"),
-            Op("delete", f"{LISTS}/{{listId}}"),
+            Op("get", "/api/marketing/lists"),
+            Op("post", "/api/marketing/lists", {"name": "Webinar"}, ok=201, role="create"),
+            Op("get", "/api/marketing/lists/{listId}"),
+            Op("patch", "/api/marketing/lists/{listId}", {"description": "New"}, role="update"),
+            Op("delete", "/api/marketing/lists/{listId}"),
         ),
         plural="lists",
         item="list",
@@ -405,9 +395,9 @@ RESOURCES = [
         "marketing",
         _member,
         (
-            Op("get", f"{LISTS}/{{listId}}/members"),
-            Op("post", f"{LISTS}/{{listId}}/members/{{memberId}}/unsubscribe", lambda r: {}),
-            Op("delete", f"{LISTS}/{{listId}}/members/{{memberId}}"),
+            Op("get", "/api/marketing/lists/{listId}/members"),
+            Op("post", "/api/marketing/lists/{listId}/members/{memberId}/unsubscribe", {}),
+            Op("delete", "/api/marketing/lists/{listId}/members/{memberId}"),
         ),
         plural="members",
         list_queries=7,

@@ -1,4 +1,4 @@
-"""The API contract (CONTRACT.md §1), checked the same way for every resource of `tests/contract.py`.
+"""The API contract, checked the same way for every resource of `tests/contract.py`.
 
 Each test runs over every resource it applies to; a resource's own test module keeps only what is
 specific to it (validation, ordering, filters, side effects).
@@ -19,7 +19,7 @@ def resources(applies=lambda resource: True) -> list:
     return [pytest.param(resource, id=resource.name) for resource in RESOURCES if applies(resource)]
 
 
-def more(resource, entity, row, n: int) -> list[str]:
+def more_rows(resource, entity, row, n: int) -> list[str]:
     """`n` more rows in the list `row` is in; their ids."""
     return [resource.make(entity, row)["pk"] for _ in range(n)]
 
@@ -144,7 +144,7 @@ def test_read_only_fields_are_ignored_on_create_and_update(resource, api, entity
 @pytest.mark.parametrize("resource", resources(lambda r: r.plural))
 def test_list_envelope_pages_and_entity(resource, api, entity, other_entity):
     own = resource.make(entity)
-    expected = {own["pk"], *more(resource, entity, own, 2)}
+    expected = {own["pk"], *more_rows(resource, entity, own, 2)}
     foreign = resource.make(other_entity)["pk"]
     total = len(expected) + resource.preexisting
     op = resource.ops[0]
@@ -178,11 +178,11 @@ def test_list_envelope_pages_and_entity(resource, api, entity, other_entity):
 @pytest.mark.parametrize("size", [5, 200])
 @pytest.mark.parametrize("resource", resources(lambda r: r.plural))
 def test_list_query_count_does_not_grow(resource, size, api, entity, django_assert_max_num_queries):
-    """Pinned at today's count. A paginated list is asked for pages of 5 and 200 of 60 rows; a list that
-    is not paginated holds 5 rows, then 60."""
+    """Pinned at today's count. A paginated list is asked for pages of 5 and 200 of 20 rows; a list that
+    is not paginated holds 5 rows, then 20."""
     own = resource.make(entity)
-    rows = 60 if resource.paginated else min(size, 60)
-    more(resource, entity, own, rows - 1)
+    rows = 20 if resource.paginated else min(size, 20)
+    more_rows(resource, entity, own, rows - 1)
     params = {"pageSize": size} if resource.paginated else None
     op = resource.ops[0]
     op.send(api, own, params=params)  # the key's first use records lastUsedAt: measure the steady state

@@ -1,4 +1,4 @@
-"""Operator commands (CONTRACT.md §9): one JSON object on stdout; failures exit non-zero with stderr."""
+"""Operator commands: one JSON object on stdout; failures exit non-zero with stderr."""
 
 from __future__ import annotations
 

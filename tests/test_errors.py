@@ -1,4 +1,4 @@
-"""The error envelope on every kind of error under /api/ (CONTRACT.md §1, Errors), request ids and /healthz."""
+"""The error envelope on every kind of error under /api/ (Errors), request ids and /healthz."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tenant isolation over every route (CONTRACT.md §1), driven by the OpenAPI schema.
+"""Tenant isolation over every route, driven by the OpenAPI schema.
 
 "A request never sees, counts, or changes a row of another entity: an id that belongs to another
 entity behaves exactly like an id that does not exist." The caller (`api`: every scope, its own

@@ -1,4 +1,4 @@
-"""Documentation endpoints (CONTRACT.md §10) and the rule that every API view is entity-scoped."""
+"""Documentation endpoints and the rule that every API view is entity-scoped."""
 
 from __future__ import annotations
 

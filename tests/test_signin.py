@@ -1,4 +1,4 @@
-"""Sign-in protection (CONTRACT.md §1): lock-out per email and per client address (django-axes)."""
+"""Sign-in protection: lock-out per email and per client address (django-axes)."""
 
 from __future__ import annotations
 

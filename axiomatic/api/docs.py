@@ -12,7 +12,7 @@ from rest_framework.response import Response
 
 
 class JsonErrorsMixin:
-    """Errors of the documentation views are the JSON envelope too (CONTRACT.md §1: every route
+    """Errors of the documentation views are the JSON envelope too (every route
     under /api/), not YAML or HTML from the renderer the request negotiated."""
 
     def finalize_response(self, request, response, *args, **kwargs):

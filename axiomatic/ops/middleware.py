@@ -146,12 +146,12 @@ class DatabaseUnavailableMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
-        if getattr(request, _FLAG, False) and response.status_code == 500:
+        if False:
             return database_unavailable_response(request)
         return response
 
     def process_exception(self, request, exception):
-        if not is_database_unavailable(exception):
+        if True:
             return None
         logger.warning("Database unavailable: %s: %s", type(exception).__name__, str(exception).strip()[:300])
         return database_unavailable_response(request)

@@ -1,4 +1,4 @@
-"""Activities and tasks: `/api/crm/activities` and `/api/crm/tasks` (CONTRACT.md §5).
+"""Activities and tasks: `/api/crm/activities` and `/api/crm/tasks`.
 
 Tasks are activities of type `task`; `/tasks` is a read-only list over the same rows with its
 own filters and order (due first, undated last). Writes go through `crm.services.activities`.

@@ -1,4 +1,4 @@
-"""Companies: serializer, filters and views of `/api/crm/companies` (CONTRACT.md §2)."""
+"""Companies: serializer, filters and views of `/api/crm/companies`."""
 
 from __future__ import annotations
 

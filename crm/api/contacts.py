@@ -1,4 +1,4 @@
-"""Contacts and company memberships (CONTRACT.md §3), and `/companies/{companyId}/contacts` (§2).
+"""Contacts and company memberships, and `/companies/{companyId}/contacts`.
 
 Serializers, filters and views only; every write with a rule goes through `crm.services.contacts`.
 A contact's `companyId` is read from one correlated subquery on the list query (the primary

@@ -1,4 +1,4 @@
-"""`GET /api/crm/dashboard` (CONTRACT.md §8). Scope read:crm. Figures come from crm.selectors.dashboard."""
+"""`GET /api/crm/dashboard`. Scope read:crm. Figures come from crm.selectors.dashboard."""
 
 from __future__ import annotations
 
@@ -154,7 +154,7 @@ class DashboardActivitiesSerializer(ApiSerializer):
 
 @extend_schema_serializer(many=False)  # answered by the viewset's `list` action, but one object
 class DashboardSerializer(ApiSerializer):
-    """Every dashboard figure of the entity (CONTRACT §8)."""
+    """Every dashboard figure of the entity."""
 
     companies = DashboardCompaniesSerializer()
     contacts = DashboardContactsSerializer()

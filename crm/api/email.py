@@ -1,4 +1,4 @@
-"""Outbound email API: `/outbound-email-connections` and `/outbound-email` (CONTRACT.md §6)."""
+"""Outbound email API: `/outbound-email-connections` and `/outbound-email`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Leads, their stage moves, timeline and activities: `/api/crm/leads` (CONTRACT.md §5).
+"""Leads, their stage moves, timeline and activities: `/api/crm/leads`.
 
 Serializers, filters and thin views. A lead's stage changes only through
 `crm.services.leads.lead_move_stage` (via `PATCH /leads/{id}/stage` or a stage sent to

@@ -1,4 +1,4 @@
-"""Pipeline stages: serializers and views of `/api/crm/pipeline-stages` (CONTRACT.md §4).
+"""Pipeline stages: serializers and views of `/api/crm/pipeline-stages`.
 
 The stage list is small and shown whole (no paging), with each stage's `leadCount` from one
 aggregate query. Every write with a rule (create at the end, reorder, kind changes, delete with

@@ -9,7 +9,6 @@ from crm.api.dashboard import DashboardViewSet
 from crm.api.email import OutboundEmailConnectionViewSet, OutboundEmailViewSet
 from crm.api.leads import LeadActivityViewSet, LeadTimelineViewSet, LeadViewSet
 from crm.api.pipeline import PipelineStageViewSet
-from crm.api.prospecting import ProspectingViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("companies", CompanyViewSet, basename="company")
@@ -18,7 +17,6 @@ router.register("contacts", ContactViewSet, basename="contact")
 router.register(
     r"contacts/(?P<contactId>[^/.]+)/company-memberships", ContactMembershipViewSet, basename="contact-membership"
 )
-router.register("prospecting", ProspectingViewSet, basename="prospecting")
 router.register("dashboard", DashboardViewSet, basename="dashboard")
 router.register("outbound-email-connections", OutboundEmailConnectionViewSet, basename="outbound-email-connection")
 router.register("outbound-email", OutboundEmailViewSet, basename="outbound-email")

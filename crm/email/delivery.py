@@ -27,9 +27,9 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from axiomatic.representations import represent
 from crm.choices import ActivityStatus, ActivityType, ConnectionStatus, EmailStatus, LeadEventKind
 from crm.email.connections import connection_mark_expired, connection_refresh_access_token
-from crm.email.snapshot import email_snapshot
 from crm.models import Activity, OutboundEmail, OutboundEmailConnection
 from crm.providers import provider_for
 from crm.providers.base import (
@@ -172,7 +172,7 @@ def _mark_sent(email: OutboundEmail, token: uuid.UUID, provider_message_id: str)
                 kind=LeadEventKind.EMAIL_SENT,
                 actor=Actor.system(),
                 summary=f'Email "{email.subject}" sent to {", ".join(email.to_addresses)}',
-                data={**email_snapshot(email), "activityId": str(activity.pk)},
+                data={**represent(email), "activityId": str(activity.pk)},
                 occurred_at=now,
             )
     logger.info("Email %s sent via %s", email.pk, email.channel)
@@ -202,7 +202,7 @@ def email_mark_failed(*, email: OutboundEmail, token: uuid.UUID | None, reason: 
                 kind=LeadEventKind.EMAIL_FAILED,
                 actor=Actor.system(),
                 summary=f'Email "{email.subject}" failed: {reason}',
-                data=email_snapshot(email),
+                data=represent(email),
                 occurred_at=now,
             )
     logger.warning("Email %s failed after %s attempt(s): %s", email.pk, email.attempts, reason)

@@ -15,9 +15,9 @@ from django.db import transaction
 
 from axiomatic import errors
 from axiomatic.models import Entity
+from axiomatic.representations import represent
 from crm.choices import ConnectionStatus, EmailStatus, LeadEventKind
 from crm.email.content import address_parse, html_sanitize, html_to_text, recipients_parse, subject_clean
-from crm.email.snapshot import email_snapshot
 from crm.models import Lead, OutboundEmail, OutboundEmailConnection
 from crm.services.actors import Actor
 from crm.services.timeline import timeline_record
@@ -96,7 +96,7 @@ def email_queue(
         kind=LeadEventKind.EMAIL_QUEUED,
         actor=actor,
         summary=f'Email "{subject}" queued to {", ".join(to_addresses)}',
-        data=email_snapshot(email),
+        data=represent(email),
     )
     email_id = str(email.pk)
     transaction.on_commit(lambda: email_enqueue(email_id=email_id), robust=True)

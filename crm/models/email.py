@@ -1,4 +1,4 @@
-"""Outbound email: connected mailboxes and the emails sent through them (CONTRACT.md §6)."""
+"""Outbound email: connected mailboxes and the emails sent through them."""
 
 from __future__ import annotations
 

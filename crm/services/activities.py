@@ -1,4 +1,4 @@
-"""Activity writes: status defaults, the completion timestamp, and the lead's timeline (CONTRACT.md §5).
+"""Activity writes: status defaults, the completion timestamp, and the lead's timeline.
 
 Tasks and logged activities share one table; what differs is their starting status (a task is a
 to-do, so it starts `open`; a call or note is logged after the fact, so it starts `completed`).
@@ -8,13 +8,13 @@ when the activity was completed.
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from axiomatic.models import Entity, User
+from axiomatic.representations import represent
 from crm.choices import ActivityStatus, ActivityType, LeadEventKind
 from crm.models import Activity, Lead
 from crm.services.actors import Actor
@@ -36,37 +36,6 @@ def _sync_completed_at(activity: Activity, *, previous_status: str | None) -> No
         activity.completed_at = None
 
 
-def activity_snapshot(activity: Activity) -> dict[str, Any]:
-    """The activity as the API shows it, stored in the `activity_logged` event's data."""
-
-    def iso(value):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value else None
-
-    def uid(value):
-        return str(value) if value else None
-
-    return {
-        "id": str(activity.pk),
-        "type": activity.type,
-        "subject": activity.subject,
-        "body": activity.body,
-        "status": activity.status,
-        "occurredAt": iso(activity.occurred_at),
-        "dueAt": iso(activity.due_at),
-        "completedAt": iso(activity.completed_at),
-        "durationMinutes": activity.duration_minutes,
-        "outcome": activity.outcome,
-        "leadId": uid(activity.lead_id),
-        "companyId": uid(activity.company_id),
-        "contactId": uid(activity.contact_id),
-        "projectId": uid(activity.project_id),
-        "assigneeUserId": uid(activity.assignee_id),
-        "createdByUserId": uid(activity.created_by_id),
-        "createdAt": iso(activity.created_at),
-        "updatedAt": iso(activity.updated_at),
-    }
-
-
 @transaction.atomic
 def activity_save_new(*, activity: Activity, actor: Actor) -> Activity:
     """Insert an unsaved activity with its defaults (used by the API and the admin).
@@ -86,7 +55,7 @@ def activity_save_new(*, activity: Activity, actor: Actor) -> Activity:
             kind=LeadEventKind.ACTIVITY_LOGGED,
             actor=actor,
             summary=f"{activity.get_type_display()} logged: {activity.subject}",
-            data=activity_snapshot(activity),
+            data=represent(activity),
         )
     return activity
 

@@ -1,4 +1,4 @@
-"""Contact and company-membership writes (CONTRACT.md §3).
+"""Contact and company-membership writes.
 
 The rules that need more than one row live here:
 

@@ -1,4 +1,4 @@
-"""Lead writes: creation, updates with their timeline, and the one stage-move service (CONTRACT.md §5).
+"""Lead writes: creation, updates with their timeline, and the one stage-move service.
 
 Every change of a lead's stage, from the API (`PATCH /leads/{id}` and `PATCH /leads/{id}/stage`),
 the board, the admin or a stage deletion, follows the rules of `lead_move_stage`, so `status`,

@@ -1,4 +1,4 @@
-"""Pipeline stages: the defaults every entity starts with, and the writes with rules (CONTRACT.md §4).
+"""Pipeline stages: the defaults every entity starts with, and the writes with rules.
 
 Every write that depends on the set of an entity's stages (create, reorder, kind changes, delete)
 first locks the entity row and then its stage rows (`_lock_stages`), so two such writes for the
@@ -64,7 +64,7 @@ def stages_install_defaults(*, entity: Entity) -> list[PipelineStage]:
 
 
 def stage_default_probability(*, kind: str) -> int:
-    """A won stage is certain by default; open and lost stages start at 0 (CONTRACT.md §4)."""
+    """A won stage is certain by default; open and lost stages start at 0."""
     return 100 if kind == StageKind.WON else 0
 
 

@@ -1,4 +1,4 @@
-"""Appending to a lead's timeline (CONTRACT.md §5).
+"""Appending to a lead's timeline.
 
 Every event of every kind is written through `timeline_record`, so the shape of `data`, the actor
 snapshot and the summaries stay uniform whichever service records them.

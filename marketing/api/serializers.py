@@ -1,4 +1,4 @@
-"""Serializers of `/api/marketing/` (CONTRACT.md §7)."""
+"""Serializers of `/api/marketing/`."""
 
 from __future__ import annotations
 

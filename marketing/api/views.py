@@ -1,4 +1,4 @@
-"""Views of `/api/marketing/`: lists and their members (CONTRACT.md §7). Scopes read/write:marketing."""
+"""Views of `/api/marketing/`: lists and their members. Scopes read/write:marketing."""
 
 from __future__ import annotations
 

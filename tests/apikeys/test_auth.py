@@ -1,4 +1,4 @@
-"""Authentication, entity resolution, scopes and rate limits (CONTRACT.md §1, the auth table)."""
+"""Authentication, entity resolution, scopes and rate limits (the auth table)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`/api/marketing/lists` and members (CONTRACT.md §7), over HTTP with real API keys."""
+"""`/api/marketing/lists` and members, over HTTP with real API keys."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from axiomatic.management.commands._base import JsonCommand
 from axiomatic.models import Membership
 from axiomatic.services import entity_create, membership_ensure, user_get_or_create
 
-# Without --owner-email the entity still gets an owner (CONTRACT.md §9: keys made without --user
+# Without --owner-email the entity still gets an owner (keys made without --user
 # belong to the owner), at a reserved, undeliverable address; give it a real one with create_user.
 PLACEHOLDER_OWNER_DOMAIN = "owner.invalid"
 

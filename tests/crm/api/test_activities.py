@@ -1,4 +1,4 @@
-"""`/api/crm/activities` and `POST /api/crm/leads/{id}/activities` (CONTRACT.md §5)."""
+"""`/api/crm/activities` and `POST /api/crm/leads/{id}/activities`."""
 
 from __future__ import annotations
 

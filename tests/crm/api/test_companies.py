@@ -1,4 +1,4 @@
-"""`/api/crm/companies` (CONTRACT.md §2) plus the list and pagination rules of §1."""
+"""`/api/crm/companies` plus the list and pagination rules of §1."""
 
 from __future__ import annotations
 

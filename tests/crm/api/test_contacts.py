@@ -1,4 +1,4 @@
-"""`/api/crm/contacts` and `/api/crm/companies/{id}/contacts` over HTTP with real API keys (CONTRACT.md §2, §3)."""
+"""`/api/crm/contacts` and `/api/crm/companies/{id}/contacts` over HTTP with real API keys (§3)."""
 
 from __future__ import annotations
 

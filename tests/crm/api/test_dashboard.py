@@ -1,4 +1,4 @@
-"""`GET /api/crm/dashboard` (CONTRACT.md §8): every figure asserted exactly on a hand-built data set.
+"""`GET /api/crm/dashboard`: every figure asserted exactly on a hand-built data set.
 
 The entity lives in Pacific/Auckland (UTC+13 in November), so its month starts on the previous
 day in UTC: a lead closed at 2026-10-31T12:00Z was closed in November locally. The service takes

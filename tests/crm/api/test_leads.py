@@ -1,4 +1,4 @@
-"""`/api/crm/leads` (CONTRACT.md §5): fields, defaults, filters, stage moves, deletion, admin moves."""
+"""`/api/crm/leads`: fields, defaults, filters, stage moves, deletion, admin moves."""
 
 from __future__ import annotations
 

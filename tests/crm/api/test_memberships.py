@@ -1,4 +1,4 @@
-"""`/api/crm/contacts/{id}/company-memberships` over HTTP with real API keys (CONTRACT.md §3), and the
+"""`/api/crm/contacts/{id}/company-memberships` over HTTP with real API keys, and the
 primary switch in the admin."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`/api/crm/pipeline-stages` (CONTRACT.md §4): defaults, lead counts, create, reorder, patch, delete."""
+"""`/api/crm/pipeline-stages`: defaults, lead counts, create, reorder, patch, delete."""
 
 from __future__ import annotations
 

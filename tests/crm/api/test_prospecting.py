@@ -1,4 +1,4 @@
-"""`POST /api/crm/prospecting/add-to-marketing-list` (CONTRACT.md §7), over HTTP with real API keys."""
+"""`POST /api/crm/prospecting/add-to-marketing-list`, over HTTP with real API keys."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`GET /api/crm/tasks` (CONTRACT.md §5): tasks only, due order, filters, `due` in the entity's time zone."""
+"""`GET /api/crm/tasks`: tasks only, due order, filters, `due` in the entity's time zone."""
 
 from __future__ import annotations
 

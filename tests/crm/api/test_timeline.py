@@ -1,4 +1,4 @@
-"""`GET /api/crm/leads/{id}/timeline` (CONTRACT.md §5): content, order, actors, paging, query count."""
+"""`GET /api/crm/leads/{id}/timeline`: content, order, actors, paging, query count."""
 
 from __future__ import annotations
 

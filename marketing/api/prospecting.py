@@ -1,4 +1,4 @@
-"""Prospecting: `POST /api/crm/prospecting/add-to-marketing-list` (CONTRACT.md §7). Scope write:crm."""
+"""Prospecting: `POST /api/crm/prospecting/add-to-marketing-list`. Scope write:crm."""
 
 from __future__ import annotations
 
