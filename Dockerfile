@@ -13,5 +13,6 @@ RUN DEBUG=1 python manage.py collectstatic --noinput
 
 USER app
 EXPOSE 8000
-# web; the worker runs the same image with: celery -A axiomatic worker --loglevel=INFO
-CMD ["gunicorn", "axiomatic.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3"]
+# web (docs/operations.md); the worker runs the same image with: celery -A axiomatic worker --loglevel=INFO
+ENV WEB_CONCURRENCY=3
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "axiomatic.wsgi:application"]

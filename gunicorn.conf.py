@@ -24,7 +24,9 @@ def _int(name: str, default: int) -> int:
 _statement_timeout_seconds = _int("DB_STATEMENT_TIMEOUT_MS", 5000) / 1000
 
 bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{_int('PORT', 8000)}"
-workers = _int("WEB_CONCURRENCY", 2 * (os.cpu_count() or 1) + 1)
+# CPUs this process may use (a container's cpuset, not the host's count); set WEB_CONCURRENCY under a CPU quota.
+_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+workers = _int("WEB_CONCURRENCY", 2 * _cpus + 1)
 threads = _int("GUNICORN_THREADS", 1)
 worker_class = "gthread" if threads > 1 else "sync"
 

@@ -118,3 +118,8 @@ def api_key_revoke(api_key: ApiKey) -> ApiKey:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
     return api_key
+
+
+def api_keys_revoke_for_member(*, entity_id, user_id) -> int:
+    """Revoke every usable key the user holds in the entity (they are no longer a member there)."""
+    return ApiKey.objects.usable().filter(entity_id=entity_id, user_id=user_id).update(revoked_at=timezone.now())

@@ -1,4 +1,7 @@
-"""`/settings/api-keys`: the current user's keys in the current entity; issue, list and revoke.
+"""`/settings/api-keys`: API keys of the current entity; issue, list and revoke.
+
+Members see and revoke their own keys; admins and owners see and revoke every key of the entity
+(someone leaving, a leaked key) — the role read from the current membership, as in the API.
 
 Issuing and revoking go through `apikeys.services`. A new key's secret appears only in the
 response to the POST that created it (never stored, never redirected through the session), and
@@ -18,10 +21,12 @@ from apikeys.forms import ApiKeyCreateForm
 from apikeys.models import ApiKey
 from apikeys.services import api_key_issue, api_key_revoke
 from axiomatic.pages import entity_page
+from axiomatic.roles import is_admin
 
 
-def _own_keys(request):
-    return ApiKey.objects.for_entity(request.entity).filter(user=request.user).order_by("-created_at", "id")
+def _visible_keys(request):
+    keys = ApiKey.objects.for_entity(request.entity).select_related("user").order_by("-created_at", "id")
+    return keys if is_admin(request.membership) else keys.filter(user=request.user)
 
 
 def _list_url(request) -> str:
@@ -46,7 +51,12 @@ def api_keys(request):
             form = ApiKeyCreateForm(entity=request.entity)
     else:
         form = ApiKeyCreateForm(entity=request.entity)
-    context = {"form": form, "issued": issued, "keys": list(_own_keys(request))}
+    context = {
+        "form": form,
+        "issued": issued,
+        "keys": list(_visible_keys(request)),
+        "all_keys": is_admin(request.membership),
+    }
     return render(request, "settings/api_keys.html", context)
 
 
@@ -54,8 +64,8 @@ def api_keys(request):
 @require_http_methods(["GET", "POST"])
 @entity_page
 def api_key_revoke_confirm(request, key_id):
-    """GET asks for confirmation; POST (with CSRF) revokes. Only the user's own keys."""
-    api_key = get_object_or_404(_own_keys(request), pk=key_id)
+    """GET asks for confirmation; POST (with CSRF) revokes. A member's own keys; any for admins."""
+    api_key = get_object_or_404(_visible_keys(request), pk=key_id)
     if request.method == "POST":
         api_key_revoke(api_key)
         messages.success(request, f"Revoked the key “{api_key.name}” ({api_key.prefix}…).")

@@ -8,7 +8,9 @@ its default pipeline stages.
 from __future__ import annotations
 
 from django.db import transaction
+from django.dispatch import Signal
 
+from axiomatic import errors
 from axiomatic.models import Entity, Membership, User
 
 
@@ -69,3 +71,46 @@ def entity_owner(entity: Entity) -> User | None:
         if membership:
             return membership.user
     return None
+
+
+# --- roles and removal ---------------------------------------------------------------------------
+
+# Sent (with `membership`) just before a membership is deleted by `membership_remove`; receivers
+# return how many things they withdrew (the API keys app revokes the user's keys of the entity).
+membership_removed = Signal()
+
+
+def _ensure_an_owner_remains(membership: Membership) -> None:
+    others = Membership.objects.filter(entity_id=membership.entity_id, role=Membership.Role.OWNER).exclude(
+        pk=membership.pk
+    )
+    if membership.role == Membership.Role.OWNER and not others.exists():
+        raise errors.Conflict("The entity must keep at least one owner; make someone else owner first.")
+
+
+@transaction.atomic
+def membership_set_role(*, entity: Entity, user: User, role: str) -> Membership:
+    """Change a member's role; the last owner cannot step down (409). Takes effect on the next
+    request of every session and key of the user, because roles are read on every request."""
+    membership = Membership.objects.select_for_update().filter(entity=entity, user=user).first()
+    if membership is None:
+        raise errors.NotFound(f"{user.email} is not a member of {entity.name}.")
+    if role != membership.role:
+        if role != Membership.Role.OWNER:
+            _ensure_an_owner_remains(membership)
+        membership.role = role
+        membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, entity: Entity, user: User) -> int:
+    """Remove a user from an entity and withdraw what they held there; returns the number of API
+    keys revoked. The last owner cannot be removed (409)."""
+    membership = Membership.objects.select_for_update().filter(entity=entity, user=user).first()
+    if membership is None:
+        raise errors.NotFound(f"{user.email} is not a member of {entity.name}.")
+    _ensure_an_owner_remains(membership)
+    withdrawn = membership_removed.send(sender=Membership, membership=membership)
+    membership.delete()
+    return sum(count for _receiver, count in withdrawn if isinstance(count, int))

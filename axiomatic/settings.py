@@ -298,6 +298,8 @@ MICROSOFT_OAUTH_TOKEN_URL = env_str(
 GRAPH_API_BASE_URL = env_str("GRAPH_API_BASE_URL", "https://graph.microsoft.com")
 EMAIL_RETRY_BASE_SECONDS = env_float("EMAIL_RETRY_BASE_SECONDS", 2.0)
 EMAIL_MAX_ATTEMPTS = env_int("EMAIL_MAX_ATTEMPTS", 6, minimum=1)
+# At most this many emails per mailbox connection in any 24 hours (a 429 with Retry-After beyond).
+EMAIL_DAILY_LIMIT_PER_CONNECTION = env_int("EMAIL_DAILY_LIMIT_PER_CONNECTION", 500, minimum=1)
 PROVIDER_HTTP_TIMEOUT_SECONDS = env_float("PROVIDER_HTTP_TIMEOUT_SECONDS", 20.0)
 
 # --- Logging ----------------------------------------------------------------------------------

@@ -18,9 +18,14 @@ How axes is used (settings under "Sign-in protection"):
   "ip_address"]` it would lock an address after as few failures as an email; `get_failures`
   below therefore reports `max(failures of the email, failures of the address // 5)`, so the one
   limit `AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT` means 10 per email and 50 per address.
-- Attempts made while locked are refused and not counted
-  (`AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False`), so a lock ends 15 minutes after the
-  failure that set it, however often the attacker keeps trying.
+- A lock lasts 15 minutes from the failure that set it: that failure dates every failure it
+  counted to its own time (so older ones cannot age out early), and attempts made while locked
+  are refused and not counted (`AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False`), however
+  often the attacker keeps trying.
+- "Within 15 minutes" is axes' window: a row's failures count while its latest one is under 15
+  minutes old. Failures of one email from one address in a steady trickle therefore keep adding
+  up (stricter than a sliding window); failures from different addresses or for different
+  emails are separate rows and age out one by one.
 - `AXES_RESET_ON_SUCCESS` stays off (it would wipe the email's failures from *every* address);
   instead a successful sign-in clears only the failures of that email from that same address.
 - Emails are counted case-insensitively and trimmed, as users sign in with them.
@@ -32,10 +37,10 @@ from __future__ import annotations
 from axes.attempts import get_cool_off_threshold
 from axes.backends import AxesStandaloneBackend
 from axes.handlers.database import AxesDatabaseHandler
-from axes.helpers import get_client_username, get_cool_off
+from axes.helpers import get_client_username, get_cool_off, get_failure_limit
 from axes.models import AccessAttempt
 from django.contrib.auth.forms import AuthenticationForm
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.shortcuts import render
 
 # An address may fail this many times the per-email limit before it is locked.
@@ -74,13 +79,40 @@ def _failures(attempts) -> int:
 class SignInAttemptHandler(AxesDatabaseHandler):
     """Axes' database handler with the per-address limit at 5 × the per-email limit."""
 
-    def get_failures(self, request, credentials=None) -> int:
+    def _counted(self, request, credentials) -> tuple[Q | None, int, Q | None, int]:
+        """The recent failures of the attempt's email and of its address: (filter, count) each."""
         recent = AccessAttempt.objects.filter(attempt_time__gte=get_cool_off_threshold(request))
         username = get_client_username(request, credentials)
-        by_email = _failures(recent.filter(username=username)) if username else 0
         address = getattr(request, "axes_ip_address", None)
-        by_address = _failures(recent.filter(ip_address=address)) if address else 0
+        by_email = Q(username=username) if username else None
+        by_address = Q(ip_address=address) if address else None
+        return (
+            by_email,
+            _failures(recent.filter(by_email)) if by_email else 0,
+            by_address,
+            _failures(recent.filter(by_address)) if by_address else 0,
+        )
+
+    def get_failures(self, request, credentials=None) -> int:
+        _, by_email, _, by_address = self._counted(request, credentials)
         return max(by_email, by_address // ADDRESS_LIMIT_FACTOR)
+
+    def user_login_failed(self, sender, credentials, request=None, **kwargs):
+        already_locked = getattr(request, "axes_locked_out", False)
+        super().user_login_failed(sender, credentials, request=request, **kwargs)
+        if request is None or already_locked or not getattr(request, "axes_locked_out", False):
+            return
+        # This failure set the lock: date the failures it counted to now, so the lock lasts the
+        # full 15 minutes even when the first of them are older.
+        limit = get_failure_limit(request, credentials)
+        email_filter, by_email, address_filter, by_address = self._counted(request, credentials)
+        locked = Q(pk__in=[])
+        if email_filter is not None and by_email >= limit:
+            locked |= email_filter
+        if address_filter is not None and by_address // ADDRESS_LIMIT_FACTOR >= limit:
+            locked |= address_filter
+        threshold = get_cool_off_threshold(request)
+        AccessAttempt.objects.filter(locked, attempt_time__gte=threshold).update(attempt_time=request.axes_attempt_time)
 
     def user_logged_in(self, sender, request, user, **kwargs):
         super().user_logged_in(sender, request, user, **kwargs)

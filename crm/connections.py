@@ -23,10 +23,17 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from axiomatic import errors
 from axiomatic.access import membership_of
 from axiomatic.pages import SESSION_ENTITY_KEY, entity_page
+from axiomatic.roles import ADMIN, is_admin, require_role
 from crm.choices import EmailChannel
-from crm.email.connections import connection_connect, connection_revoke
+from crm.email.connections import (
+    connection_connect,
+    connection_ensure_manageable_by,
+    connection_revoke,
+    connection_share,
+)
 from crm.models import OutboundEmailConnection
 from crm.providers import provider_for
 from crm.providers.base import ProviderError
@@ -75,7 +82,8 @@ def connections_page(request: HttpRequest) -> HttpResponse:
         {"channel": channel, "label": config.label, "configured": config.configured}
         for channel, config in ((c, oauth_config(c)) for c in EmailChannel.values)
     ]
-    return render(request, "crm/connections.html", {"connections": connections, "providers": providers})
+    context = {"connections": connections, "providers": providers, "can_manage_all": is_admin(request.membership)}
+    return render(request, "crm/connections.html", context)
 
 
 @require_GET
@@ -147,8 +155,29 @@ def callback(request: HttpRequest, channel: str) -> HttpResponse:
 @entity_page
 def disconnect(request: HttpRequest, connection_id) -> HttpResponse:
     connection = get_object_or_404(OutboundEmailConnection.objects.for_entity(request.entity), pk=connection_id)
+    try:
+        connection_ensure_manageable_by(connection=connection, membership=request.membership)
+    except errors.Forbidden as refusal:
+        messages.error(request, refusal.message)
+        return HttpResponseRedirect(_list_url(request.entity.pk))
     connection_revoke(connection=connection)
     messages.success(request, f"Disconnected {connection.email_address}.")
+    return HttpResponseRedirect(_list_url(request.entity.pk))
+
+
+@require_POST
+@entity_page
+def share(request: HttpRequest, connection_id) -> HttpResponse:
+    """Admins mark a mailbox shared (every member may send through it) or personal again."""
+    connection = get_object_or_404(OutboundEmailConnection.objects.for_entity(request.entity), pk=connection_id)
+    try:
+        require_role(request.membership, ADMIN, doing="share a mailbox")
+    except errors.Forbidden as refusal:
+        messages.error(request, refusal.message)
+        return HttpResponseRedirect(_list_url(request.entity.pk))
+    connection_share(connection=connection, shared=request.POST.get("shared") == "1")
+    state = "shared with every member" if connection.shared else "personal"
+    messages.success(request, f"{connection.email_address} is now {state}.")
     return HttpResponseRedirect(_list_url(request.entity.pk))
 
 
@@ -158,4 +187,5 @@ urlpatterns = [
     path("connections/<str:channel>/connect", connect, name="crm-connections-connect"),
     path("connections/<str:channel>/callback", callback, name="crm-connections-callback"),
     path("connections/<uuid:connection_id>/disconnect", disconnect, name="crm-connections-disconnect"),
+    path("connections/<uuid:connection_id>/share", share, name="crm-connections-share"),
 ]

@@ -39,6 +39,7 @@ from axiomatic import metrics
 from axiomatic.celery import app as celery_app
 from axiomatic.logging import JsonFormatter, RequestIdFilter, current_request_id, logging_config
 from axiomatic.ops import database as ops_database
+from axiomatic.ops.dbconfig import postgresql_database
 from crm.models import Company
 from tests import factories
 from tests.helpers import ApiClient, assert_error
@@ -298,6 +299,40 @@ def test_task_and_command_connections_replace_the_web_statement_timeout(db, role
 def test_the_process_role_is_guessed_from_the_command_line(monkeypatch, argv, role):
     monkeypatch.setattr(sys, "argv", argv)
     assert ops_database.process_role() == role
+
+
+def test_a_celery_worker_or_beat_process_takes_the_task_role():
+    from celery import signals
+
+    try:
+        signals.celeryd_init.send(sender="worker@test", instance=None, conf=celery_app.conf, options={})
+        assert ops_database.process_role() == "task"
+        ops_database.set_process_role(None)
+        signals.beat_init.send(sender=None)
+        assert ops_database.process_role() == "task"
+    finally:
+        ops_database.set_process_role(None)
+
+
+@pytest.mark.parametrize("pool", [False, True], ids=["persistent", "pool"])
+def test_the_postgresql_settings_reuse_connections_with_timeouts(pool):
+    database = postgresql_database(
+        {"ENGINE": "django.db.backends.postgresql", "NAME": "x", "CONN_MAX_AGE": 60, "OPTIONS": {"options": "-c x=1"}},
+        pool=pool,
+        pool_max_size=7,
+        connect_timeout=3,
+        statement_timeout_ms=4000,
+    )
+    options = database["OPTIONS"]
+    assert options["connect_timeout"] == 3
+    assert options["options"] == "-c x=1 -c statement_timeout=4000"
+    assert database["CONN_HEALTH_CHECKS"] is True
+    if pool:
+        assert options["pool"] == {"min_size": 1, "max_size": 7, "timeout": 3.0}
+        assert database["CONN_MAX_AGE"] == 0  # Django refuses a pool with persistent connections
+    else:
+        assert "pool" not in options
+        assert database["CONN_MAX_AGE"] == 60
 
 
 def test_celery_time_limits_stay_under_the_visibility_timeout(settings):

@@ -119,6 +119,17 @@ def test_the_lock_ends_after_fifteen_minutes_and_attempts_during_it_do_not_exten
     assert_signed_in(*sign_in(member.email, PASSWORD, "203.0.113.1"))
 
 
+def test_the_lock_lasts_fifteen_minutes_from_the_failure_that_set_it(member):
+    fail(member.email, "198.51.100.1", times=9)
+    age_attempts(timedelta(minutes=10))  # the first nine are ten minutes old
+    assert_locked(*sign_in(member.email, "wrong-password", "198.51.100.2"))  # the 10th sets the lock
+
+    age_attempts(timedelta(minutes=10))  # the first nine would now be 20 minutes old
+    assert_locked(*sign_in(member.email, PASSWORD, "203.0.113.1"))
+    age_attempts(timedelta(minutes=5, seconds=1))
+    assert_signed_in(*sign_in(member.email, PASSWORD, "203.0.113.1"))
+
+
 def test_a_success_does_not_reset_another_addresses_count(member):
     fail(member.email, "198.51.100.1", times=9)
     assert_signed_in(*sign_in(member.email, PASSWORD, "203.0.113.1"))  # the user, elsewhere

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import exceptions, permissions
 
 from axiomatic.api.entity import resolve_membership
+from axiomatic.roles import MEMBER, require_role
 from axiomatic.tenancy import set_transaction_entity
 
 
@@ -38,4 +39,16 @@ class HasScope(permissions.BasePermission):
         needed = f"{'read' if request.method in permissions.SAFE_METHODS else 'write'}:{view.scope_family}"
         if not api_key.has_scope(needed):
             raise exceptions.PermissionDenied(f"This API key lacks the {needed} scope.")
+        return True
+
+
+class HasRole(permissions.BasePermission):
+    """The role the view declares for the action (`action_roles`), read from the current membership.
+
+    Checked after the scope, so a key never acts beyond its scopes nor beyond its user's role.
+    """
+
+    def has_permission(self, request, view) -> bool:
+        needed = view.action_roles.get(getattr(view, "action", None) or "", MEMBER)
+        require_role(request.membership, needed)
         return True

@@ -16,7 +16,7 @@ from rest_framework import exceptions, status, viewsets
 from rest_framework.response import Response
 
 from axiomatic.api.pagination import EntityPagination
-from axiomatic.api.permissions import HasEntity, HasScope, IsAuthenticated
+from axiomatic.api.permissions import HasEntity, HasRole, HasScope, IsAuthenticated
 from axiomatic.api.throttling import ApiKeyRateThrottle
 
 _SEALED = ("get_queryset", "get_object", "authentication_classes", "permission_classes")
@@ -43,7 +43,7 @@ class ParentResource:
 class EntityScopedViewSet(viewsets.GenericViewSet):
     # Authentication classes come from REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] (API keys,
     # then sessions), so the core names no app; subclasses may not replace them.
-    permission_classes = [IsAuthenticated, HasEntity, HasScope]
+    permission_classes = [IsAuthenticated, HasEntity, HasScope, HasRole]
     throttle_classes = [ApiKeyRateThrottle]
     pagination_class = EntityPagination
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
@@ -51,6 +51,8 @@ class EntityScopedViewSet(viewsets.GenericViewSet):
 
     scope_family = "crm"
     parent_resource: ParentResource | None = None
+    # The role each action needs beyond `member` (e.g. {"create": "admin"}); read on every request.
+    action_roles: dict[str, str] = {}
     parent = None  # the resolved parent row, for nested routes
     item_key = "item"
     list_key = "items"

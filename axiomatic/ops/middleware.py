@@ -146,12 +146,12 @@ class DatabaseUnavailableMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
-        if False:
+        if getattr(request, _FLAG, False) and response.status_code == 500:
             return database_unavailable_response(request)
         return response
 
     def process_exception(self, request, exception):
-        if True:
+        if not is_database_unavailable(exception):
             return None
         logger.warning("Database unavailable: %s: %s", type(exception).__name__, str(exception).strip()[:300])
         return database_unavailable_response(request)

@@ -8,9 +8,11 @@ from rest_framework.response import Response
 
 from axiomatic.api.schema import ErrorSerializer, item_envelope
 from axiomatic.api.serializers import ApiModelSerializer, ApiSerializer, StrictUUIDField
-from axiomatic.api.viewsets import EntityScopedViewSet, ListMixin, RetrieveMixin
+from axiomatic.api.viewsets import EntityScopedViewSet, ListMixin, PartialUpdateMixin, RetrieveMixin
+from axiomatic.roles import ADMIN
 from crm.choices import EmailChannel
-from crm.email.queue import email_queue
+from crm.email.connections import connection_share
+from crm.email.queue import email_queue, recipients_ensure_few
 from crm.models import Lead, OutboundEmail, OutboundEmailConnection
 from crm.services.actors import Actor
 
@@ -31,8 +33,15 @@ class OutboundEmailConnectionSerializer(ApiModelSerializer):
             "connected_by_user_id",
             "created_at",
             "last_used_at",
+            "shared",
         ]
-        read_only_fields = fields
+        read_only_fields = [name for name in fields if name != "shared"]
+        extra_kwargs = {
+            "shared": {
+                "help_text": "Every member may send through a shared mailbox; a personal one only its owner "
+                "(and admins). Changing it needs the admin role."
+            }
+        }
 
 
 class OutboundEmailSerializer(ApiModelSerializer):
@@ -101,19 +110,36 @@ class OutboundEmailCreateSerializer(ApiSerializer):
     cc = serializers.ListField(child=serializers.CharField(trim_whitespace=False), required=False, allow_null=True)
     bcc = serializers.ListField(child=serializers.CharField(trim_whitespace=False), required=False, allow_null=True)
 
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            # Count the addresses before a single one is read: a megabyte of them costs nothing.
+            lists = [data.get(key) for key in ("to", "cc", "bcc")]
+            recipients_ensure_few(*(value if isinstance(value, list) else None for value in lists))
+        return super().to_internal_value(data)
+
 
 @extend_schema_view(
     list=extend_schema(
         summary="List connected mailboxes",
         description="Mailboxes connected through OAuth consent at /crm/connections. Tokens are never returned.",
     ),
+    partial_update=extend_schema(
+        summary="Share or unshare a mailbox",
+        description="Body `{shared}`. Admins and owners only (403 naming the role otherwise). A shared mailbox "
+        "may be used by every member to send; a personal one by who connected it and by admins.",
+    ),
 )
-class OutboundEmailConnectionViewSet(ListMixin, EntityScopedViewSet):
+class OutboundEmailConnectionViewSet(ListMixin, PartialUpdateMixin, EntityScopedViewSet):
     queryset = OutboundEmailConnection.objects.all()
     serializer_class = OutboundEmailConnectionSerializer
     item_key = "connection"
     list_key = "connections"
     ordering = ("created_at", "id")
+    action_roles = {"partial_update": ADMIN}
+
+    def perform_update(self, serializer):
+        shared = serializer.validated_data.get("shared", serializer.instance.shared)
+        return connection_share(connection=serializer.instance, shared=shared)
 
 
 @extend_schema_view(
@@ -169,5 +195,6 @@ class OutboundEmailViewSet(RetrieveMixin, EntityScopedViewSet):
             cc=data.get("cc"),
             bcc=data.get("bcc"),
             actor=Actor.from_request(request),
+            sender=request.membership,
         )
         return Response({"email": OutboundEmailSerializer(email).data}, status=status.HTTP_202_ACCEPTED)

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from axiomatic.api.schema import ApiAutoSchema, ErrorSerializer, item_envelope
 from axiomatic.api.serializers import ApiModelSerializer, ApiSerializer, EntityRelatedField, StrictUUIDField
 from axiomatic.api.viewsets import CreateMixin, EntityScopedViewSet, PartialUpdateMixin, RetrieveMixin
+from axiomatic.roles import ADMIN
 from crm.choices import ColorKey, StageKind
 from crm.models import PipelineStage
 from crm.selectors.pipeline import stages_with_lead_counts
@@ -167,6 +168,8 @@ class PipelineStageSchema(ApiAutoSchema):
     ),
 )
 class PipelineStageViewSet(CreateMixin, RetrieveMixin, PartialUpdateMixin, EntityScopedViewSet):
+    # Configuring the pipeline is the admins' job; members read it and move leads through it.
+    action_roles = {action: ADMIN for action in ("create", "partial_update", "destroy", "reorder")}
     queryset = PipelineStage.objects.all()
     serializer_class = PipelineStageSerializer
     pagination_class = None

@@ -16,7 +16,9 @@ import uuid
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from axiomatic.models import Entity, User
+from axiomatic import errors
+from axiomatic.models import Entity, Membership, User
+from axiomatic.roles import is_admin
 from crm.choices import ConnectionStatus
 from crm.models import OutboundEmailConnection
 from crm.providers.base import Mailbox, PermanentProviderError, RefreshRefused
@@ -51,6 +53,24 @@ def connection_connect(
         except IntegrityError:
             continue
     raise IntegrityError("Could not store the mailbox connection")
+
+
+def connection_ensure_manageable_by(*, connection: OutboundEmailConnection, membership: Membership) -> None:
+    """Whoever connected a mailbox may disconnect it; admins and owners may manage any (403)."""
+    if connection.connected_by_id == membership.user_id or is_admin(membership):
+        return
+    raise errors.Forbidden(
+        f"Only who connected a mailbox may disconnect it; other mailboxes need the admin role (your role is "
+        f"{membership.role})."
+    )
+
+
+def connection_share(*, connection: OutboundEmailConnection, shared: bool) -> OutboundEmailConnection:
+    """Mark a mailbox shared (every member may send through it) or personal again (admins only)."""
+    if connection.shared != shared:
+        connection.shared = shared
+        connection.save(update_fields=["shared", "updated_at"])
+    return connection
 
 
 def connection_revoke(*, connection: OutboundEmailConnection) -> OutboundEmailConnection:

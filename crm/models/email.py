@@ -34,6 +34,8 @@ class OutboundEmailConnection(TenantModel):
     granted_scopes = models.CharField(max_length=1000, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # A shared mailbox (a team inbox) may be used by every member; others only by who connected it.
+    shared = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -113,6 +115,8 @@ class OutboundEmail(TenantModel):
         indexes = [
             models.Index(fields=["entity", "lead", "-created_at"], name="email_entity_lead_idx"),
             models.Index(fields=["status", "next_attempt_at"], name="email_status_due_idx"),
+            # The per-connection daily cap counts a connection's emails of the last 24 hours.
+            models.Index(fields=["connection", "created_at"], name="email_connection_created_idx"),
         ]
 
     def __str__(self) -> str:

@@ -71,14 +71,31 @@ def test_expiry_date_makes_the_key_expire_after_that_day(signed_in, entity):
     assert ApiKey.objects.count() == 1
 
 
-def test_list_shows_only_my_keys_in_the_current_entity(signed_in, entity, user, other_entity):
-    colleague = factories.make_member(entity)
+def _signed_in_member(entity) -> tuple[Client, object]:
+    member = factories.make_member(entity, name="Mia Member")
+    client = Client()
+    client.force_login(member)
+    return client, member
+
+
+def test_a_member_sees_only_their_own_keys_in_the_current_entity(entity, user, other_entity):
+    browser, member = _signed_in_member(entity)
+    factories.make_key(entity, member, name="Mine")
+    factories.make_key(entity, user, name="The owner's")
+    factories.make_key(other_entity, other_entity.memberships.get().user, name="Elsewhere")
+    html = browser.get(URL).content.decode()
+    assert "Mine" in html
+    assert "The owner" not in html and "Elsewhere" not in html
+
+
+def test_an_admin_sees_every_key_of_the_entity_and_nothing_else(signed_in, entity, user, other_entity):
+    colleague = factories.make_member(entity, name="Colin Colleague")
     factories.make_key(entity, user, name="Mine")
     factories.make_key(entity, colleague, name="Colleague's")
     factories.make_key(other_entity, other_entity.memberships.get().user, name="Elsewhere")
     html = signed_in.get(URL).content.decode()
-    assert "Mine" in html
-    assert "Colleague" not in html and "Elsewhere" not in html
+    assert "Mine" in html and "Colleague" in html and "Colin Colleague" in html
+    assert "Elsewhere" not in html
 
 
 def test_revoking_asks_for_confirmation_then_revokes(signed_in, entity, user):
@@ -98,14 +115,27 @@ def test_revoking_asks_for_confirmation_then_revokes(signed_in, entity, user):
     assert "Revoked" in html
 
 
-def test_cannot_revoke_someone_elses_key(signed_in, entity, other_entity):
+def test_a_member_cannot_revoke_someone_elses_key(entity, user, other_entity):
+    browser, _member = _signed_in_member(entity)
+    owners = factories.make_key(entity, user)
+    foreign = factories.make_key(other_entity, other_entity.memberships.get().user)
+    for key in (owners.api_key, foreign.api_key):
+        assert browser.post(f"{URL}/{key.pk}/revoke").status_code == 404
+        key.refresh_from_db()
+        assert key.revoked_at is None
+
+
+def test_an_admin_revokes_a_colleagues_key_but_not_another_entitys(signed_in, entity, other_entity):
     colleague = factories.make_member(entity)
     theirs = factories.make_key(entity, colleague)
     foreign = factories.make_key(other_entity, other_entity.memberships.get().user)
-    for key in (theirs.api_key, foreign.api_key):
-        assert signed_in.post(f"{URL}/{key.pk}/revoke").status_code == 404
-        key.refresh_from_db()
-        assert key.revoked_at is None
+    assert signed_in.post(f"{URL}/{theirs.api_key.pk}/revoke").status_code == 302
+    theirs.api_key.refresh_from_db()
+    assert theirs.api_key.revoked_at is not None
+    assert call_api(theirs.secret, entity) == 401
+    assert signed_in.post(f"{URL}/{foreign.api_key.pk}/revoke").status_code == 404
+    foreign.api_key.refresh_from_db()
+    assert foreign.api_key.revoked_at is None
 
 
 def test_revoke_needs_csrf(user, entity):

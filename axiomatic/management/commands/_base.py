@@ -7,7 +7,7 @@ import uuid
 
 from django.core.management.base import BaseCommand, CommandError
 
-from axiomatic.models import Entity
+from axiomatic.models import Entity, User
 
 
 class JsonCommand(BaseCommand):
@@ -26,3 +26,10 @@ class JsonCommand(BaseCommand):
         if entity is None:
             raise CommandError(f"No entity with id {value}")
         return entity
+
+    @staticmethod
+    def user_from_arg(email: str) -> User:
+        user = User.objects.filter(email__iexact=email.strip()).first()
+        if user is None:
+            raise CommandError(f"No user with email {email}")
+        return user

@@ -19,6 +19,7 @@ from tests.helpers import assert_error
 
 EMAIL_KEYS = {"id", "status", "leadId", "connectionId", "channel", "subject", "to", "cc", "bcc", "createdAt"}
 CONNECTION_KEYS = {
+    "shared",
     "id",
     "channel",
     "emailAddress",
