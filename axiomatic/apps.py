@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class AxiomaticConfig(AppConfig):
@@ -14,4 +15,18 @@ class AxiomaticConfig(AppConfig):
         from axiomatic.ops.middleware import on_request_exception
 
         connection_created.connect(on_connection_created, dispatch_uid="axiomatic-statement-timeout")
+        # Row-level security: the app role on every new connection, policies after every migrate.
+        from django.db.models.signals import post_migrate
+
+        from axiomatic import rls
+
+        connection_created.connect(rls.on_connection_created, dispatch_uid="axiomatic-rls-app-role")
+        post_migrate.connect(rls.on_post_migrate, sender=self, dispatch_uid="axiomatic-rls-install")
         got_request_exception.connect(on_request_exception, dispatch_uid="axiomatic-database-unavailable")
+
+
+class AdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin with `axiomatic.admin_site.AdminSite` (row-level security bypass)."""
+
+    default = False  # not the config of the `axiomatic` entry in INSTALLED_APPS
+    default_site = "axiomatic.admin_site.AdminSite"

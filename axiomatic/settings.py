@@ -25,7 +25,7 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "t
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "axiomatic.apps.AdminConfig",  # django.contrib.admin; its site runs under the named RLS bypass
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -111,6 +111,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         connect_timeout=DB_CONNECT_TIMEOUT_SECONDS,
         statement_timeout_ms=DB_STATEMENT_TIMEOUT_MS,
     )
+# Row-level security (axiomatic/rls.py): PostgreSQL connections `SET ROLE` to this role, which owns
+# no table and cannot bypass RLS. "" keeps the login user (RLS still applies unless it is a superuser).
+DB_APP_ROLE = env_str("DB_APP_ROLE", "axiomatic_app").strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "axiomatic.User"

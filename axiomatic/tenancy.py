@@ -44,12 +44,15 @@ class TenantModel(models.Model):
         abstract = True
 
 
-def set_transaction_entity(entity_id) -> None:
+def set_transaction_entity(entity_id) -> bool:
     """Expose the current entity to the database transaction (for row-level security).
 
     `set_config(..., true)` is transaction-local, so it cannot leak into another request that
-    reuses the connection. SQLite (the demo database) has no such setting and skips it.
+    reuses the connection. SQLite (the demo database) has no such setting and skips it. True when
+    the setting was made; outside a transaction it is not (`axiomatic.rls.entity_scope` is).
     """
     if connection.vendor == "postgresql" and connection.in_atomic_block:
         with connection.cursor() as cursor:
             cursor.execute("SELECT set_config('app.entity_id', %s, true)", [str(entity_id)])
+        return True
+    return False

@@ -15,6 +15,7 @@ from datetime import timedelta
 from django.db.models import Q
 from django.utils import timezone
 
+from axiomatic.timestamps import iso_utc
 from crm.choices import EmailStatus
 from crm.email.delivery import email_mark_failed
 from crm.email.queue import email_enqueue
@@ -65,11 +66,11 @@ def emails_check_stuck(
             "Email %s (entity %s) has been sending since %s after %s attempt(s); delivery state unknown",
             email.pk,
             email.entity_id,
-            email.claimed_at.isoformat(),
+            iso_utc(email.claimed_at),
             email.attempts,
         )
         report.stuck_sending.append(
-            {"id": str(email.pk), "entityId": str(email.entity_id), "claimedAt": email.claimed_at.isoformat()}
+            {"id": str(email.pk), "entityId": str(email.entity_id), "claimedAt": iso_utc(email.claimed_at)}
         )
         if fail_sending:
             reason = "Delivery state unknown: the worker stopped while sending; not retried automatically."

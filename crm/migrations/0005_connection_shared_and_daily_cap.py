@@ -5,21 +5,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('axiomatic', '0002_currency_code_validators'),
-        ('crm', '0004_currency_code_validators'),
+        ("axiomatic", "0002_currency_code_validators"),
+        ("crm", "0004_currency_code_validators"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='outboundemailconnection',
-            name='shared',
+            model_name="outboundemailconnection",
+            name="shared",
             field=models.BooleanField(default=False),
         ),
         migrations.AddIndex(
-            model_name='outboundemail',
-            index=models.Index(fields=['connection', 'created_at'], name='email_connection_created_idx'),
+            model_name="outboundemail",
+            index=models.Index(fields=["connection", "created_at"], name="email_connection_created_idx"),
         ),
     ]

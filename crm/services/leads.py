@@ -7,7 +7,7 @@ the board, the admin or a stage deletion, follows the rules of `lead_move_stage`
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from axiomatic import errors
 from axiomatic.models import Entity
+from axiomatic.timestamps import iso_utc
 from crm.choices import LeadEventKind, StageKind
 from crm.models import Lead, PipelineStage
 from crm.services.actors import Actor
@@ -236,6 +237,8 @@ def _json_value(value: Any) -> Any:
         return value
     if isinstance(value, Decimal):
         return f"{value.quantize(Decimal('0.01'))}"
+    if isinstance(value, datetime):
+        return iso_utc(value)
     if isinstance(value, date):
         return value.isoformat()
     return str(value)
