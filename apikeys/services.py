@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from apikeys.models import SCOPES, ApiKey
 from axiomatic.models import Membership
+from axiomatic.rls import bypass_rls, entity_scope
 
 KEY_PREFIX = "ak_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -64,16 +65,9 @@ def api_key_issue(
     return IssuedKey(api_key=api_key, secret=secret)
 
 
-def api_key_authenticate(secret: str) -> ApiKey | None:
-    """The usable key for `secret`, or None. Digests are compared in constant time.
-
-    A key acts for its user *as a member of its entity*: it is usable only while that user is
-    active and still a member, whatever path removed them (command, admin, SQL). The membership
-    (with its current role) is read in the same query and attached as `api_key.membership`.
-    """
-    if not secret.startswith(KEY_PREFIX) or len(secret) < ApiKey.PREFIX_LENGTH or len(secret) > 200:
-        return None
-    digest = _digest(secret)
+def _key_with_secret(secret: str, digest: str, *, entity_id=None) -> ApiKey | None:
+    """The usable (not revoked, not expired) key whose digest matches, with its user, entity and
+    membership (id, role) read in the same query; only among `entity_id`'s keys when given."""
     member = Membership.objects.filter(user=OuterRef("user"), entity=OuterRef("entity"))
     candidates = (
         ApiKey.objects.usable()
@@ -81,19 +75,38 @@ def api_key_authenticate(secret: str) -> ApiKey | None:
         .filter(prefix=secret[: ApiKey.PREFIX_LENGTH])
         .annotate(membership_id=Subquery(member.values("id")[:1]), membership_role=Subquery(member.values("role")[:1]))
     )
+    if entity_id is not None:
+        candidates = candidates.for_entity(entity_id)
     for candidate in candidates:
         if hmac.compare_digest(candidate.secret_hash, digest):
-            if not candidate.user.is_active or candidate.membership_id is None:
-                return None
-            candidate.membership = Membership(
-                id=candidate.membership_id,
-                user=candidate.user,
-                entity=candidate.entity,
-                role=candidate.membership_role,
-            )
-            candidate.membership._state.adding = False
             return candidate
     return None
+
+
+def api_key_authenticate(secret: str, *, entity_id=None) -> ApiKey | None:
+    """The usable key for `secret`, or None. Digests are compared in constant time.
+
+    A key acts for its user *as a member of its entity*: it is usable only while that user is
+    active and still a member, whatever path removed them (command, admin, SQL). The membership
+    (with its current role) is read in the same query and attached as `api_key.membership`.
+
+    Row-level security: `entity_id` is the entity the request names, already set as the
+    transaction's entity by the caller; the key is looked for there first, at no extra cost. A key
+    not found there (another entity's, or none at all), or a lookup without `entity_id`, runs under
+    the named bypass, so the API can still tell a key of another entity (403) from no key (401).
+    """
+    if not secret.startswith(KEY_PREFIX) or len(secret) < ApiKey.PREFIX_LENGTH or len(secret) > 200:
+        return None
+    digest = _digest(secret)
+    key = _key_with_secret(secret, digest, entity_id=entity_id) if entity_id is not None else None
+    if key is None:
+        with bypass_rls("API key lookup: which entity a key belongs to is known only once it is found"):
+            key = _key_with_secret(secret, digest)
+    if key is None or not key.user.is_active or key.membership_id is None:
+        return None
+    key.membership = Membership(id=key.membership_id, user=key.user, entity=key.entity, role=key.membership_role)
+    key.membership._state.adding = False
+    return key
 
 
 def api_key_touch(api_key: ApiKey) -> None:
@@ -109,7 +122,8 @@ def api_key_touch(api_key: ApiKey) -> None:
         return
     api_key.last_used_at = now
     stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
-    ApiKey.objects.filter(stale, pk=api_key.pk).update(last_used_at=now)
+    with entity_scope(api_key.entity_id):  # after the request's transaction: the key's entity again
+        ApiKey.objects.filter(stale, pk=api_key.pk).update(last_used_at=now)
 
 
 def api_key_revoke(api_key: ApiKey) -> ApiKey:

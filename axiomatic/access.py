@@ -88,7 +88,11 @@ def single_entity_id(values: Iterable[Any]) -> uuid.UUID:
 
 
 def membership_of(user, entity_id) -> Membership | None:
-    """The user's membership of the entity (with the entity loaded), or None."""
+    """The user's membership of the entity (with the entity loaded), or None.
+
+    Row-level security (axiomatic.rls): callers first make `entity_id` the transaction's entity
+    (`set_request_entity`, `set_transaction_entity`, `entity_scope`), so the row is visible.
+    """
     if user is None or not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
         return None
     return Membership.objects.select_related("entity").filter(user=user, entity_id=entity_id).first()

@@ -114,3 +114,26 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.entity} ({self.role})"
+
+
+class EntityCounter(models.Model):
+    """A maintained count of one kind of row in one entity (e.g. `company`, `company.role.vendor`).
+
+    Lists answer an exact `total` without counting a million rows: PostgreSQL statement triggers on
+    each counted table (see the apps' migrations, built with `axiomatic.counters`) add and subtract
+    in the same transaction as the insert, update or delete, so a total is as exact as the rows a
+    transaction can see. SQLite (the demo) has no such triggers; counts there are plain COUNT(*).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    # No database constraint: while an entity is deleted, the triggers of its cascading deletes may
+    # still write its counters; `axiomatic.signals` removes them once the entity is gone.
+    entity = models.ForeignKey(Entity, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    name = models.CharField(max_length=100)
+    value = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["entity", "name"], name="entity_counter_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value} in {self.entity_id}"

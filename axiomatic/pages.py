@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 from axiomatic import errors
 from axiomatic.access import membership_of, parse_entity_id
 from axiomatic.models import Entity, Membership
+from axiomatic.rls import bypass_rls
 from axiomatic.tenancy import set_transaction_entity
 
 SESSION_ENTITY_KEY = "entity_id"
@@ -34,13 +35,15 @@ def _parse_entity_id(value: str) -> uuid.UUID:
 
 
 def _member_entity(user, entity_id: uuid.UUID) -> Entity | None:
+    set_transaction_entity(entity_id)  # row-level security: the membership is read inside that entity
     membership = membership_of(user, entity_id)
     return membership.entity if membership else None
 
 
 def page_entity_resolve(request: HttpRequest) -> tuple[Entity, list[Membership]]:
     """The entity the page shows (membership checked, remembered in the session) and all the
-    user's memberships (for the switcher), in one query."""
+    user's memberships (for the switcher), in one query. They are in several entities: call it
+    under the row-level-security bypass, as `entity_page` does."""
     memberships = list(
         Membership.objects.select_related("entity").filter(user=request.user).order_by("created_at", "id")
     )
@@ -73,9 +76,12 @@ def entity_page(view):
     @login_required
     @wraps(view)
     def wrapper(request, *args, **kwargs):
-        request.entity, request.entity_memberships = page_entity_resolve(request)
+        # Row-level security: the switcher lists memberships in every entity (the named bypass);
+        # one statement then ends the bypass and makes the page's entity the transaction's.
+        with bypass_rls("entity switcher: the signed-in user's memberships in every entity") as bypass:
+            request.entity, request.entity_memberships = page_entity_resolve(request)
+            bypass.enter_entity_after(request.entity.pk)
         request.membership = next(m for m in request.entity_memberships if m.entity_id == request.entity.pk)
-        set_transaction_entity(request.entity.pk)
         return view(request, *args, **kwargs)
 
     return wrapper

@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.utils import NO_DB_ALIAS
+from django.db.backends.base.base import NO_DB_ALIAS
 
 logger = logging.getLogger("axiomatic.rls")
 
@@ -86,8 +86,26 @@ def _discard(connection) -> None:
         connection.close()
 
 
+class Scope:
+    """What a `bypass_rls` / `entity_scope` block yields."""
+
+    def __init__(self, *, local: bool = False):
+        self._local = local
+        self.entity_after: str | None = None
+
+    def enter_entity_after(self, entity_id) -> bool:
+        """Make `entity_id` the transaction's entity when the block ends, in the same statement
+        that ends it (one query fewer than `set_transaction_entity` after the block); it then
+        lasts until the transaction ends. Like `set_transaction_entity`, nothing outside a
+        transaction (False)."""
+        if not self._local:
+            return False
+        self.entity_after = str(entity_id)
+        return True
+
+
 @contextmanager
-def _setting(connection, name: str, value: str) -> Iterator[None]:
+def _setting(connection, name: str, value: str) -> Iterator[Scope]:
     """`name` = `value` for the block, then back to what it was.
 
     Inside a transaction the change is transaction-local (it can never outlive the transaction);
@@ -99,15 +117,19 @@ def _setting(connection, name: str, value: str) -> Iterator[None]:
         # The target list is evaluated left to right: the old value first, then the change.
         cursor.execute("SELECT current_setting(%s, true), set_config(%s, %s, %s)", [name, name, value, local])
         previous = cursor.fetchone()[0] or ""
+    scope = Scope(local=bool(local))
     try:
-        yield
+        yield scope
     finally:
         if local and connection.needs_rollback:
             pass  # the enclosing atomic block rolls back, and the setting with it
         else:
+            sql, params = "SELECT set_config(%s, %s, %s)", [name, previous, local]
+            if scope.entity_after is not None:
+                sql, params = sql + ", set_config(%s, %s, true)", [*params, ENTITY_SETTING, scope.entity_after]
             try:
                 with connection.cursor() as cursor:
-                    cursor.execute("SELECT set_config(%s, %s, %s)", [name, previous, local])
+                    cursor.execute(sql, params)
             except Exception:
                 if local:
                     connection.set_rollback(True)
@@ -117,26 +139,26 @@ def _setting(connection, name: str, value: str) -> Iterator[None]:
 
 
 @contextmanager
-def bypass_rls(reason: str, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+def bypass_rls(reason: str, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[Scope]:
     """The one way past row-level security: every entity's rows for the block's statements.
 
     `reason` names the caller's need (kept in debug logs); usable as a decorator too. Inside a
     transaction it costs two queries (on, then back), outside one it holds for the session until
-    the block ends.
+    the block ends. Yields a `Scope` (`enter_entity_after`).
     """
     if not reason or not reason.strip():
         raise ValueError("bypass_rls() needs the reason it is used")
     connection = connections[using]
     if not _is_postgresql(connection):
-        yield
+        yield Scope()
         return
     logger.debug("Row-level security bypassed: %s", reason)
-    with _setting(connection, BYPASS_SETTING, "on"):
-        yield
+    with _setting(connection, BYPASS_SETTING, "on") as scope:
+        yield scope
 
 
 @contextmanager
-def entity_scope(entity_id, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+def entity_scope(entity_id, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[Scope]:
     """The block's statements act in `entity_id` (None: in no entity), then back to before.
 
     For work outside a request's transaction that spans several transactions (a Celery task, the
@@ -145,10 +167,10 @@ def entity_scope(entity_id, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
     """
     connection = connections[using]
     if not _is_postgresql(connection):
-        yield
+        yield Scope()
         return
-    with _setting(connection, ENTITY_SETTING, str(entity_id) if entity_id else ""):
-        yield
+    with _setting(connection, ENTITY_SETTING, str(entity_id) if entity_id else "") as scope:
+        yield scope
 
 
 def set_request_entity(request, entity_id) -> bool:
@@ -271,7 +293,12 @@ def _ensure_role(cursor, connection, role: str) -> None:
             f"DB_APP_ROLE {role!r} is the login user, which owns the tables; use a role of its own."
         )
     if not is_superuser:
-        cursor.execute("SELECT pg_has_role(session_user, %s, 'MEMBER')", [role])
+        # PostgreSQL 16 separates "may SET ROLE" from membership; 15 has only membership.
+        cursor.execute(
+            "SELECT pg_has_role(session_user, %s, CASE WHEN current_setting('server_version_num')::int >= 160000 "
+            "THEN 'SET' ELSE 'MEMBER' END)",
+            [role],
+        )
         if not cursor.fetchone()[0]:
             try:
                 with transaction.atomic(using=connection.alias):

@@ -251,6 +251,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {},
     "SCHEMA_PATH_PREFIX": r"/api/",
+    # Enum components, then the API's conventions (closed request bodies, links, Retry-After, tags).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "axiomatic.api.openapi.postprocess_schema",
+    ],
 }
 
 # --- Celery -----------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 from axiomatic import errors
 from axiomatic.access import membership_of
 from axiomatic.pages import SESSION_ENTITY_KEY, entity_page
+from axiomatic.rls import entity_scope
 from axiomatic.roles import ADMIN, is_admin, require_role
 from crm.choices import EmailChannel
 from crm.email.connections import (
@@ -122,7 +123,13 @@ def callback(request: HttpRequest, channel: str) -> HttpResponse:
     if flow is None or flow["channel"] != channel:
         messages.error(request, "The mailbox sign-in could not be verified (unknown or expired state). Try again.")
         return HttpResponseRedirect(reverse("crm-connections"))
+    # No request transaction here (the provider is called in between): the entity the flow started
+    # in is the row-level-security scope of the membership check and the store (axiomatic.rls).
+    with entity_scope(flow["entityId"]):
+        return _callback_in_entity(request, channel, config, flow)
 
+
+def _callback_in_entity(request: HttpRequest, channel: str, config, flow: dict) -> HttpResponse:
     membership = membership_of(request.user, flow["entityId"])
     if membership is None:
         raise PermissionDenied("You are not a member of that entity.")

@@ -14,9 +14,11 @@ from datetime import timedelta
 from celery import shared_task
 
 from axiomatic.celery import app
+from axiomatic.rls import entity_scope, row_entity_id
 from crm.email.delivery import email_deliver
 from crm.email.queue import email_enqueue
 from crm.email.stuck import emails_check_stuck
+from crm.models import OutboundEmail
 
 SEND_SOFT_TIME_LIMIT = 120
 SEND_TIME_LIMIT = 150
@@ -31,8 +33,12 @@ STUCK_CHECK_INTERVAL_SECONDS = 300.0
     ignore_result=True,
 )
 def send_outbound_email(email_id: str) -> str:
-    """Deliver one queued email; a transient failure schedules the next attempt (same id)."""
-    result = email_deliver(email_id=email_id)
+    """Deliver one queued email; a transient failure schedules the next attempt (same id).
+
+    Row-level security: the task works in the email's entity, read from the row (axiomatic.rls).
+    """
+    with entity_scope(row_entity_id(OutboundEmail, email_id)):
+        result = email_deliver(email_id=email_id)
     if result.outcome == "retry":
         email_enqueue(email_id=email_id, countdown=result.retry_in)
     return result.outcome

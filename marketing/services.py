@@ -12,14 +12,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from axiomatic import errors
 from axiomatic.models import Entity
 from axiomatic.uniqueness import ensure_unique, save_unique
-from crm.models import Company, Contact, Lead
+from crm.models import Company, CompanyMembership, Contact, Lead
 from marketing.models import MarketingList, MarketingListMember, MemberSource, MemberStatus
 
 MAX_IDS_PER_ADD = 1000
@@ -111,11 +111,14 @@ def list_add_contacts(
     """Put the contacts named directly, through their companies and through their leads on a list.
 
     Why it is shaped this way:
-    - One bulk operation: ids are resolved with one `id__in` query per kind, existing members with
-      one query, and new rows with one `INSERT ... ON CONFLICT DO NOTHING` (per 5,000 rows), so
-      the number of queries does not grow with the number of ids.
+    - One bulk operation. On PostgreSQL the list row is locked, then one statement resolves every
+      id (contacts, companies' memberships, leads' contacts), classifies each contact against the
+      list's existing members and writes the new ones with `INSERT ... SELECT ... ON CONFLICT DO
+      NOTHING`: two queries whatever the number of ids, and no contact row travels to Python.
+      Elsewhere (SQLite, the demo) ids are resolved with one `id__in` query per kind, existing
+      members with one query, and new rows with one bulk insert.
     - The list row is locked (`SELECT ... FOR UPDATE`) so concurrent adds to the same list run one
-      after the other; the pre-check of existing members is therefore exact and `added` is true.
+      after the other; the check of existing members is therefore exact and `added` is true.
       The unique (list, contact) constraint with ON CONFLICT stays as a safety net.
     - A company contributes every contact with a membership there; a lead its contact. Each
       contact counts once, however many paths reach it (first path in the order contacts,
@@ -126,7 +129,6 @@ def list_add_contacts(
     - Opt-outs are never undone: a contact whose row is unsubscribed, or whose current email is
       unsubscribed on this list under another row (e.g. left by a deleted contact), is skipped.
     """
-    entity_id = marketing_list.entity_id
     contact_ids = _unique(contact_ids)
     company_ids = _unique(company_ids)
     lead_ids = _unique(lead_ids)
@@ -135,7 +137,149 @@ def list_add_contacts(
     )
     if locked.first() is None:
         raise errors.NotFound("Marketing list not found.")  # deleted since the caller loaded it
+    add = _add_in_sql if connection.vendor == "postgresql" else _add_in_python
+    return add(
+        marketing_list=marketing_list,
+        contact_ids=contact_ids,
+        company_ids=company_ids,
+        lead_ids=lead_ids,
+        source=source,
+    )
 
+
+def _tables() -> dict[str, str]:
+    return {
+        "contact": Contact._meta.db_table,
+        "company": Company._meta.db_table,
+        "membership": CompanyMembership._meta.db_table,
+        "lead": Lead._meta.db_table,
+        "member": MarketingListMember._meta.db_table,
+    }
+
+
+# Paths: 1 contacts, 2 companies, 3 leads. A contact's place is its first (path, position given,
+# membership created, membership contact) — the order the Python path walks them in.
+_ADD_SQL = """
+WITH reached AS (
+    SELECT 1 AS path, g.ord, NULL::timestamptz AS m_created, NULL::uuid AS m_contact, c.id AS contact_id, c.email
+      FROM unnest(%(contacts)s::uuid[]) WITH ORDINALITY AS g(id, ord)
+      JOIN {contact} c ON c.id = g.id AND c.entity_id = %(entity)s
+    UNION ALL
+    SELECT 2, g.ord, m.created_at, m.contact_id, c.id, c.email
+      FROM unnest(%(companies)s::uuid[]) WITH ORDINALITY AS g(id, ord)
+      JOIN {company} co ON co.id = g.id AND co.entity_id = %(entity)s
+      JOIN {membership} m ON m.company_id = co.id
+      JOIN {contact} c ON c.id = m.contact_id
+    UNION ALL
+    SELECT 3, g.ord, NULL, NULL, c.id, c.email
+      FROM unnest(%(leads)s::uuid[]) WITH ORDINALITY AS g(id, ord)
+      JOIN {lead} l ON l.id = g.id AND l.entity_id = %(entity)s
+      JOIN {contact} c ON c.id = l.contact_id
+),
+not_found AS (
+    SELECT 1 AS path, g.ord, g.id FROM unnest(%(contacts)s::uuid[]) WITH ORDINALITY AS g(id, ord)
+     WHERE NOT EXISTS (SELECT 1 FROM {contact} c WHERE c.id = g.id AND c.entity_id = %(entity)s)
+    UNION ALL
+    SELECT 2, g.ord, g.id FROM unnest(%(companies)s::uuid[]) WITH ORDINALITY AS g(id, ord)
+     WHERE NOT EXISTS (SELECT 1 FROM {company} co WHERE co.id = g.id AND co.entity_id = %(entity)s)
+    UNION ALL
+    SELECT 3, g.ord, g.id FROM unnest(%(leads)s::uuid[]) WITH ORDINALITY AS g(id, ord)
+     WHERE NOT EXISTS (
+        SELECT 1 FROM {lead} l WHERE l.id = g.id AND l.entity_id = %(entity)s AND l.contact_id IS NOT NULL)
+),
+candidates AS (
+    SELECT DISTINCT ON (contact_id) contact_id, lower(coalesce(email, '')) AS email, path, ord, m_created, m_contact
+      FROM reached
+     ORDER BY contact_id, path, ord, m_created, m_contact
+),
+members AS (  -- this list's rows for the candidates, by contact or by address
+    SELECT m.contact_id, lower(m.email) AS email, m.status
+      FROM {member} m
+     WHERE m.marketing_list_id = %(list)s
+       AND (m.contact_id IN (SELECT contact_id FROM candidates)
+            OR m.email IN (SELECT email FROM candidates WHERE email <> ''))
+),
+by_email AS (  -- an opt-out of an address wins over a subscription of the same address
+    SELECT email, CASE WHEN bool_or(status = %(unsubscribed)s) THEN %(unsubscribed)s ELSE %(subscribed)s END AS status
+      FROM members GROUP BY email
+),
+classified AS (
+    SELECT c.*, coalesce(bc.status, CASE WHEN c.email <> '' THEN be.status END) AS status
+      FROM candidates c
+      LEFT JOIN members bc ON bc.contact_id = c.contact_id
+      LEFT JOIN by_email be ON be.email = c.email
+),
+to_add AS (  -- two contacts, one address: the first adds it, the next finds it on the list
+    SELECT contact_id, email,
+           row_number() OVER (PARTITION BY email ORDER BY path, ord, m_created, m_contact) AS nth
+      FROM classified WHERE status IS NULL AND email <> ''
+),
+inserted AS (
+    INSERT INTO {member} (id, entity_id, created_at, updated_at, marketing_list_id, contact_id, email, status,
+                          source, added_at, unsubscribed_at)
+    SELECT gen_random_uuid(), %(entity)s, %(now)s, %(now)s, %(list)s, contact_id, email, %(subscribed)s,
+           %(source)s, %(now)s, NULL
+      FROM to_add WHERE nth = 1
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT 0 AS section, path, ord, NULL::timestamptz AS m_created, NULL::uuid AS m_contact, id, %(not_found)s AS reason,
+       0::bigint AS n
+  FROM not_found
+UNION ALL
+SELECT 1, path, ord, m_created, m_contact, contact_id,
+       CASE WHEN status = %(unsubscribed)s THEN %(unsubscribed)s ELSE %(no_email)s END, 0
+  FROM classified WHERE status = %(unsubscribed)s OR (status IS NULL AND email = '')
+UNION ALL
+SELECT 2, NULL, NULL, NULL, NULL, NULL, 'added', (SELECT count(*) FROM inserted)
+UNION ALL
+SELECT 3, NULL, NULL, NULL, NULL, NULL, 'already',
+       (SELECT count(*) FROM classified WHERE status = %(subscribed)s) + (SELECT count(*) FROM to_add WHERE nth > 1)
+ORDER BY section, path, ord, m_created, m_contact
+"""
+
+
+def _add_in_sql(
+    *, marketing_list: MarketingList, contact_ids: list, company_ids: list, lead_ids: list, source: str
+) -> AddResult:
+    """The PostgreSQL path: everything in one statement (see `list_add_contacts`)."""
+    params = {
+        "entity": marketing_list.entity_id,
+        "list": marketing_list.pk,
+        "contacts": contact_ids,
+        "companies": company_ids,
+        "leads": lead_ids,
+        "now": timezone.now(),
+        "source": source,
+        "subscribed": MemberStatus.SUBSCRIBED.value,
+        "unsubscribed": MemberStatus.UNSUBSCRIBED.value,
+        "no_email": SkipReason.NO_EMAIL,
+        "not_found": SkipReason.NOT_FOUND,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_ADD_SQL.format(**_tables()), params)
+        rows = cursor.fetchall()
+    result = AddResult(list_id=marketing_list.pk)
+    not_found: list[UUID] = []
+    for section, _path, _ord, _created, _contact, row_id, reason, n in rows:
+        if section == 0:
+            not_found.append(row_id)
+        elif section == 1:
+            result.skipped.append(Skipped(id=row_id, reason=reason))
+        elif section == 2:
+            result.added = int(n)
+        else:
+            result.already_on_list = int(n)
+    # An id sent in two lists (or twice) is reported once, before the contacts skipped.
+    result.skipped[:0] = [Skipped(id=i, reason=SkipReason.NOT_FOUND) for i in dict.fromkeys(not_found)]
+    return result
+
+
+def _add_in_python(
+    *, marketing_list: MarketingList, contact_ids: list, company_ids: list, lead_ids: list, source: str
+) -> AddResult:
+    """The portable path (SQLite): resolve in Python, then one bulk insert."""
+    entity_id = marketing_list.entity_id
     result = AddResult(list_id=marketing_list.pk)
     # Each candidate contact in the order it was reached: contact id → email ("" when none).
     candidates: dict[UUID, str] = {}

@@ -8,8 +8,11 @@ from django.core.cache.backends.redis import RedisCache
 from django.test import Client
 
 from apikeys.models import SCOPES
-from tests import factories
+from tests import factories, rls_support
 from tests.helpers import ApiClient
+
+# Row-level security: test code works across entities (bypass on), requests run as the app does.
+rls_support.install()
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,7 @@ or failing SQL on purpose. Used with `@pytest.mark.urls("tests.ops_urls")` and, 
 tests, through tests/ops_settings.py; never mounted by the application.
 """
 
+import psycopg
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.urls import path
@@ -43,9 +44,19 @@ def slow_page(request):
 
 
 def dropped_connection(request):
-    """The database ends this request's session mid-request (as a restart or failover would)."""
+    """The database ends this request's session mid-request (as a restart or failover would): an
+    administrator connection terminates the request's backend between two of its queries."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    db = connection.settings_dict
+    with psycopg.connect(
+        host=db["HOST"] or None, port=db["PORT"] or None, user=db["USER"] or None,
+        password=db["PASSWORD"] or None, dbname=db["NAME"], autocommit=True,
+    ) as admin:  # fmt: skip
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
     return JsonResponse({"never": True})
 
 

@@ -161,7 +161,7 @@ def test_list_envelope_pages_and_entity(resource, api, entity, other_entity):
             response = op.send(api, own, params={"page": page, "pageSize": 2})
             assert response.status_code == 200, label(op, response)
             body = response.json()
-            assert set(body) == {resource.plural, "page", "pageSize", "total", "hasMore"}
+            assert set(body) == {resource.plural, "page", "pageSize", "total", "totalExact", "hasMore", "nextCursor"}
             assert (body["page"], body["pageSize"], body["total"]) == (page, 2, total)
             assert len(body[resource.plural]) == min(2, total - 2 * (page - 1))
             ids += [item["id"] for item in body[resource.plural]]

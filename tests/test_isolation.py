@@ -311,6 +311,7 @@ PATH_ID_BODIES: dict[str, Callable[[Ids], Body]] = {
     "POST /api/crm/leads/{leadId}/activities": lambda o: {"type": "note", "subject": "Hijacked"},
     "PATCH /api/crm/leads/{leadId}/stage": lambda o: {"stage": "won"},
     "PATCH /api/crm/pipeline-stages/{stageId}": lambda o: {"name": "Hijacked"},
+    "PATCH /api/crm/outbound-email-connections/{connectionId}": lambda o: {"shared": True},
     "DELETE /api/crm/pipeline-stages/{stageId}": lambda o: {"moveLeadsToStageId": o["targetStageId"]},
     "PATCH /api/marketing/lists/{listId}": lambda o: {"name": "Hijacked"},
     "DELETE /api/marketing/lists/{listId}": lambda o: None,

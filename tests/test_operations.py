@@ -292,6 +292,22 @@ def test_task_and_command_connections_replace_the_web_statement_timeout(db, role
         ops_database.set_process_role(None)
 
 
+def _show_statement_timeout(cursor) -> str:
+    cursor.execute("SHOW statement_timeout")
+    return cursor.fetchone()[0]
+
+
+def test_migrations_and_database_maintenance_run_without_the_statement_timeout(transactional_db):
+    with connection._nodb_cursor() as cursor:  # CREATE/DROP DATABASE (the test database's set-up)
+        assert _show_statement_timeout(cursor) == "0"
+    ops_database.on_pre_migrate(sender=None)
+    with connection.cursor() as cursor:
+        assert _show_statement_timeout(cursor) == "0"
+    ops_database.on_post_migrate(sender=None)
+    with connection.cursor() as cursor:
+        assert _show_statement_timeout(cursor) == "5s"
+
+
 @pytest.mark.parametrize(
     ("argv", "role"),
     [(["manage.py", "migrate"], "command"), (["manage.py", "runserver"], "web"), (["gunicorn"], "web")],

@@ -17,6 +17,7 @@ from crm.services.pipeline import DEFAULT_STAGES
 
 
 def test_each_api_request_tells_its_transaction_the_current_entity(api, entity):
+    api.get("/companies")  # the key's first use records lastUsedAt (in its entity, after the request)
     with CaptureQueriesContext(connection) as queries:
         assert api.get("/companies").status_code == 200
     settings_sql = [q for q in queries.captured_queries if "set_config('app.entity_id'" in q["sql"]]

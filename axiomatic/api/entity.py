@@ -5,6 +5,7 @@ from __future__ import annotations
 from axiomatic import errors
 from axiomatic.access import ENTITY_PARAM, requested_entity_ids, require_membership, single_entity_id
 from axiomatic.models import Membership
+from axiomatic.rls import set_request_entity
 
 __all__ = ["ENTITY_PARAM", "resolve_membership"]
 
@@ -25,4 +26,7 @@ def resolve_membership(request) -> Membership:
     key_membership = getattr(api_key, "membership", None)
     if isinstance(key_membership, Membership):
         return key_membership  # read with the key, in the same query
+    # Row-level security: the membership is read inside the entity the request names (setting it
+    # only narrows what this transaction sees; a non-member gets the 403 and nothing else runs).
+    set_request_entity(request, entity_id)
     return require_membership(request.user, entity_id)

@@ -6,7 +6,6 @@ import uuid
 
 import django_filters
 from django import forms
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
 
@@ -25,7 +24,15 @@ class OwnerChoiceField(forms.CharField):
             raise forms.ValidationError("Must be a user UUID, 'me' or 'unassigned'.") from None
 
 
-@extend_schema_field(OpenApiTypes.STR)
+UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+OWNER_SCHEMA = {
+    "type": "string",
+    "pattern": f"^(?:me|unassigned|{UUID_PATTERN})?$",
+    "example": "me",
+}
+
+
+@extend_schema_field(OWNER_SCHEMA)
 class OwnerFilter(django_filters.Filter):
     """Filters a user foreign key by UUID, `me` (the caller) or `unassigned` (null)."""
 

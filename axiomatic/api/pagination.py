@@ -1,16 +1,49 @@
-"""Page-number pagination of the contract: `page`, `pageSize`, legacy `limit`."""
+"""List pagination: pages (`page`, `pageSize`, legacy `limit`) and keyset cursors (`cursor`).
+
+Every list answers `{"<plural>": [...], "page", "pageSize", "total", "totalExact", "hasMore",
+"nextCursor"}` and costs one SQL query, whatever its size or depth:
+
+- The page is read with one row more than asked (that row only says whether more follow), and
+  the total rides along in the same query as a scalar subquery: a maintained counter for an
+  unfiltered list (exact, O(1); see `axiomatic.counters`), an exact count for small or nested
+  lists, and for a filtered list a count that stops at 10,001 rows (`total` 10000 and
+  `totalExact: false` beyond 10,000).
+- `nextCursor` names the last row's position in the list's own order (ties broken by id), signed
+  so it cannot be forged or replayed against another entity, path, filter or page size. Sent back
+  as `cursor`, the next page starts right after that row through the ordering index, so page
+  100,000 costs what page 1 costs, and rows inserted or deleted meanwhile never make a walk skip
+  or repeat a row that existed throughout.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
+import hashlib
 import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
 
+from django.core import signing
+from django.db import connection
+from django.db.models import F, OrderBy, Q, QuerySet
+from django.db.models.expressions import RawSQL
+from django.db.models.sql import Query
 from rest_framework import exceptions
 from rest_framework.pagination import BasePagination
 from rest_framework.response import Response
 
+from axiomatic.counters import counter_subquery, counters_supported
+
 _INTEGER = re.compile(r"[+-]?\d{1,9}")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+COUNT_CAP = 10_000
+MAX_PAGE = 10_000_000  # beyond any real list; keeps OFFSET far inside PostgreSQL's bigint
+PAGINATION_PARAMS = frozenset({"entityId", "page", "pageSize", "limit", "cursor"})
+_CURSOR_SALT = "axiomatic.api.list-cursor"
+TOTAL_ALIAS = "_list_total"
 
 
 def _int_param(request, name: str, *, minimum: int, maximum: int | None = None) -> int | None:
@@ -27,27 +60,181 @@ def _int_param(request, name: str, *, minimum: int, maximum: int | None = None) 
     return value
 
 
-class EntityPagination(BasePagination):
-    """`{"<plural>": [...], "page", "pageSize", "total", "hasMore"}` in two queries (count + page).
+@dataclass(frozen=True)
+class OrderKey:
+    """One column of a list's order."""
 
-    `limit` is the legacy way to cap the page size and counts only when neither `page` nor
-    `pageSize` is sent.
-    """
+    field: str
+    descending: bool = False
+    nulls_last: bool = False
+
+
+def order_keys(ordering) -> list[OrderKey]:
+    """The view's `ordering` (strings like "-updated_at", or `F(...).asc(nulls_last=True)`)."""
+    keys = []
+    for item in ordering:
+        if isinstance(item, str):
+            keys.append(OrderKey(item.lstrip("-"), descending=item.startswith("-")))
+        elif isinstance(item, OrderBy) and isinstance(item.expression, F):
+            keys.append(OrderKey(item.expression.name, descending=item.descending, nulls_last=bool(item.nulls_last)))
+        else:  # pragma: no cover - a programming error, caught by the tests of every list
+            raise TypeError(f"Unsupported list ordering {item!r}")
+    if not keys or keys[-1].field not in ("id", "pk"):
+        raise TypeError("A list's ordering must end with the id, so that it is total and stable.")
+    return keys
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID | decimal.Decimal):
+        return str(value)
+    return value
+
+
+def _row_value(row, field: str):
+    if isinstance(row, dict):
+        return row.get(field, row.get(f"{field}_id"))
+    return getattr(row, field if hasattr(row, field) else f"{field}_id")
+
+
+def _after(keys: list[OrderKey], values: list[Any]) -> Q:
+    """Rows strictly after `values` in the order `keys` (NULLs last where the order says so)."""
+    condition = Q(pk__in=[])  # "nothing" for the OR below
+    equal_so_far = Q()
+    for key, value in zip(keys, values, strict=True):
+        op = "lt" if key.descending else "gt"
+        if value is None:
+            later = Q(pk__in=[])  # NULLs come last: nothing sorts after a NULL but other NULLs
+            same = Q(**{f"{key.field}__isnull": True})
+        else:
+            later = Q(**{f"{key.field}__{op}": value})
+            if key.nulls_last:
+                later |= Q(**{f"{key.field}__isnull": True})
+            same = Q(**{key.field: value})
+        condition |= equal_so_far & later
+        equal_so_far &= same
+    return condition
+
+
+def _leading_bound(keys: list[OrderKey], values: list[Any]) -> Q:
+    """A redundant range on the first column, so the ordering index starts the scan at the cursor."""
+    key, value = keys[0], values[0]
+    if value is None:
+        return Q(**{f"{key.field}__isnull": True}) if key.nulls_last else Q()
+    bound = Q(**{f"{key.field}__{'lte' if key.descending else 'gte'}": value})
+    return bound | Q(**{f"{key.field}__isnull": True}) if key.nulls_last else bound
+
+
+def _count_subquery(queryset: QuerySet, cap: int | None) -> RawSQL:
+    if queryset.query.is_empty():  # `.none()`: a filter that can match nothing
+        return RawSQL("0", [])
+    inner = queryset.order_by().values("pk")
+    if cap is not None:
+        inner = inner[: cap + 1]
+    sql, params = inner.query.sql_with_params()
+    return RawSQL(f"SELECT COUNT(*) FROM ({sql}) AS counted", params)
+
+
+class EntityPagination(BasePagination):
+    """Pages and cursors of every list (see the module docstring)."""
 
     def paginate_queryset(self, queryset, request, view=None):
-        page = _int_param(request, "page", minimum=1)
+        page = _int_param(request, "page", minimum=1, maximum=MAX_PAGE)
         page_size = _int_param(request, "pageSize", minimum=1, maximum=MAX_PAGE_SIZE)
         limit = _int_param(request, "limit", minimum=1, maximum=MAX_PAGE_SIZE)
-        if page_size is None:
-            page_size = limit if (limit is not None and page is None) else DEFAULT_PAGE_SIZE
-        self.page = page or 1
-        self.page_size = page_size
+        cursor = request.query_params.get("cursor")
+        if cursor is not None and page is not None:
+            raise exceptions.ValidationError({"cursor": ["Send either cursor or page, not both."]})
+
         self.list_key = view.list_key
-        self.total = queryset.count()
-        offset = (self.page - 1) * page_size
-        if offset >= self.total:
-            return []
-        return list(queryset[offset : offset + page_size])
+        self.keys = order_keys(view.ordering)
+        filters = sorted((k, v) for k, vs in request.query_params.lists() if k not in PAGINATION_PARAMS for v in vs)
+        self.scope = self._scope(request, filters)
+        total = self._total_expression(queryset, request, view, filtered=bool(filters))
+
+        offset = 0
+        if cursor is not None:
+            values, page_size = self._decode(cursor, page_size)
+            queryset = queryset.filter(_leading_bound(self.keys, values) & _after(self.keys, values))
+            self.page = None
+        else:
+            if page_size is None:
+                page_size = limit if (limit is not None and page is None) else DEFAULT_PAGE_SIZE
+            self.page = page or 1
+            offset = (self.page - 1) * page_size
+        self.page_size = page_size
+
+        rows = self._fetch(queryset, total, offset, page_size)
+        self.has_more = len(rows) > page_size
+        rows = rows[:page_size]
+        if rows and queryset.query.group_by is None:
+            count = rows[0][TOTAL_ALIAS] if isinstance(rows[0], dict) else getattr(rows[0], TOTAL_ALIAS)
+        else:
+            count = self._count_alone(total)
+        self.total_exact = self.cap is None or count <= self.cap
+        self.total = count if self.total_exact else self.cap
+        self.next_cursor = self._encode(rows[-1]) if self.has_more else None
+        return rows
+
+    # --- totals ---------------------------------------------------------------------------------
+
+    def _total_expression(self, queryset, request, view, *, filtered: bool):
+        """The whole list's total as an SQL expression: counter, exact count or capped count."""
+        self.cap = COUNT_CAP if filtered else None
+        counter = getattr(view, "total_counter", None)
+        if filtered:
+            return _count_subquery(queryset, COUNT_CAP)
+        if counter and view.parent_resource is None and counters_supported():
+            return counter_subquery(request.entity.pk, counter)
+        return _count_subquery(queryset, None)
+
+    @staticmethod
+    def _fetch(queryset, total, offset: int, page_size: int) -> list:
+        if queryset.query.group_by is not None:  # grouped lists (per-row aggregates) count separately
+            return list(queryset[offset : offset + page_size + 1])
+        return list(queryset.annotate(**{TOTAL_ALIAS: total})[offset : offset + page_size + 1])
+
+    @staticmethod
+    def _count_alone(total) -> int:
+        """The total when no row carried it (an empty page, a grouped list): one query of its own."""
+        query = Query(None)
+        compiler = query.get_compiler(connection=connection)
+        sql, params = total.resolve_expression(query).as_sql(compiler, connection)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {sql}", params)
+            return int(cursor.fetchone()[0] or 0)
+
+    # --- cursors --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _scope(request, filters) -> str:
+        entity_id = getattr(getattr(request, "entity", None), "pk", "")
+        text = "\x00".join([str(entity_id), request.path, repr(filters)])
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+    def _encode(self, row) -> str:
+        values = [_encode(_row_value(row, key.field)) for key in self.keys]
+        return signing.dumps({"s": self.scope, "n": self.page_size, "k": values}, salt=_CURSOR_SALT, compress=True)
+
+    def _decode(self, cursor: str, page_size: int | None) -> tuple[list[Any], int]:
+        """The cursor's position and page size (a pageSize sent with it must be the same)."""
+        try:
+            payload = signing.loads(cursor, salt=_CURSOR_SALT)
+        except signing.BadSignature:
+            raise exceptions.ValidationError({"cursor": ["Malformed cursor: send back a nextCursor as given."]})
+        if not isinstance(payload, dict) or payload.get("s") != self.scope:
+            raise exceptions.ValidationError(
+                {"cursor": ["This cursor belongs to another list or other filters; repeat the same query."]}
+            )
+        if page_size is not None and page_size != payload.get("n"):
+            raise exceptions.ValidationError(
+                {"cursor": ["Send the same pageSize as the request that gave the cursor."]}
+            )
+        raw = payload.get("k")
+        if not isinstance(raw, list) or len(raw) != len(self.keys):
+            raise exceptions.ValidationError({"cursor": ["Malformed cursor: send back a nextCursor as given."]})
+        return raw, int(payload["n"])
 
     def get_paginated_response(self, data):
         return Response(
@@ -56,44 +243,60 @@ class EntityPagination(BasePagination):
                 "page": self.page,
                 "pageSize": self.page_size,
                 "total": self.total,
-                "hasMore": self.page * self.page_size < self.total,
+                "totalExact": self.total_exact,
+                "hasMore": self.has_more,
+                "nextCursor": self.next_cursor,
             }
         )
 
+    # --- schema ---------------------------------------------------------------------------------
+
     def get_schema_operation_parameters(self, view):
-        def param(name, description, minimum, maximum=None):
-            schema = {"type": "integer", "minimum": minimum}
-            if maximum:
-                schema["maximum"] = maximum
-            return {
-                "name": name,
-                "in": "query",
-                "required": False,
-                "description": description,
-                "schema": schema,
-            }
+        def param(name, description, schema):
+            return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
 
         return [
-            param("page", "Page number, from 1.", 1),
+            param(
+                "page", "Page number, from 1. Not with cursor.", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}
+            ),
             param(
                 "pageSize",
-                f"Items per page, 1–{MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE}).",
-                1,
-                MAX_PAGE_SIZE,
+                f"Items per page, 1–{MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE}; with cursor, the cursor's).",
+                {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
             ),
-            param("limit", "Legacy: caps page size when page and pageSize are omitted.", 1, MAX_PAGE_SIZE),
+            param(
+                "limit",
+                "Legacy: the page size when page, pageSize and cursor are omitted.",
+                {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+            ),
+            param(
+                "cursor",
+                "The nextCursor of the previous page (same filters and pageSize): the next page at any depth, "
+                "at the cost of the first. A malformed or foreign cursor → 400.",
+                {"type": "string"},
+            ),
         ]
 
     def get_paginated_response_schema(self, schema):
         list_key = getattr(self, "list_key", "results")  # set by ApiAutoSchema per view
         return {
             "type": "object",
-            "required": [list_key, "page", "pageSize", "total", "hasMore"],
+            "required": [list_key, "page", "pageSize", "total", "totalExact", "hasMore", "nextCursor"],
             "properties": {
                 list_key: schema,
-                "page": {"type": "integer", "example": 1},
+                "page": {"type": "integer", "nullable": True, "example": 1, "description": "Null with cursor."},
                 "pageSize": {"type": "integer", "example": DEFAULT_PAGE_SIZE},
-                "total": {"type": "integer", "example": 123},
+                "total": {
+                    "type": "integer",
+                    "example": 123,
+                    "description": f"Exact for unfiltered lists; filtered lists stop counting at {COUNT_CAP}.",
+                },
+                "totalExact": {"type": "boolean", "description": f"False when a filtered list has over {COUNT_CAP}."},
                 "hasMore": {"type": "boolean"},
+                "nextCursor": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "Send as cursor for the next page; null on the last page.",
+                },
             },
         }

@@ -3,16 +3,19 @@
 - every entity-scoped operation gets the `entityId` query parameter;
 - single-resource responses are wrapped in their item key (`{"company": {...}}`);
 - list responses carry the list key beside the pagination fields;
-- the error envelope is documented once and attached to every operation's 4xx answers.
+- the error envelope is documented once and attached to every operation's 4xx (and 503) answers;
+- operationIds and tags follow one rule (`axiomatic.api.openapi`): `listCompanies`, `moveLeadStage`.
 """
 
 from __future__ import annotations
 
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import append_meta, is_patched_serializer
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, inline_serializer
 from rest_framework import serializers
 
+from axiomatic.api import openapi  # registers the field extensions (money, timestamps)
 from axiomatic.api.entity import ENTITY_PARAM
 
 
@@ -50,7 +53,7 @@ ENTITY_PARAMETER = OpenApiParameter(
 
 IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     "Idempotency-Key",
-    OpenApiTypes.STR,
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
     OpenApiParameter.HEADER,
     required=False,
     description="1–255 printable characters. Repeating a POST with the same key and body within 24 hours answers "
@@ -69,6 +72,7 @@ _ERROR_CODES = {
     "415": "Body is not `application/json`.",
     "422": "`Idempotency-Key` reused with a different request.",
     "429": "Rate limit exceeded; see `Retry-After`.",
+    "503": "The service cannot serve right now (database unavailable); retry after `Retry-After` seconds.",
 }
 _WRAPPED_ACTIONS = {"retrieve", "create", "partial_update"}
 _wrappers: dict[str, type] = {}
@@ -82,6 +86,36 @@ def item_envelope(item_key: str, serializer_class) -> serializers.Serializer:
 
 
 class ApiAutoSchema(AutoSchema):
+    _direction = "response"
+
+    def get_operation_id(self) -> str:
+        return openapi.operation_id(self.view, self.path) or super().get_operation_id()
+
+    def get_tags(self) -> list[str]:
+        tag = openapi.operation_tag(self.path)
+        return [tag] if tag else super().get_tags()
+
+    def _map_basic_serializer(self, serializer, direction):
+        outer, self._direction = self._direction, direction
+        try:
+            schema = super()._map_basic_serializer(serializer, direction)
+        finally:
+            self._direction = outer
+        if direction == "request":
+            patch = is_patched_serializer(serializer, direction)
+            schema.update(openapi.serializer_constraints(serializer, patch=patch))
+        return schema
+
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        declared = openapi.declared_field_schema(field, direction)
+        if declared is not None:
+            return append_meta(declared, self._get_serializer_field_meta(field, direction))
+        return super()._map_serializer_field(field, direction, bypass_extensions)
+
+    def _insert_field_validators(self, field, schema):
+        super()._insert_field_validators(field, schema)
+        openapi.refine_field_schema(field, schema, self._direction)
+
     def _scoped(self) -> bool:
         from axiomatic.api.viewsets import EntityScopedViewSet
 
@@ -122,8 +156,12 @@ class ApiAutoSchema(AutoSchema):
             codes.append("404")
         if self._scoped() and self.method in ("POST", "PATCH"):
             codes += ["409", "413", "415"]
+        elif self._scoped() and self.method == "DELETE":
+            codes += ["413", "415"]  # the body (even of a DELETE) is read for `entityId`
         if self._scoped() and self.method == "POST" and self.path.startswith("/api/crm/"):
             codes.append("422")
+        if self._scoped():
+            codes.append("503")
         for code in codes:
             if code not in responses:
                 responses[code] = self._get_response_for_code(ErrorSerializer, code)

@@ -69,7 +69,61 @@ class ApiSerializerMixin:
             unknown = sorted(str(key) for key in data if key not in known)
             if unknown:
                 raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
+            wrong = self._wrong_types(data) or self._too_long(data)
+            if wrong:
+                raise serializers.ValidationError(wrong)
         return super().to_internal_value(data)
+
+    def _wrong_types(self, data: dict) -> dict[str, list[str]]:
+        """JSON types as the schema states them: DRF would also take `0` as the text "0", "5" as the
+        integer 5 and "yes" as true; this API refuses them (400 naming the field)."""
+        errors = {}
+        for name, field in self.fields.items():
+            value = data.get(name)
+            if value is None or field.read_only or not getattr(field, "strict_json_type", True):
+                continue
+            expected = _json_type(field)
+            if isinstance(field, serializers.ListField) and isinstance(value, list):
+                child = _json_type(field.child)
+                if child and any(not _is_json_type(item, child[0]) for item in value if item is not None):
+                    errors[name] = [f"Each item must be {child[1]}."]
+            elif expected and not _is_json_type(value, expected[0]):
+                errors[name] = [f"Must be {expected[1]}."]
+        return errors
+
+    def _too_long(self, data: dict) -> dict[str, list[str]]:
+        """Text longer than the field's maxLength *as sent* is refused, surrounding spaces included
+        (DRF would trim first): the schema's `maxLength` is then exactly the rule."""
+        errors = {}
+        for name, field in self.fields.items():
+            value = data.get(name)
+            limit = getattr(field, "max_length", None)
+            if isinstance(field, serializers.CharField) and isinstance(value, str) and limit and len(value) > limit:
+                errors[name] = [field.error_messages["max_length"].format(max_length=limit)]
+        return errors
+
+
+def _json_type(field) -> tuple[str, str] | None:
+    """The JSON type a field takes, for the fields DRF would coerce from another type."""
+    if isinstance(field, serializers.BooleanField):
+        return "boolean", "true or false"
+    if isinstance(field, serializers.IntegerField):
+        return "integer", "an integer"
+    if isinstance(field, serializers.FloatField):
+        return "number", "a number"
+    if isinstance(field, serializers.CharField | serializers.UUIDField):
+        return "string", "a string"
+    return None
+
+
+def _is_json_type(value, json_type: str) -> bool:
+    if json_type == "boolean":
+        return isinstance(value, bool)
+    if json_type == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if json_type == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, str)
 
 
 class ApiSerializer(ApiSerializerMixin, serializers.Serializer):
@@ -168,8 +222,15 @@ class EntityMemberField(serializers.RelatedField):
         return str(value.pk)
 
 
+# [0-9], not \d: Python's \d also matches other scripts' digits, which JSON Schema's does not.
+MONEY_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,2})?$"
+_MONEY = re.compile(r"[0-9]{1,12}(\.[0-9]{1,2})?")
+
+
 class MoneyField(serializers.DecimalField):
-    """Money: a decimal string with two fraction digits; input as string or number, never float."""
+    """Money ≥ 0 with at most 12 integer digits and 2 decimals: out as a string with two fraction
+    digits; in as a string matching MONEY_PATTERN (`"1250"`, `"1250.5"`, `"1250.50"`; no sign,
+    exponent or spaces) or as a JSON number with at most two decimals."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("max_digits", 14)
@@ -179,6 +240,8 @@ class MoneyField(serializers.DecimalField):
 
     def to_internal_value(self, data):
         if isinstance(data, bool):
+            self.fail("invalid")
+        if isinstance(data, str) and not _MONEY.fullmatch(data):
             self.fail("invalid")
         if isinstance(data, float):
             data = repr(data)

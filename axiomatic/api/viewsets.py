@@ -53,6 +53,8 @@ class EntityScopedViewSet(viewsets.GenericViewSet):
     parent_resource: ParentResource | None = None
     # The role each action needs beyond `member` (e.g. {"create": "admin"}); read on every request.
     action_roles: dict[str, str] = {}
+    # The maintained counter (axiomatic.counters) that is this list's exact unfiltered total.
+    total_counter: str | None = None
     parent = None  # the resolved parent row, for nested routes
     item_key = "item"
     list_key = "items"
@@ -71,6 +73,10 @@ class EntityScopedViewSet(viewsets.GenericViewSet):
             cls.lookup_url_kwarg = f"{cls.item_key}Id"
 
     def initial(self, request, *args, **kwargs):
+        # A method the route does not have is a 405 whoever asks and whatever the entity (DRF would
+        # authenticate and resolve the entity first, answering 401 or 400 instead).
+        if request.method.lower() not in self.http_method_names or not hasattr(self, request.method.lower()):
+            raise exceptions.MethodNotAllowed(request.method)
         # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
         for key, values in request.query_params.lists():
             if "\x00" in key or any("\x00" in value for value in values):

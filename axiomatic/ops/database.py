@@ -18,12 +18,14 @@ import os
 import sys
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
+from django.db.backends.base.base import NO_DB_ALIAS
 
 WEB, TASK, COMMAND = "web", "task", "command"
 _role: str | None = None
 # `manage.py runserver` serves web requests; any other command is a command.
 _WEB_COMMANDS = {"runserver", "testserver"}
+_TIMEOUT_MARK = "_axiomatic_statement_timeout"  # on a raw (possibly pooled) connection
 
 
 def is_database_unavailable(exc: BaseException | None) -> bool:
@@ -57,12 +59,33 @@ def statement_timeout_ms(role: str | None = None) -> int | None:
     return None
 
 
+def _set_statement_timeout(connection, timeout_ms: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('statement_timeout', %s, false)", [str(int(timeout_ms))])
+    setattr(connection.connection, _TIMEOUT_MARK, timeout_ms)
+
+
 def on_connection_created(sender, connection, **kwargs) -> None:
-    """`connection_created`: outside web processes, replace the web statement timeout."""
+    """`connection_created`: outside web processes, replace the web statement timeout. The
+    maintenance connection (CREATE/DROP DATABASE, e.g. for the test database) has none."""
     if connection.vendor != "postgresql":
         return
-    timeout = statement_timeout_ms()
-    if timeout is None:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('statement_timeout', %s, false)", [str(int(timeout))])
+    timeout = 0 if connection.alias == NO_DB_ALIAS else statement_timeout_ms()
+    if timeout is None or getattr(connection.connection, _TIMEOUT_MARK, None) == timeout:
+        return  # a pooled connection handed out again kept its session setting
+    _set_statement_timeout(connection, timeout)
+
+
+def on_pre_migrate(sender, using=DEFAULT_DB_ALIAS, **kwargs) -> None:
+    """Migrations run without a statement timeout, whichever process runs them (e.g. the test
+    database's set-up inside pytest); `on_post_migrate` puts the process's own back."""
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        _set_statement_timeout(connection, 0)
+
+
+def on_post_migrate(sender, using=DEFAULT_DB_ALIAS, **kwargs) -> None:
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        timeout = statement_timeout_ms()
+        _set_statement_timeout(connection, settings.DB_STATEMENT_TIMEOUT_MS if timeout is None else timeout)

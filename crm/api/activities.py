@@ -159,6 +159,7 @@ class ActivityViewSet(ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin,
     item_key = "activity"
     list_key = "activities"
     ordering = ("-occurred_at", "id")
+    total_counter = "activity"
 
     def perform_create(self, serializer):
         actor = Actor.from_request(self.request)
@@ -194,6 +195,7 @@ class TaskViewSet(ListMixin, EntityScopedViewSet):
     item_key = "task"
     list_key = "tasks"
     ordering = (F("due_at").asc(nulls_last=True), "id")
+    total_counter = "activity.task"
 
     def narrow_queryset(self, queryset):
         return queryset.filter(type=ActivityType.TASK)

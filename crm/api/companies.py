@@ -10,6 +10,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers
 
 from axiomatic.api.filters import OwnerFilter, StrictFilterSet, SubstringFilter
+from axiomatic.api.openapi import openapi_field
 from axiomatic.api.serializers import ApiModelSerializer, EntityMemberField
 from axiomatic.api.viewsets import (
     CreateMixin,
@@ -24,6 +25,13 @@ from crm.services.companies import company_create, company_update
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
+# What `normalise_domain` accepts, for the schema: a host name, or a URL whose host is one.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+DOMAIN_INPUT_PATTERN = (
+    r"^\s+$|^\s*(?:(?:[A-Za-z][A-Za-z0-9+.-]*:)?//)?(?:[A-Za-z0-9._~%!$&'()*+,;=:-]*@)?"
+    rf"(?:{_LABEL}\.)+[A-Za-z]{{2,63}}\.?(?::[0-9]*)?(?:[/?#]\S*)?\s*$"
+)
+COUNTRY_INPUT_PATTERN = r"^(?:[A-Za-z]{2}|\s{1,2})$"
 
 
 def normalise_domain(value: str) -> str | None:
@@ -42,9 +50,31 @@ def normalise_domain(value: str) -> str | None:
 
 
 class CompanySerializer(ApiModelSerializer):
+    """A prospect, customer or vendor (or both) of the entity."""
+
     owner_user_id = EntityMemberField(source="owner", allow_null=True, required=False)
-    domain = serializers.CharField(max_length=253, allow_blank=True, allow_null=True, required=False)
-    country = serializers.CharField(max_length=2, allow_blank=True, required=False)
+    domain = openapi_field(
+        serializers.CharField(
+            max_length=253,
+            allow_blank=True,
+            allow_null=True,
+            required=False,
+            help_text="A host name such as example.com; a URL is reduced to its host (`https://WWW.Example.com/a` "
+            "→ `www.example.com`). Unique in the entity (else 409 with existingId); blank or null clears it.",
+        ),
+        request={"type": "string", "pattern": DOMAIN_INPUT_PATTERN},
+        response={"type": "string", "pattern": rf"^(?:{_LABEL}\.)+[a-z]{{2,63}}$"},
+    )
+    country = openapi_field(
+        serializers.CharField(
+            max_length=2,
+            allow_blank=True,
+            required=False,
+            help_text="ISO 3166-1 alpha-2 code such as DE (stored upper-case), or blank.",
+        ),
+        request={"type": "string", "pattern": COUNTRY_INPUT_PATTERN},
+        response={"type": "string", "pattern": "^[A-Z]{2}$"},
+    )
 
     class Meta:
         model = Company
@@ -76,7 +106,8 @@ class CompanySerializer(ApiModelSerializer):
         return normalise_domain(value) if value else None
 
     def validate_country(self, value: str) -> str:
-        value = value.strip().upper()
+        value = value.strip()
+        value = value.upper() if value.isascii() else value  # "ß".upper() is "SS": no country
         if value and not _COUNTRY.match(value):
             raise serializers.ValidationError("Use an ISO 3166-1 alpha-2 code such as DE.")
         return value
@@ -109,6 +140,7 @@ class CompanyViewSet(ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, 
     item_key = "company"
     list_key = "companies"
     ordering = ("name", "id")
+    total_counter = "company"
 
     def perform_create(self, serializer):
         return company_create(entity=self.request.entity, **serializer.validated_data)

@@ -121,6 +121,14 @@ class ContactSerializer(ApiModelSerializer):
             "last_name": {"help_text": "At least one of firstName, lastName or email is required."},
             "title": {"help_text": "Job title."},
         }
+        # A new contact needs a name or an address (IDENTITY_MESSAGE); blank ones do not count.
+        openapi_create = {
+            "anyOf": [
+                {"required": ["firstName"], "properties": {"firstName": {"pattern": r"\S"}}},
+                {"required": ["lastName"], "properties": {"lastName": {"pattern": r"\S"}}},
+                {"required": ["email"], "properties": {"email": {"type": "string", "format": "email"}}},
+            ]
+        }
 
     def validate_email(self, value: str | None) -> str | None:
         return contact_email_normalise(value)
@@ -244,6 +252,7 @@ class ContactViewSet(ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, 
     item_key = "contact"
     list_key = "contacts"
     ordering = ("last_name", "first_name", "id")
+    total_counter = "contact"
 
     def narrow_queryset(self, queryset):
         return queryset.annotate(primary_company_id=primary_company_id())
@@ -335,6 +344,7 @@ class ContactMembershipViewSet(CreateMixin, RetrieveMixin, PartialUpdateMixin, D
     queryset = CompanyMembership.objects.all()
     serializer_class = MembershipSerializer
     pagination_class = None
+    operation_noun = "ContactCompanyMembership"  # listContactCompanyMemberships, ... (axiomatic.api.openapi)
     item_key = "membership"
     list_key = "memberships"
     ordering = ("-is_primary", "created_at", "id")

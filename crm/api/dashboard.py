@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from django import forms
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from axiomatic.api.filters import OwnerChoiceField
+from axiomatic.api.filters import OWNER_SCHEMA, OwnerChoiceField
 from axiomatic.api.serializers import ApiSerializer
 from axiomatic.api.viewsets import EntityScopedViewSet
 from crm.choices import StageKind
@@ -189,7 +188,7 @@ class DashboardQuerySerializer(serializers.Serializer):
 
 OWNER_PARAMETER = OpenApiParameter(
     "ownerUserId",
-    OpenApiTypes.STR,
+    OWNER_SCHEMA,
     OpenApiParameter.QUERY,
     required=False,
     description="A user UUID, `me` (the key's user or the session user) or `unassigned` (no owner). Narrows "
@@ -206,6 +205,7 @@ class DashboardViewSet(EntityScopedViewSet):
     filter_backends: list = []
 
     @extend_schema(
+        operation_id="getDashboard",
         summary="Dashboard figures",
         description="Counts, pipeline and money figures of the entity in one object. Money figures are lists of "
         '`{"currency", "amount"}` (never summed across currencies). "This month" and "today" are calendar '

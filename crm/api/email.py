@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
+from axiomatic.api.openapi import openapi_field
 from axiomatic.api.schema import ErrorSerializer, item_envelope
 from axiomatic.api.serializers import ApiModelSerializer, ApiSerializer, StrictUUIDField
 from axiomatic.api.viewsets import EntityScopedViewSet, ListMixin, PartialUpdateMixin, RetrieveMixin
 from axiomatic.roles import ADMIN
 from crm.choices import EmailChannel
 from crm.email.connections import connection_share
-from crm.email.queue import email_queue, recipients_ensure_few
+from crm.email.content import MAX_SUBJECT_LENGTH
+from crm.email.queue import MAX_RECIPIENTS, email_queue, recipients_ensure_few
 from crm.models import Lead, OutboundEmail, OutboundEmailConnection
 from crm.services.actors import Actor
 
@@ -86,14 +90,44 @@ class OutboundEmailSerializer(ApiModelSerializer):
         return email.error or None
 
 
+def _bmp_control_class() -> str:
+    """The BMP characters `crm.email.content` refuses in a subject (Unicode Cc, Cf, Zl, Zp), as a
+    regex class body; escapes of the BMP only, which JSON Schema regexes and Python's agree on."""
+    ranges: list[list[int]] = []
+    for code in range(0x10000):
+        if unicodedata.category(chr(code)) in ("Cc", "Cf", "Zl", "Zp"):
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1][1] = code
+            else:
+                ranges.append([code, code])
+    return "".join(f"\\u{a:04x}" if a == b else f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges)
+
+
+_CONTROL = _bmp_control_class()
+SUBJECT_PATTERN = f"^[^{_CONTROL}]*[^{_CONTROL}\\s][^{_CONTROL}]*$"
+_ADDRESSES = {"type": "array", "items": {"type": "string", "format": "email"}, "maxItems": MAX_RECIPIENTS}
+
+
 class OutboundEmailCreateSerializer(ApiSerializer):
     """The request body; rules that need the lead or the connection are checked by the service."""
 
     lead_id = StrictUUIDField()
     connection_id = StrictUUIDField()
-    channel = serializers.ChoiceField(choices=EmailChannel.choices)
-    subject = serializers.CharField(trim_whitespace=False, allow_blank=True, help_text="At most 255 characters.")
-    html_body = serializers.CharField(trim_whitespace=False, allow_blank=True, help_text="Sanitised before sending.")
+    channel = serializers.ChoiceField(choices=EmailChannel.choices, help_text="The connection's channel (else 400).")
+    subject = openapi_field(
+        serializers.CharField(
+            trim_whitespace=False,
+            max_length=MAX_SUBJECT_LENGTH,
+            help_text=f"At most {MAX_SUBJECT_LENGTH} characters, not blank, no line breaks or other control "
+            "characters; trimmed.",
+        ),
+        request={"type": "string", "pattern": SUBJECT_PATTERN},
+    )
+    html_body = serializers.CharField(
+        trim_whitespace=False,
+        allow_blank=True,
+        help_text="Sanitised before sending. The email needs content: htmlBody or textBody not blank (else 400).",
+    )
     text_body = serializers.CharField(
         trim_whitespace=False,
         allow_blank=True,
@@ -101,14 +135,32 @@ class OutboundEmailCreateSerializer(ApiSerializer):
         allow_null=True,
         help_text="Plain-text part; derived from htmlBody when absent.",
     )
-    to = serializers.ListField(
-        child=serializers.CharField(trim_whitespace=False),
-        required=False,
-        allow_null=True,
-        help_text="Default: the lead's contact's email.",
+    to = openapi_field(
+        serializers.ListField(
+            child=serializers.CharField(trim_whitespace=False),
+            required=False,
+            allow_null=True,
+            help_text="Default: the lead's contact's email (400 when the lead has none). Each address plain or as "
+            f"`Name <address>`; at most {MAX_RECIPIENTS} addresses in to, cc and bcc together.",
+        ),
+        request=_ADDRESSES,
     )
-    cc = serializers.ListField(child=serializers.CharField(trim_whitespace=False), required=False, allow_null=True)
-    bcc = serializers.ListField(child=serializers.CharField(trim_whitespace=False), required=False, allow_null=True)
+    cc = openapi_field(
+        serializers.ListField(child=serializers.CharField(trim_whitespace=False), required=False, allow_null=True),
+        request=_ADDRESSES,
+    )
+    bcc = openapi_field(
+        serializers.ListField(child=serializers.CharField(trim_whitespace=False), required=False, allow_null=True),
+        request=_ADDRESSES,
+    )
+
+    class Meta:
+        openapi_request = {
+            "anyOf": [
+                {"properties": {"htmlBody": {"pattern": r"\S"}}},
+                {"required": ["textBody"], "properties": {"textBody": {"type": "string", "pattern": r"\S"}}},
+            ]
+        }
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
@@ -132,6 +184,7 @@ class OutboundEmailCreateSerializer(ApiSerializer):
 class OutboundEmailConnectionViewSet(ListMixin, PartialUpdateMixin, EntityScopedViewSet):
     queryset = OutboundEmailConnection.objects.all()
     serializer_class = OutboundEmailConnectionSerializer
+    operation_noun = "OutboundEmailConnection"  # listOutboundEmailConnections, ... (axiomatic.api.openapi)
     item_key = "connection"
     list_key = "connections"
     ordering = ("created_at", "id")
@@ -152,6 +205,7 @@ class OutboundEmailConnectionViewSet(ListMixin, PartialUpdateMixin, EntityScoped
 class OutboundEmailViewSet(RetrieveMixin, EntityScopedViewSet):
     queryset = OutboundEmail.objects.all()
     serializer_class = OutboundEmailSerializer
+    operation_noun = "OutboundEmail"  # getOutboundEmail (axiomatic.api.openapi)
     item_key = "email"
     list_key = "emails"
     ordering = ("-created_at", "id")
@@ -162,6 +216,7 @@ class OutboundEmailViewSet(RetrieveMixin, EntityScopedViewSet):
         return OutboundEmailSerializer
 
     @extend_schema(
+        operation_id="sendOutboundEmail",
         summary="Send an email about a lead",
         description="Validates everything, stores the email as `queued` and answers 202; a worker sends it through "
         "the connection's provider after the request commits. Unknown lead or connection → 404; channel not the "

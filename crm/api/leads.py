@@ -25,6 +25,7 @@ from rest_framework.fields import SkipField, empty
 
 from axiomatic import errors
 from axiomatic.api.filters import OwnerFilter, StrictFilterSet, SubstringFilter
+from axiomatic.api.openapi import openapi_field
 from axiomatic.api.schema import item_envelope
 from axiomatic.api.serializers import (
     ApiModelSerializer,
@@ -42,7 +43,7 @@ from axiomatic.api.viewsets import (
     PartialUpdateMixin,
     RetrieveMixin,
 )
-from axiomatic.currencies import validate_currency_code
+from axiomatic.currencies import ISO_4217, validate_currency_code
 from crm.api.activities import ActivitySerializer
 from crm.choices import ActorType, LeadEventKind, StageKind
 from crm.models import Activity, Company, Contact, Lead, LeadEvent, PipelineStage
@@ -102,6 +103,8 @@ class StageReferenceField(StageNameField):
     it has that `stage` ignored, like every other read-only field.
     """
 
+    strict_json_type = False  # the object form is taken (and ignored); strings are checked below
+
     def run_validation(self, data=empty):
         if isinstance(data, dict):
             raise SkipField()
@@ -116,7 +119,13 @@ class StageReferenceFieldExtension(OpenApiSerializerFieldExtension):
 
     def map_serializer_field(self, auto_schema, direction):
         if direction == "request":
-            return {**build_basic_type(OpenApiTypes.STR), "maxLength": 60, "description": STAGE_REFERENCE_HELP}
+            return {
+                "description": STAGE_REFERENCE_HELP,
+                "oneOf": [
+                    {**build_basic_type(OpenApiTypes.STR), "minLength": 1, "maxLength": 60, "pattern": r"\S"},
+                    {"type": "object", "description": "The stage as read; ignored."},
+                ],
+            }
         return auto_schema.resolve_serializer(LeadStageSerializer, direction).ref
 
 
@@ -141,10 +150,14 @@ class LeadSerializer(ApiModelSerializer):
         required=False,
         help_text="Money ≥ 0 with at most two decimals; a string or a number on input, a string on output.",
     )
-    currency = serializers.CharField(
-        max_length=3,
-        required=False,
-        help_text="ISO 4217 code, stored upper-case; default the entity's currency.",
+    currency = openapi_field(
+        serializers.CharField(
+            max_length=3,
+            required=False,
+            help_text="ISO 4217 code (case-insensitive), stored upper-case; default the entity's currency.",
+        ),
+        request={"type": "string", "enum": sorted(ISO_4217)},
+        response={"type": "string", "enum": sorted(ISO_4217)},
     )
     probability_pct = serializers.IntegerField(
         min_value=0, max_value=100, required=False, help_text="0–100; default the stage's default probability."
@@ -195,6 +208,7 @@ class LeadSerializer(ApiModelSerializer):
             "created_at",
             "updated_at",
         ]
+        openapi_request = {"not": {"required": ["stageId", "stage"], "properties": {"stage": {"type": "string"}}}}
 
     def validate_currency(self, value: str) -> str:
         value = value.strip().upper()
@@ -228,6 +242,9 @@ class LeadStageMoveSerializer(ApiSerializer):
         allow_blank=True,
         help_text="Only when moving to a lost stage (else 400).",
     )
+
+    class Meta:
+        openapi_request = {"oneOf": [{"required": ["stageId"]}, {"required": ["stage"]}]}
 
     def validate(self, attrs):
         given = [name for name in ("stageId", "stage") if name in self.initial_data]
@@ -330,6 +347,7 @@ class LeadViewSet(ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, Des
     item_key = "lead"
     list_key = "leads"
     ordering = ("-updated_at", "id")
+    total_counter = "lead"
 
     def narrow_queryset(self, queryset):
         return queryset.select_related("stage")

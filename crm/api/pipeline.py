@@ -137,7 +137,6 @@ class PipelineStageSchema(ApiAutoSchema):
 @extend_schema_view(
     list=extend_schema(
         summary="List pipeline stages",
-        operation_id="crm_pipeline_stages_list",
         description="All stages of the entity in sortOrder (no paging), each with its leadCount.",
         responses={200: StageListSerializer},
     ),
@@ -174,6 +173,7 @@ class PipelineStageViewSet(CreateMixin, RetrieveMixin, PartialUpdateMixin, Entit
     serializer_class = PipelineStageSerializer
     pagination_class = None
     schema = PipelineStageSchema()
+    operation_noun = "PipelineStage"  # listPipelineStages, reorderPipelineStages, ... (axiomatic.api.openapi)
     item_key = "stage"
     list_key = "stages"
     ordering = ("sort_order", "id")

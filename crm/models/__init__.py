@@ -8,7 +8,7 @@ from crm.models.email import (
     OutboundEmailConnection,
 )
 from crm.models.leads import Lead, LeadEvent
-from crm.models.pipeline import PipelineStage
+from crm.models.pipeline import PipelineFigure, PipelineStage
 
 __all__ = [
     "Activity",
@@ -19,5 +19,6 @@ __all__ = [
     "LeadEvent",
     "OutboundEmail",
     "OutboundEmailConnection",
+    "PipelineFigure",
     "PipelineStage",
 ]

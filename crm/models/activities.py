@@ -44,9 +44,13 @@ class Activity(TenantModel):
         indexes = [
             models.Index(fields=["entity", "-occurred_at", "id"], name="activity_entity_time_idx"),
             models.Index(fields=["entity", "type", "status", "due_at"], name="activity_entity_task_idx"),
-            models.Index(fields=["entity", "lead"], name="activity_entity_lead_idx"),
-            models.Index(fields=["entity", "company"], name="activity_entity_company_idx"),
-            models.Index(fields=["entity", "contact"], name="activity_entity_contact_idx"),
+            # Filtered lists keep the list's order (newest occurredAt, id) inside each filter value.
+            models.Index(fields=["entity", "type", "-occurred_at", "id"], name="activity_entity_type_time_idx"),
+            models.Index(fields=["entity", "lead", "-occurred_at", "id"], name="activity_entity_lead_time_idx"),
+            models.Index(fields=["entity", "company", "-occurred_at", "id"], name="activity_entity_comp_time_idx"),
+            models.Index(fields=["entity", "contact", "-occurred_at", "id"], name="activity_entity_cont_time_idx"),
+            # /tasks: dueAt ascending, undated last, per assignee.
+            models.Index(fields=["entity", "assignee", "type", "due_at"], name="activity_entity_assignee_idx"),
         ]
 
     def __str__(self) -> str:

@@ -48,8 +48,10 @@ class Company(TenantModel):
         ]
         indexes = [
             models.Index(fields=["entity", "name", "id"], name="company_entity_name_idx"),
-            models.Index(fields=["entity", "owner"], name="company_entity_owner_idx"),
-            models.Index(fields=["entity", "status", "role"], name="company_entity_status_idx"),
+            # Filtered lists keep the list's order (name, id) inside each filter value.
+            models.Index(fields=["entity", "owner", "name", "id"], name="company_entity_owner_name_idx"),
+            models.Index(fields=["entity", "role", "name", "id"], name="company_entity_role_name_idx"),
+            models.Index(fields=["entity", "status", "name", "id"], name="company_entity_status_name_idx"),
         ]
 
     def __str__(self) -> str:

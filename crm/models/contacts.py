@@ -38,7 +38,9 @@ class Contact(TenantModel):
         ]
         indexes = [
             models.Index(fields=["entity", "last_name", "first_name", "id"], name="contact_entity_name_idx"),
-            models.Index(fields=["entity", "owner"], name="contact_entity_owner_idx"),
+            models.Index(
+                fields=["entity", "owner", "last_name", "first_name", "id"], name="contact_entity_owner_name_idx"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -40,11 +40,14 @@ class Lead(TenantModel):
         ordering = ["-updated_at", "id"]
         indexes = [
             models.Index(fields=["entity", "-updated_at", "id"], name="lead_entity_updated_idx"),
-            models.Index(fields=["entity", "stage", "-updated_at"], name="lead_entity_stage_idx"),
-            models.Index(fields=["entity", "company"], name="lead_entity_company_idx"),
-            models.Index(fields=["entity", "contact"], name="lead_entity_contact_idx"),
-            models.Index(fields=["entity", "owner"], name="lead_entity_owner_idx"),
+            # Filtered lists keep the list's order (newest updatedAt, id) inside each filter value.
+            models.Index(fields=["entity", "stage", "-updated_at", "id"], name="lead_entity_stage_upd_idx"),
+            models.Index(fields=["entity", "company", "-updated_at", "id"], name="lead_entity_company_upd_idx"),
+            models.Index(fields=["entity", "contact", "-updated_at", "id"], name="lead_entity_contact_upd_idx"),
+            models.Index(fields=["entity", "owner", "-updated_at", "id"], name="lead_entity_owner_upd_idx"),
+            # The dashboard's periods: closed this month / in 90 days, created this month.
             models.Index(fields=["entity", "closed_at"], name="lead_entity_closed_idx"),
+            models.Index(fields=["entity", "created_at"], name="lead_entity_created_idx"),
         ]
 
     def __str__(self) -> str:

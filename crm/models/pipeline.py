@@ -39,3 +39,37 @@ class PipelineStage(TenantModel):
 
     def __str__(self) -> str:
         return self.name
+
+
+class PipelineFigure(models.Model):
+    """The pipeline's figures per (stage, currency, owner), maintained as leads are written.
+
+    `GET /pipeline-stages` (lead counts), the board's column totals and the dashboard read these
+    few rows instead of aggregating every lead: a PostgreSQL statement trigger on the leads table
+    adds the new rows' figures and subtracts the old ones in the same transaction as the write (see
+    migration `0006`), so the figures are exact for every reader. Weighted values are rounded to
+    cents per lead, as each lead shows its own. SQLite (the demo) aggregates the leads instead.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    entity = models.ForeignKey("axiomatic.Entity", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    # No database constraints: rows follow the leads through the trigger, not the other way round.
+    stage = models.ForeignKey(PipelineStage, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    currency = models.CharField(max_length=3)
+    owner_id = models.UUIDField(null=True)
+    lead_count = models.BigIntegerField(default=0)
+    valued_count = models.BigIntegerField(default=0)  # leads with a value (money figures list currencies with one)
+    value_sum = models.DecimalField(max_digits=20, decimal_places=2, default=0)
+    weighted_sum = models.DecimalField(max_digits=20, decimal_places=2, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["entity", "stage", "currency", "owner_id"],
+                name="pipeline_figure_uniq",
+                nulls_distinct=False,
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stage_id}/{self.currency}/{self.owner_id}: {self.lead_count}"

@@ -20,10 +20,11 @@ from django.db.models import Count, DecimalField, ExpressionWrapper, F, Q, Sum, 
 from django.db.models.functions import Round
 from django.utils import timezone
 
-from axiomatic.models import Entity
+from axiomatic.counters import counter_value, counters_supported
+from axiomatic.models import Entity, EntityCounter
 from crm.choices import ActivityStatus, ActivityType, CompanyRole, CompanyStatus, StageKind
-from crm.models import Activity, Company, Contact, Lead, PipelineStage
-from crm.selectors.owners import OwnerSelector, owner_q
+from crm.models import Activity, Company, Contact, Lead, PipelineFigure, PipelineStage
+from crm.selectors.owners import UNASSIGNED, OwnerSelector, owner_q
 
 WIN_RATE_WINDOW = dt.timedelta(days=90)
 ZERO = Decimal("0.00")
@@ -69,6 +70,18 @@ def _add(bucket: dict[str, Decimal], currency: str, amount: Decimal | None) -> N
 
 
 def _company_figures(*, entity: Entity, owner: OwnerSelector) -> dict:
+    if owner is None and counters_supported():
+        names = [
+            "company",
+            f"company.status.{CompanyStatus.ACTIVE}",
+            *(f"company.role.{r}" for r in CompanyRole.values),
+        ]
+        counts = dict(EntityCounter.objects.filter(entity_id=entity.pk, name__in=names).values_list("name", "value"))
+        return {
+            "total": counts.get("company", 0),
+            "active": counts.get(f"company.status.{CompanyStatus.ACTIVE}", 0),
+            "by_role": {role: counts.get(f"company.role.{role}", 0) for role in CompanyRole.values},
+        }
     role_counts = {role: Count("id", filter=Q(role=role)) for role in CompanyRole.values}
     row = (
         Company.objects.for_entity(entity)
@@ -86,10 +99,34 @@ def _company_figures(*, entity: Entity, owner: OwnerSelector) -> dict:
     }
 
 
-def _lead_figures(*, entity: Entity, owner: OwnerSelector, periods: DashboardPeriods) -> dict:
-    stages = list(PipelineStage.objects.for_entity(entity).order_by("sort_order", "id").values("id", "name", "kind"))
-
-    this_month = Q(closed_at__gte=periods.month_start, closed_at__lt=periods.next_month_start)
+def _stage_groups(*, entity: Entity, owner: OwnerSelector) -> list[dict]:
+    """Lead count, value and weighted value per (stage, currency): from the maintained figures on
+    PostgreSQL (a few rows, whatever the number of leads), from the leads themselves on SQLite.
+    Sums are None for a currency whose leads have no value (so it is left out of money lists)."""
+    if counters_supported():
+        figures = PipelineFigure.objects.filter(entity_id=entity.pk)
+        if owner == UNASSIGNED:
+            figures = figures.filter(owner_id__isnull=True)
+        elif owner is not None:
+            figures = figures.filter(owner_id=owner)
+        rows = (
+            figures.order_by()
+            .values("stage_id", "stage__kind", "currency")
+            .annotate(
+                lead_count=Sum("lead_count"),
+                valued=Sum("valued_count"),
+                value_sum=Sum("value_sum"),
+                weighted_sum=Sum("weighted_sum"),
+            )
+        )
+        return [
+            {
+                **row,
+                "value_sum": row["value_sum"] if row["valued"] else None,
+                "weighted_sum": row["weighted_sum"] if row["valued"] else None,
+            }
+            for row in rows
+        ]
     # Each lead's weighted value is rounded to cents (as the lead's own `weightedValue` is) before
     # summing, so the dashboard equals the sum of what the leads show.
     weighted = Round(
@@ -100,25 +137,41 @@ def _lead_figures(*, entity: Entity, owner: OwnerSelector, periods: DashboardPer
         2,
         output_field=DecimalField(max_digits=20, decimal_places=2),
     )
-    groups = (
+    return list(
         Lead.objects.for_entity(entity)
         .filter(owner_q(owner, "owner"))
         .order_by()
         .values("stage_id", "stage__kind", "currency")
+        .annotate(lead_count=Count("id"), value_sum=Sum("value"), weighted_sum=Sum(weighted))
+    )
+
+
+def _period_groups(*, entity: Entity, owner: OwnerSelector, periods: DashboardPeriods) -> list[dict]:
+    """The month's and 90 days' figures, per (kind, currency), from the leads created or closed
+    in those periods only (ranges on the created and closed indexes)."""
+    created = Q(created_at__gte=periods.month_start, created_at__lt=periods.next_month_start)
+    this_month = Q(closed_at__gte=periods.month_start, closed_at__lt=periods.next_month_start)
+    last_90 = Q(closed_at__gte=periods.now - WIN_RATE_WINDOW, closed_at__lte=periods.now)
+    return list(
+        Lead.objects.for_entity(entity)
+        .filter(owner_q(owner, "owner"))
+        .filter(created | this_month | last_90)
+        .order_by()
+        .values("stage__kind", "currency")
         .annotate(
-            lead_count=Count("id"),
-            value_sum=Sum("value"),
-            weighted_sum=Sum(weighted),
-            created_this_month=Count(
-                "id", filter=Q(created_at__gte=periods.month_start, created_at__lt=periods.next_month_start)
-            ),
+            created_this_month=Count("id", filter=created),
             closed_this_month=Count("id", filter=this_month),
             closed_value_this_month=Sum("value", filter=this_month),
-            closed_90_days=Count(
-                "id", filter=Q(closed_at__gte=periods.now - WIN_RATE_WINDOW, closed_at__lte=periods.now)
-            ),
+            closed_90_days=Count("id", filter=last_90),
         )
     )
+
+
+def _lead_figures(*, entity: Entity, owner: OwnerSelector, periods: DashboardPeriods) -> dict:
+    stages = list(PipelineStage.objects.for_entity(entity).order_by("sort_order", "id").values("id", "name", "kind"))
+
+    groups = _stage_groups(entity=entity, owner=owner)
+    windows = _period_groups(entity=entity, owner=owner, periods=periods)
 
     per_stage = {stage["id"]: {"lead_count": 0, "value": {}, "weighted": {}} for stage in stages}
     leads = dict.fromkeys(("open", "won", "lost", "created_this_month", "won_this_month", "lost_this_month"), 0)
@@ -136,15 +189,18 @@ def _lead_figures(*, entity: Entity, owner: OwnerSelector, periods: DashboardPer
             _add(stage["value"], currency, group["value_sum"])
             _add(stage["weighted"], currency, group["weighted_sum"])
         leads[kind] += group["lead_count"]
-        leads["created_this_month"] += group["created_this_month"]
         if kind == StageKind.OPEN:
             _add(open_value, currency, group["value_sum"])
             _add(weighted_open_value, currency, group["weighted_sum"])
-        else:
-            leads[f"{kind}_this_month"] += group["closed_this_month"]
-            closed_90[kind] += group["closed_90_days"]
+
+    for window in windows:  # one row per (kind, currency) of the leads created or closed lately
+        kind = window["stage__kind"]
+        leads["created_this_month"] += window["created_this_month"]
+        if kind != StageKind.OPEN:
+            leads[f"{kind}_this_month"] += window["closed_this_month"]
+            closed_90[kind] += window["closed_90_days"]
             if kind == StageKind.WON:
-                _add(won_value_this_month, currency, group["closed_value_this_month"])
+                _add(won_value_this_month, window["currency"], window["closed_value_this_month"])
 
     closed = closed_90[StageKind.WON] + closed_90[StageKind.LOST]
     return {
@@ -203,7 +259,10 @@ def dashboard_summary(*, entity: Entity, owner: OwnerSelector = None, now: dt.da
     least one valued lead in the figure (an empty list when none).
     """
     periods = DashboardPeriods.at(now=now or timezone.now(), tz=entity.tzinfo)
-    contacts_total = Contact.objects.for_entity(entity).filter(owner_q(owner, "owner")).count()
+    if owner is None and counters_supported():
+        contacts_total = counter_value(entity.pk, "contact")
+    else:
+        contacts_total = Contact.objects.for_entity(entity).filter(owner_q(owner, "owner")).count()
     return {
         "companies": _company_figures(entity=entity, owner=owner),
         "contacts": {"total": contacts_total},

@@ -31,6 +31,14 @@ class AddToMarketingListSerializer(ApiSerializer):
     company_ids = _id_list("Companies: each contributes every contact with a membership there.")
     lead_ids = _id_list("Leads: each contributes its contact.")
 
+    class Meta:
+        openapi_request = {
+            "anyOf": [
+                {"required": [key], "properties": {key: {"minItems": 1}}}
+                for key in ("contactIds", "companyIds", "leadIds")
+            ]
+        }
+
     def validate(self, attrs):
         total = sum(len(attrs.get(key, ())) for key in ("contact_ids", "company_ids", "lead_ids"))
         if total == 0:
@@ -78,6 +86,7 @@ class ProspectingViewSet(EntityScopedViewSet):
     filter_backends: list = []
 
     @extend_schema(
+        operation_id="addToMarketingList",
         summary="Add contacts to a marketing list",
         description=(
             "Adds the contacts named directly, every contact with a membership at the given companies, and the "

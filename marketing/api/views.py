@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import django_filters
-from django.db.models import Count
+from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 
 from axiomatic.api.filters import StrictFilterSet, SubstringFilter
@@ -54,13 +55,22 @@ class MarketingListViewSet(
     serializer_class = MarketingListSerializer
     filterset_class = MarketingListFilter
     scope_family = "marketing"
+    operation_noun = "MarketingList"  # listMarketingLists, ... (axiomatic.api.openapi)
     item_key = "list"
     list_key = "lists"
     ordering = ("name", "id")
 
     def narrow_queryset(self, queryset):
-        # memberCount in the same query as the lists (GROUP BY), never one count per row.
-        return queryset.annotate(member_count=Count("members"))
+        # memberCount in the same query as the lists (a correlated count per list row of the page),
+        # so the page and its total stay one query.
+        members = (
+            MarketingListMember.objects.filter(marketing_list=OuterRef("pk"))
+            .order_by()
+            .values("marketing_list")
+            .annotate(n=Count("id"))
+            .values("n")
+        )
+        return queryset.annotate(member_count=Coalesce(Subquery(members, output_field=IntegerField()), Value(0)))
 
     def perform_create(self, serializer):
         marketing_list = list_create(entity=self.request.entity, **serializer.validated_data)

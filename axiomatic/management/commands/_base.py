@@ -8,10 +8,19 @@ import uuid
 from django.core.management.base import BaseCommand, CommandError
 
 from axiomatic.models import Entity, User
+from axiomatic.rls import bypass_rls
 
 
 class JsonCommand(BaseCommand):
-    """Operator commands print exactly one JSON object, so scripts can parse their output."""
+    """Operator commands print exactly one JSON object, so scripts can parse their output.
+
+    They are operator tools that work across entities (create one, add a member, issue a key,
+    seed, check stuck emails), so each runs under the named row-level-security bypass.
+    """
+
+    def execute(self, *args, **options):
+        with bypass_rls(f"operator command {self.__module__.rsplit('.', 1)[-1]}"):
+            return super().execute(*args, **options)
 
     def emit(self, payload: dict) -> None:
         self.stdout.write(json.dumps(payload, default=str))

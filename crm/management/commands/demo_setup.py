@@ -3,22 +3,49 @@
 from __future__ import annotations
 
 import random
+from datetime import datetime, time, timedelta
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.management.base import CommandError
+from django.utils import timezone
 
 from apikeys.models import SCOPES
 from apikeys.services import api_key_issue
 from axiomatic.management.commands._base import JsonCommand
 from axiomatic.models import Entity, Membership, User
 from axiomatic.services import entity_create, membership_ensure, user_get_or_create
+from crm.choices import ActivityType
 from crm.management.commands.seed_demo import seed_entity
+from crm.services.activities import activity_create
+from crm.services.actors import Actor
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password"
 DEMO_ENTITY = "Demo Company"
 DEMO_NAME = "Demo User"
+
+
+def _demo_tasks(entity: Entity, user: User) -> None:
+    """A few tasks of the demo user due today, tomorrow and later, so /crm/tasks fills every group."""
+    now = timezone.now()
+    end_of_today = datetime.combine(now.astimezone(entity.tzinfo).date(), time.max, tzinfo=entity.tzinfo)
+    plan = [
+        ("Call back about the renewal", min(now + timedelta(hours=2), end_of_today)),
+        ("Send the revised proposal", now + timedelta(days=1)),
+        ("Prepare the quarterly review", now + timedelta(days=4)),
+        ("Chase the signed contract", now - timedelta(days=1)),
+    ]
+    for subject, due in plan:
+        activity_create(
+            entity=entity,
+            actor=Actor.for_user(user),
+            created_by=user,
+            type=ActivityType.TASK,
+            subject=subject,
+            due_at=due,
+            assignee=user,
+        )
 
 
 class Command(JsonCommand):
@@ -43,6 +70,7 @@ class Command(JsonCommand):
         if entity is None:
             entity = entity_create(name=DEMO_ENTITY, owner=user)
             seed_entity(entity, companies=25, contacts=60, leads=40, activities=80, rng=random.Random(7))
+            _demo_tasks(entity, user)
         membership_ensure(user=user, entity=entity, role=Membership.Role.OWNER)
         issued = api_key_issue(entity=entity, user=user, name="demo key", scopes=list(SCOPES))
         base = f"http://127.0.0.1:{port}"

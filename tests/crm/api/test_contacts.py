@@ -473,7 +473,7 @@ def test_company_contacts_lists_members_with_their_membership(api):
 
     assert response.status_code == 200, response.content
     body = response.json()
-    assert set(body) == {"contacts", "page", "pageSize", "total", "hasMore"}
+    assert set(body) == {"contacts", "page", "pageSize", "total", "totalExact", "hasMore", "nextCursor"}
     assert body["total"] == 2
     first, second = body["contacts"]
     assert first["id"] == str(primary.pk)

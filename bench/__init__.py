@@ -1,0 +1,1 @@
+"""The benchmark: `bin/bench [SCALE]` (bench/run.py) and the settings it serves the app with."""
