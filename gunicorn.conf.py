@@ -43,6 +43,10 @@ max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 200)
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# gunicorn's own lines (boot, worker timeouts) in the app's format: JSON unless LOG_FORMAT=text
+# (or, LOG_FORMAT unset, DEBUG=1), like the settings; see on_starting.
+_debug = os.environ.get("DEBUG", "0").strip().lower() in ("1", "true", "yes", "on")
+_json_logs = (os.environ.get("LOG_FORMAT") or ("text" if _debug else "json")).strip().lower() == "json"
 # Heartbeat files in memory, not on a (possibly slow or read-only) container disk.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # No control socket: it would be one per user in ~/.gunicorn, shared by every gunicorn of the machine.
@@ -52,7 +56,13 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
 
 def on_starting(server):
-    """Prometheus multiprocess mode: start from an empty directory (old files would be added up)."""
+    """JSON for gunicorn's own log lines; Prometheus multiprocess mode: start from an empty
+    directory (old files would be added up)."""
+    if _json_logs:
+        from axiomatic.logging import JsonFormatter
+
+        for handler in server.log.error_log.handlers:
+            handler.setFormatter(JsonFormatter())
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         os.makedirs(directory, exist_ok=True)

@@ -1,12 +1,18 @@
 """Admin for users, entities and memberships, and the entity-scoped base of every app's admin."""
 
+import uuid
+
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.paginator import Paginator
 from django.db import router, transaction
+from django.db.models import Q, Sum
+from django.utils.functional import cached_property
 
+from axiomatic.counters import counters_supported
 from axiomatic.errors import DomainError
 from axiomatic.forms import add_domain_error
-from axiomatic.models import Entity, Membership, User
+from axiomatic.models import Entity, EntityCounter, Membership, User
 from axiomatic.roles import ADMIN, OWNER
 
 
@@ -167,6 +173,43 @@ class MembershipAdmin(StaffScopeMixin, admin.ModelAdmin):
         return field
 
 
+ADMIN_COUNT_CAP = 10_000
+# Query parameters that do not filter a change list (page, ordering, the popup and filter memo).
+_UNFILTERING_PARAMS = {"p", "o", "_changelist_filters", "_to_field", "_popup"}
+
+
+class ScalablePaginator(Paginator):
+    """The admin's paginator for tables of millions of rows.
+
+    - The count is free when the list is unfiltered (`exact_count`, e.g. the maintained counters)
+      and otherwise stops at 10,001 rows (`capped`: the page says "10,000+" rather than lying).
+    - A page is read as a deferred join: the page's ids first, through the ordering index alone,
+      then only those rows with their related rows — so page 5,000 does not join 500,000 rows.
+    """
+
+    def __init__(self, object_list, per_page, *, exact_count=None, **kwargs):
+        super().__init__(object_list, per_page, **kwargs)
+        self.exact_count = exact_count
+        self.capped = False
+
+    @cached_property
+    def count(self) -> int:
+        if self.exact_count is not None:
+            exact = self.exact_count()
+            if exact is not None:
+                return exact
+        counted = self.object_list.order_by().values("pk")[: ADMIN_COUNT_CAP + 1].count()
+        self.capped = counted > ADMIN_COUNT_CAP
+        return counted
+
+    def page(self, number):
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        ids = list(self.object_list.values_list("pk", flat=True)[bottom : bottom + self.per_page])
+        rows = {row.pk: row for row in self.object_list.filter(pk__in=ids)}
+        return self._get_page([rows[pk] for pk in ids if pk in rows], number, self)
+
+
 class EntityScopedAdmin(StaffScopeMixin, admin.ModelAdmin):
     """The base of every tenant model's admin: entity as a filter, related rows fetched with the
     list, and the services' rules shown as form errors.
@@ -182,10 +225,69 @@ class EntityScopedAdmin(StaffScopeMixin, admin.ModelAdmin):
     list_select_related = ["entity"]
     readonly_fields = ["id", "created_at", "updated_at"]
     autocomplete_fields = ["entity"]
+    # At a million rows: no second full count, a paginator that counts what it can afford.
+    paginator = ScalablePaginator
+    show_full_result_count = False
+    # The maintained counter (axiomatic.counters) that is this model's unfiltered total.
+    counter_name: str | None = None
 
     def get_readonly_fields(self, request, obj=None):
         readonly = super().get_readonly_fields(request, obj)
         return [*readonly, "entity"] if obj is not None else readonly
+
+    def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
+        unfiltered = not (set(request.GET) - _UNFILTERING_PARAMS)
+        exact = None
+        if unfiltered and self.counter_name and counters_supported():
+
+            def exact() -> int:
+                counters = EntityCounter.objects.filter(name=self.counter_name)
+                ids = administered_entity_ids(request)
+                if ids is not None:
+                    counters = counters.filter(entity_id__in=ids)
+                return int(counters.aggregate(total=Sum("value"))["total"] or 0)
+
+        return self.paginator(
+            queryset, per_page, orphans=orphans, allow_empty_first_page=allow_empty_first_page, exact_count=exact
+        )
+
+    def get_search_results(self, request, queryset, search_term):
+        """Exact lookups where the term says what it is (an id, an email); substring search
+        otherwise, on the fields the trigram indexes cover (`search_fields`)."""
+        term = search_term.strip()
+        try:
+            return queryset.filter(pk=uuid.UUID(term)), False
+        except ValueError:
+            pass
+        email_fields = getattr(self, "exact_email_fields", ())
+        if "@" in term and email_fields and " " not in term:
+            match = Q()
+            for name in email_fields:
+                match |= Q(**{f"{name}__iexact": term})
+            return queryset.filter(match), False
+        return super().get_search_results(request, queryset, search_term)
+
+    def run_in_batches(self, request, queryset, action, *, batch_size: int = 500, done: str) -> None:
+        """Apply a service to the selected rows in bounded batches (one transaction each), then
+        report how many succeeded and the first refusals; a refusal skips that row only."""
+        succeeded, refusals = 0, []
+        ids = list(queryset.order_by("pk").values_list("pk", flat=True))
+        for start in range(0, len(ids), batch_size):
+            rows = self.get_queryset(request).filter(pk__in=ids[start : start + batch_size]).order_by("pk")
+            with transaction.atomic(using=router.db_for_write(self.model)):
+                for row in rows:
+                    try:
+                        with transaction.atomic(using=router.db_for_write(self.model)):
+                            action(row)
+                    except DomainError as error:
+                        refusals.append(f"{row}: {error.message}")
+                    else:
+                        succeeded += 1
+        self.message_user(request, done.format(count=succeeded))
+        for refusal in refusals[:10]:
+            self.message_user(request, refusal, level=messages.WARNING)
+        if len(refusals) > 10:
+            self.message_user(request, f"… and {len(refusals) - 10} more refused.", level=messages.WARNING)
 
     def _changeform_view(self, request, object_id, form_url, extra_context):
         try:
@@ -208,16 +310,3 @@ class EntityScopedAdmin(StaffScopeMixin, admin.ModelAdmin):
                 add_domain_error(self, error)
 
         return RefusedByService
-
-    def run_service_action(self, request, rows, action, *, done: str) -> None:
-        """Apply a service to each selected row; report how many succeeded and each refusal."""
-        succeeded = 0
-        for row in rows:
-            try:
-                with transaction.atomic(using=router.db_for_write(self.model)):
-                    action(row)
-            except DomainError as error:
-                self.message_user(request, f"{row}: {error.message}", level=messages.ERROR)
-            else:
-                succeeded += 1
-        self.message_user(request, done.format(count=succeeded))

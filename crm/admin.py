@@ -1,8 +1,10 @@
 """Staff admin for the CRM models: useful columns, search, filters; writes with rules use services."""
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
 
+from axiomatic import errors
 from axiomatic.admin import EntityScopedAdmin
 from axiomatic.models import Membership
 from crm.models import Activity, Company, CompanyMembership, Contact, Lead, LeadEvent, PipelineStage
@@ -15,16 +17,28 @@ from crm.services.contacts import (
     membership_create,
     membership_update,
 )
-from crm.services.leads import lead_save_new, lead_update
-from crm.services.pipeline import stage_save_new, stage_update
+from crm.services.leads import lead_move_stage, lead_save_new, lead_update
+from crm.services.pipeline import stage_resolve, stage_save_new, stage_update
 
 
 @admin.register(Company)
 class CompanyAdmin(EntityScopedAdmin):
     list_display = ["name", "domain", "role", "status", "owner", "entity", "created_at"]
     list_filter = ["role", "status", "entity"]
-    search_fields = ["name", "domain", "email"]
+    # Substring search on the name (trigram index); ids, emails and domains match exactly.
+    search_fields = ["name"]
+    exact_email_fields = ["email"]
     ordering = ["name", "id"]
+    counter_name = "company"
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip().lower()
+        if "." in term and " " not in term and "@" not in term:
+            by_domain = queryset.filter(domain=term)
+            if by_domain.exists():
+                return by_domain, False
+        return super().get_search_results(request, queryset, search_term)
+
     list_select_related = ["entity", "owner"]
     autocomplete_fields = ["entity", "owner"]
     readonly_fields = [*EntityScopedAdmin.readonly_fields, "archived_at"]
@@ -52,8 +66,10 @@ class ContactAdmin(EntityScopedAdmin):
     form = ContactAdminForm
     list_display = ["__str__", "email", "phone", "owner", "entity", "created_at"]
     list_filter = ["entity"]
-    search_fields = ["first_name", "last_name", "email"]
+    search_fields = ["first_name", "last_name"]
+    exact_email_fields = ["email"]
     ordering = ["last_name", "first_name", "id"]
+    counter_name = "contact"
     list_select_related = ["entity", "owner"]
     autocomplete_fields = ["entity", "owner"]
     inlines = [MembershipInline]
@@ -209,9 +225,8 @@ class LeadEventAdmin(admin.ModelAdmin):
 
     list_display = ["occurred_at", "kind", "summary", "lead", "actor_type", "actor_name", "entity"]
     list_filter = ["kind", "actor_type", "entity"]
-    search_fields = ["summary", "actor_name", "lead__title"]
+    search_fields = ["lead__title"]
     ordering = ["-occurred_at", "-id"]
-    date_hierarchy = "occurred_at"
     list_select_related = ["lead", "entity"]
 
     def has_add_permission(self, request):
@@ -269,6 +284,14 @@ class LeadAdminForm(_EntityRowsForm):
         ]
 
 
+class LeadActionForm(ActionForm):
+    """The admin's action bar for leads: the target of "move to stage"."""
+
+    stage = forms.CharField(
+        required=False, label="Stage", help_text="A stage name or system key (won, lost, ...) of each lead's entity."
+    )
+
+
 @admin.register(Lead)
 class LeadAdmin(EntityScopedAdmin):
     """Saves go through the lead services: a stage change is a `lead_move_stage` (closedAt,
@@ -285,9 +308,12 @@ class LeadAdmin(EntityScopedAdmin):
         "company",
         "updated_at",
     ]
-    list_filter = ["stage__kind", "currency", "entity"]
-    search_fields = ["title", "company__name", "contact__email"]
+    list_filter = ["stage__kind", "entity"]
+    search_fields = ["title"]
     ordering = ["-updated_at", "id"]
+    counter_name = "lead"
+    actions = ["move_to_stage"]
+    action_form = LeadActionForm
     list_select_related = ["entity", "stage", "owner", "company"]
     autocomplete_fields = ["entity", "owner", "company", "contact"]
     readonly_fields = [*EntityScopedAdmin.readonly_fields, "closed_at", "stage_changed_at"]
@@ -302,6 +328,22 @@ class LeadAdmin(EntityScopedAdmin):
         fields.pop("entity", None)
         lead_update(lead=obj, actor=actor, **fields)
         obj.refresh_from_db()
+
+    @admin.action(description="Move selected leads to the stage named below")
+    def move_to_stage(self, request, queryset):
+        reference = (request.POST.get("stage") or "").strip()
+        if not reference:
+            self.message_user(request, "Name the target stage (a name or a system key such as won).", messages.ERROR)
+            return
+        actor = Actor.for_user(request.user)
+
+        def move(lead: Lead) -> None:
+            stage = stage_resolve(entity=lead.entity_id, reference=reference)
+            if stage is None:
+                raise errors.Invalid(f"{lead.entity} has no stage {reference!r}.", field="stage")
+            lead_move_stage(lead=lead, stage=stage, actor=actor)
+
+        self.run_in_batches(request, queryset.select_related("stage"), move, done="Moved {count} lead(s).")
 
 
 class ActivityAdminForm(_EntityRowsForm):
@@ -345,9 +387,9 @@ class ActivityAdmin(EntityScopedAdmin):
     form = ActivityAdminForm
     list_display = ["subject", "type", "status", "occurred_at", "due_at", "assignee", "lead", "entity"]
     list_filter = ["type", "status", "entity"]
-    search_fields = ["subject", "body"]
+    search_fields = ["subject"]
     ordering = ["-occurred_at", "id"]
-    date_hierarchy = "occurred_at"
+    counter_name = "activity"
     list_select_related = ["entity", "assignee", "lead"]
     autocomplete_fields = ["entity", "assignee", "lead", "company", "contact"]
     readonly_fields = [*EntityScopedAdmin.readonly_fields, "completed_at", "created_by"]
@@ -419,7 +461,6 @@ class OutboundEmailAdmin(EntityScopedAdmin):
     list_filter = ["status", "channel", "entity"]
     search_fields = ["subject", "from_address", "provider_message_id"]
     ordering = ["-created_at", "id"]
-    date_hierarchy = "created_at"
     list_select_related = ["entity", "lead"]
     exclude = ["claim_token"]
 

@@ -1,12 +1,14 @@
 """Staff admin for marketing lists and members; unsubscribing goes through the service."""
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
 from django.db.models import Count
 
 from axiomatic.admin import EntityScopedAdmin
-from marketing.models import MarketingList, MarketingListMember
-from marketing.services import member_unsubscribe
+from crm.admin import ContactAdmin
+from marketing.models import MarketingList, MarketingListMember, MemberSource
+from marketing.services import MAX_IDS_PER_ADD, list_add_contacts, member_unsubscribe
 
 
 class MarketingListMemberInline(admin.TabularInline):
@@ -66,9 +68,9 @@ class MarketingListMemberAdmin(EntityScopedAdmin):
     form = MarketingListMemberAdminForm
     list_display = ["email", "marketing_list", "contact", "status", "source", "added_at", "entity"]
     list_filter = ["status", "source", "entity", "marketing_list"]
-    search_fields = ["email", "marketing_list__name", "contact__first_name", "contact__last_name"]
+    search_fields = ["marketing_list__name"]
+    exact_email_fields = ["email"]
     ordering = ["-added_at", "id"]
-    date_hierarchy = "added_at"
     list_select_related = ["entity", "marketing_list", "contact"]
     autocomplete_fields = ["entity", "marketing_list", "contact"]
     readonly_fields = ["id", "unsubscribed_at", "created_at", "updated_at"]
@@ -81,3 +83,56 @@ class MarketingListMemberAdmin(EntityScopedAdmin):
             member_unsubscribe(member=member)
             count += 1
         self.message_user(request, f"Unsubscribed {count} member(s).")
+
+
+# --- "Add to a marketing list" on the CRM's contact admin (marketing depends on the CRM, not back).
+
+
+class ContactActionForm(ActionForm):
+    marketing_list = forms.CharField(
+        required=False, label="Marketing list", help_text="The list's name, in each contact's entity."
+    )
+
+
+@admin.action(description="Add selected contacts to the marketing list named below")
+def add_contacts_to_marketing_list(modeladmin, request, queryset):
+    """Adds in batches of at most MAX_IDS_PER_ADD through `list_add_contacts` (the API's rules:
+    no email or an opt-out is skipped, never re-added) and reports what happened."""
+    name = (request.POST.get("marketing_list") or "").strip()
+    if not name:
+        modeladmin.message_user(request, "Name the marketing list to add the contacts to.", messages.ERROR)
+        return
+    added = already = skipped = 0
+    missing_entities = set()
+    rows = queryset.order_by("entity_id", "pk").values_list("entity_id", "pk")
+    by_entity: dict = {}
+    for entity_id, contact_id in rows:
+        by_entity.setdefault(entity_id, []).append(contact_id)
+    for entity_id, contact_ids in by_entity.items():
+        marketing_list = MarketingList.objects.for_entity(entity_id).named_ignoring_case(name).first()
+        if marketing_list is None:
+            missing_entities.add(entity_id)
+            continue
+        for start in range(0, len(contact_ids), MAX_IDS_PER_ADD):
+            result = list_add_contacts(
+                marketing_list=marketing_list,
+                contact_ids=contact_ids[start : start + MAX_IDS_PER_ADD],
+                source=MemberSource.ADMIN,
+            )
+            added, already, skipped = (
+                added + result.added,
+                already + result.already_on_list,
+                skipped + len(result.skipped),
+            )
+    modeladmin.message_user(
+        request,
+        f"Added {added} contact(s) to {name!r}; {already} already on it; {skipped} skipped (no email or opted out).",
+    )
+    if missing_entities:
+        modeladmin.message_user(
+            request, f"No list named {name!r} in {len(missing_entities)} of the contacts' entities.", messages.WARNING
+        )
+
+
+ContactAdmin.action_form = ContactActionForm
+ContactAdmin.actions = [*(ContactAdmin.actions or []), add_contacts_to_marketing_list]

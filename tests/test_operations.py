@@ -741,6 +741,7 @@ def test_under_gunicorn_a_database_outage_is_503_and_the_service_recovers_withou
     finally:
         proxy.stop()
     lines = [json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")]
+    assert any(line["logger"] == "gunicorn.error" and "Booting worker" in line["message"] for line in lines)
     [access] = [
         line for line in lines if line.get("request_id") == "trace-e2e" and line["logger"] == "axiomatic.access"
     ]

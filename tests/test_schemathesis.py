@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import random
+import re
 import threading
 import time
 import uuid
@@ -38,7 +39,7 @@ from tests.crm.email.conftest import fake_provider, fake_provider_server, make_c
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TIME_BUDGET_SECONDS = 150  # for the three phases together; the whole test stays under 3 minutes
+TIME_BUDGET_SECONDS = 120  # for the three phases together; the whole test stays under 3 minutes
 MAX_EXAMPLES = 8
 STATEFUL_MAX_STEPS = 10
 SEED = 20240601
@@ -222,15 +223,19 @@ class TestData:
             body["channel"] = "gmail"  # the seed mailbox's
         if operation == "POST /api/crm/outbound-email":
             if not body.get("to"):
-                body["leadId"] = self.seed["lead"]  # its contact has an address
+                body["to"] = ["someone@customer.example"]  # the lead's contact may have no address
             self._cap(body, ("to", "cc", "bcc"), MAX_RECIPIENTS)
         if operation == "POST /api/crm/prospecting/add-to-marketing-list":
             self._cap(body, ("contactIds", "companyIds", "leadIds"), MAX_IDS_PER_ADD)
         blanked = [name for name in ("firstName", "lastName", "email") if name in body and not body[name]]
         if operation == "PATCH /api/crm/contacts/{contactId}" and blanked:
             body["firstName"] = body.get("firstName") or "Named"  # a contact keeps a name or an address
+        if body.get("endDate") and not body.get("startDate"):
+            body["startDate"] = body["endDate"]  # the row's startDate may be later
         if body.get("startDate") and body.get("endDate") and body["endDate"] < body["startDate"]:
             body["startDate"], body["endDate"] = body["endDate"], body["startDate"]
+        if body.get("startDate") and "endDate" not in body:
+            body["endDate"] = None  # the row's endDate may be earlier
 
     @staticmethod
     def _cap(body: dict, names: tuple[str, ...], limit: int) -> None:
@@ -246,8 +251,6 @@ class TestData:
             return
         if case.method.upper() == "DELETE":
             name = list(case.path_parameters)[-1]
-            if case.path_parameters[name] in self.seed.values():
-                print("DEBUG seed deleted", case.operation.label, case.meta and case.meta.generation.mode, case.meta and case.meta.phase.name, case.meta and case.meta.phase.data, case.query, case.headers, case.body, file=open("/tmp/st_debug.txt", "a"))
             with self.lock:
                 self.known[ID_KINDS[name]].discard(case.path_parameters[name])
             return
@@ -362,3 +365,7 @@ fail-on = true
     print(result.output)
     print(f"schemathesis ran in {elapsed:.0f}s")
     assert result.exit_code == 0, result.output[-20000:]
+    for phase in ("Coverage", "Fuzzing", "Stateful"):  # each phase ran (the budget was not spent before it)
+        assert re.search(rf"✅  {phase} \(in", result.output), result.output
+    total, tested = re.search(r"Selected: \d+/(\d+)\s+Tested: (\d+)", result.output).groups()
+    assert tested == total, f"only {tested} of {total} operations tested"

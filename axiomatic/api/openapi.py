@@ -229,6 +229,8 @@ def _close_request_bodies(schema: dict) -> None:
             continue
         body["additionalProperties"] = False
         body.setdefault("properties", {}).setdefault(ENTITY_PARAM, dict(ENTITY_BODY_PROPERTY))
+        if body.get("required") or body.get("oneOf") or body.get("anyOf"):
+            operation["requestBody"]["required"] = True  # `{}` (what an empty body reads as) is refused
 
 
 def _created_item(schema: dict, operation: dict) -> tuple[str, str, str] | None:

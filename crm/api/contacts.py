@@ -10,8 +10,7 @@ from __future__ import annotations
 import uuid
 
 import django_filters
-from django.db.models import F, FilteredRelation, OuterRef, Q, Subquery, Value
-from django.db.models.functions import Concat
+from django.db.models import F, FilteredRelation, Func, OuterRef, Q, Subquery, TextField
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, extend_schema_view
 from rest_framework import serializers, status
@@ -46,6 +45,14 @@ COMPANY_ID_HELP = (
     "Writing null only clears the primary flag: memberships are kept and companyId reads null. "
     "An id that does not exist in the entity → 400."
 )
+
+
+class FullName(Func):
+    """`first_name || ' ' || last_name`: the contact's full name as search and its index see it."""
+
+    template = "(%(expressions)s)"
+    arg_joiner = " || ' ' || "
+    output_field = TextField()
 
 
 def primary_company_id() -> Subquery:
@@ -214,8 +221,9 @@ class ContactFilter(StrictFilterSet):
     def filter_q(self, queryset, name, value):
         if not value:
             return queryset
-        # `icontains` escapes % and _, so they match literally.
-        return queryset.annotate(search_name=Concat("first_name", Value(" "), "last_name")).filter(
+        # `icontains` escapes % and _, so they match literally. The full-name expression is the one
+        # the trigram index `crm_contact_name_trgm` covers (see crm migration 0007).
+        return queryset.annotate(search_name=FullName("first_name", "last_name")).filter(
             Q(search_name__icontains=value) | Q(email__icontains=value)
         )
 

@@ -12,7 +12,8 @@ activities in a few minutes, in bounded memory:
   a table whose row-level security applies to the session, so there the chunk goes into a
   temporary table first and moves on with one `INSERT ... SELECT` (the command runs under the
   operator bypass, `JsonCommand`). Afterwards the tables are analysed, so plans fit the new volume.
-- SQLite (the zero-setup demo): `bulk_create` in batches.
+- SQLite (the zero-setup demo): batched inserts of the values `bulk_create` would write (each
+  prepared by its field), without `auto_now` overwriting the spread timestamps.
 
 Values are spread like a real CRM's: names varied enough that a six-letter search is selective,
 most companies prospects or customers, timestamps over the last two years, lead values
@@ -44,7 +45,7 @@ from crm.choices import ActivityStatus, ActivityType, CompanyRole, CompanyStatus
 from crm.models import Activity, Company, CompanyMembership, Contact, Lead, PipelineStage
 
 CHUNK = 50_000  # rows per COPY (and per transaction) on PostgreSQL
-SQLITE_BATCH = 2_000
+SQLITE_BATCH = 2_000  # rows per executemany elsewhere
 SPREAD_DAYS = 730  # created/updated timestamps fall in the last two years
 
 
@@ -271,12 +272,16 @@ class _Writer:
 
     def __init__(self, *, seed: int | None, jobs: int, progress: Callable[[str], None] | None) -> None:
         self.seed = seed
-        self.postgresql = connection.vendor == "postgresql"
+        self.postgresql = self.copy_supported()
         # Inside a transaction (a test, a caller's atomic block) other connections would not see its rows.
         self.jobs = max(1, jobs) if self.postgresql and not connection.in_atomic_block else 1
         self.progress = progress
         self._lock = threading.Lock()
         self._started = time.monotonic()
+
+    @staticmethod
+    def copy_supported() -> bool:
+        return connection.vendor == "postgresql"
 
     def _rand(self, table: _Table, part: int) -> _Rand:
         if self.seed is None:
@@ -321,15 +326,22 @@ class _Writer:
 
     def _write_range(self, table: _Table, part: int, start: int, stop: int) -> None:
         rand = self._rand(table, part)
-        if not self.postgresql:
-            model, attnames = table.model, table.attnames
-            for first in range(start, stop, SQLITE_BATCH):
-                rows = table.rows(rand, first, min(stop, first + SQLITE_BATCH))
-                with transaction.atomic():
-                    model.objects.bulk_create([model(**dict(zip(attnames, row, strict=True))) for row in rows])
-            return
         quote = connection.ops.quote_name
         columns = ", ".join(quote(column) for column in table.columns)
+        if not self.postgresql:
+            # What bulk_create would write (each value prepared by its field), minus its auto_now
+            # stamping, which would flatten the spread of created/updated timestamps.
+            fields = [table.model._meta.get_field(name) for name in table.attnames]
+            sql = f"INSERT INTO {quote(table.table)} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"
+            for first in range(start, stop, SQLITE_BATCH):
+                rows = table.rows(rand, first, min(stop, first + SQLITE_BATCH))
+                prepared = [
+                    [f.get_db_prep_save(f.to_python(v), connection) for f, v in zip(fields, row, strict=True)]
+                    for row in rows
+                ]
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.executemany(sql, prepared)
+            return
         target = quote(table.table)
         with connection.cursor() as cursor:
             # COPY FROM refuses a table whose row-level security applies to this session.
