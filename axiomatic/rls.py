@@ -240,11 +240,15 @@ def owner_session(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
             setattr(connection.connection, _ROLE_MARK, None)
         with bypass_rls("migrations run as the tables' owner and read every entity", using=using):
             yield
-    finally:
+    except BaseException:
         _owner_aliases.discard(using)
-        role = app_role()
-        if role and connection.connection is not None:
-            _enter_app_role(connection, role)
+        if connection.connection is not None:
+            _discard(connection)  # never reused as the owner; the next connection takes the app role
+        raise
+    _owner_aliases.discard(using)
+    role = app_role()
+    if role and connection.connection is not None:
+        _enter_app_role(connection, role)
 
 
 # --- installing role, grants and policies (the migration and every later migrate) -----------

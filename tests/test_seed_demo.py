@@ -1,6 +1,8 @@
 """`seed_demo` at volume: the shape of the data, both writers (COPY and the portable batched
-inserts), several connections at once, repeatable values. The command's contract (counts printed, bad input
-refused) is in tests/test_commands.py."""
+inserts), several connections at once, repeatable values.
+
+The command's contract (counts printed, bad input refused) is in tests/test_commands.py.
+"""
 
 from __future__ import annotations
 

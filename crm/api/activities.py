@@ -65,6 +65,9 @@ class ActivitySerializer(ApiModelSerializer):
     project_id = StrictUUIDField(
         allow_null=True, required=False, help_text="An opaque UUID the client may use to group tasks."
     )
+    duration_minutes = serializers.IntegerField(
+        min_value=0, max_value=2_147_483_647, allow_null=True, required=False, help_text="Minutes, 0–2147483647."
+    )
     assignee_user_id = EntityMemberField(
         source="assignee", allow_null=True, required=False, help_text="A member of the entity (else 400)."
     )

@@ -9,11 +9,13 @@ this command resets the role and turns the named bypass on for its run; its post
 from __future__ import annotations
 
 from django.core.management.commands.migrate import Command as DjangoMigrateCommand
+from django.db import DEFAULT_DB_ALIAS
 
 from axiomatic.rls import owner_session
 
 
 class Command(DjangoMigrateCommand):
-    def handle(self, *args, **options):
-        with owner_session(options["database"]):
-            return super().handle(*args, **options)
+    def execute(self, *args, **options):
+        # Around the system checks too: they may open the connection before handle() runs.
+        with owner_session(options.get("database") or DEFAULT_DB_ALIAS):
+            return super().execute(*args, **options)
