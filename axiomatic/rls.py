@@ -378,19 +378,20 @@ def rls_install(connection, models: Iterable) -> list[str]:
     return changed
 
 
-def rls_uninstall(connection, models: Iterable) -> None:
-    """Undo the policies (the migration's reverse). The role and its grants stay: roles belong to
-    the whole server, and other databases may use it."""
+def rls_uninstall(connection) -> None:
+    """Undo the policies on every table that has one (the migration's reverse). The role and its
+    grants stay: roles belong to the whole server, and other databases may use it."""
     if not _is_postgresql(connection):
         return
     with connection.cursor() as cursor:
-        existing = set(connection.introspection.table_names(cursor))
-        for table in tenant_tables(models):
-            if table in existing:
-                quoted = connection.ops.quote_name(table)
-                cursor.execute(f"DROP POLICY IF EXISTS {POLICY_NAME} ON {quoted}")
-                cursor.execute(f"ALTER TABLE {quoted} NO FORCE ROW LEVEL SECURITY")
-                cursor.execute(f"ALTER TABLE {quoted} DISABLE ROW LEVEL SECURITY")
+        cursor.execute(
+            "SELECT tablename FROM pg_policies WHERE schemaname = current_schema() AND policyname = %s", [POLICY_NAME]
+        )
+        for (table,) in cursor.fetchall():
+            quoted = connection.ops.quote_name(table)
+            cursor.execute(f"DROP POLICY {POLICY_NAME} ON {quoted}")
+            cursor.execute(f"ALTER TABLE {quoted} NO FORCE ROW LEVEL SECURITY")
+            cursor.execute(f"ALTER TABLE {quoted} DISABLE ROW LEVEL SECURITY")
 
 
 def on_post_migrate(sender, using=DEFAULT_DB_ALIAS, apps=None, **kwargs) -> None:

@@ -34,6 +34,7 @@ import base64
 import contextlib
 import datetime as dt
 import http.client
+import io
 import json
 import math
 import os
@@ -41,6 +42,7 @@ import platform
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -476,62 +478,54 @@ def row_counts(url: str, entity: str) -> dict:
 # --- the app's commands --------------------------------------------------------------------------
 
 
-def manage(env: dict, *argv: str) -> dict:
-    """`manage.py ...` printing one JSON object (the operator commands' contract)."""
-    proc = subprocess.run(
-        [sys.executable, "manage.py", *argv], cwd=ROOT, env=env, capture_output=True, text=True, check=False
-    )
-    if proc.returncode:
-        raise BenchError(f"manage.py {' '.join(argv)} failed:\n{proc.stderr[-3000:]}")
-    for line in reversed(proc.stdout.strip().splitlines()):
-        if line.startswith("{"):
-            with contextlib.suppress(ValueError):
-                return json.loads(line)
-    return {}
+def django_setup(env: dict) -> None:
+    """This process becomes an app process (the run's settings) for the short operator commands."""
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from axiomatic.ops.database import COMMAND, set_process_role
+
+    set_process_role(COMMAND)  # no web statement timeout: migrate may build an index for minutes
+
+
+def command(*argv: str) -> dict:
+    """`manage.py ...` in this process; the operator commands print one JSON object."""
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    out = io.StringIO()
+    try:
+        call_command(*argv, stdout=out)
+    except CommandError as exc:
+        raise BenchError(f"manage.py {' '.join(argv)}: {exc}") from exc
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("{")]
+    return json.loads(lines[-1]) if lines else {}
 
 
 def seed(env: dict, url: str, scale: int, jobs: int) -> DataSet:
+    """The large entity through `manage.py seed_demo` in a process of its own (its wall time and
+    peak RSS are the seeding figures), the small one in this process."""
     half = scale // 2
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        large = pool.submit(
-            manage, env, "create_entity", f"Bench large {scale}", "--owner-email", f"bench-owner-{scale}@example.com"
-        )
-        small = pool.submit(
-            manage, env, "create_entity", f"Bench small {scale}", "--owner-email", f"bench-small-{scale}@example.com"
-        )
-        large_id, small_id = large.result()["entityId"], small.result()["entityId"]
-        small_seeded = pool.submit(
-            manage,
-            env,
-            "seed_demo",
-            "--entity",
-            small_id,
-            "--members",
-            "2",
-            "--companies",
-            str(SMALL_COMPANIES),
-            "--contacts",
-            "10",
-            "--leads",
-            "10",
-            "--activities",
-            "20",
-        )
-        argv = [sys.executable, "manage.py", "seed_demo", "--entity", large_id, "--members", str(MEMBERS)]
-        argv += ["--companies", str(scale), "--contacts", str(half), "--leads", str(half), "--activities", str(scale)]
-        argv += ["--jobs", str(jobs), "--verbosity", "2"]
-        log(f"seeding {scale:,} companies, {half:,} contacts and leads, {scale:,} activities …")
-        with tempfile.TemporaryFile(mode="w+") as stdout:
-            started = time.perf_counter()
-            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=stdout)
-            _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS (ru_maxrss, KiB on Linux)
-            seconds = time.perf_counter() - started
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            stdout.seek(0)
-            output = stdout.read()
-        if proc.returncode:
-            raise BenchError(f"seed_demo failed (exit {proc.returncode})")
-        small_seeded.result()
+    large_id = command("create_entity", f"Bench large {scale}", "--owner-email", f"bench-owner-{scale}@example.com")
+    small_id = command("create_entity", f"Bench small {scale}", "--owner-email", f"bench-small-{scale}@example.com")
+    large_id, small_id = large_id["entityId"], small_id["entityId"]
+    argv = [sys.executable, "manage.py", "seed_demo", "--entity", large_id, "--members", str(MEMBERS)]
+    argv += ["--companies", str(scale), "--contacts", str(half), "--leads", str(half), "--activities", str(scale)]
+    argv += ["--jobs", str(jobs), "--verbosity", "2"]
+    log(f"seeding {scale:,} companies, {half:,} contacts and leads, {scale:,} activities …")
+    with tempfile.TemporaryFile(mode="w+") as stdout:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=stdout)
+        small = ("--companies", str(SMALL_COMPANIES), "--contacts", "10", "--leads", "10", "--activities", "20")
+        command("seed_demo", "--entity", small_id, "--members", "2", *small)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS (ru_maxrss, KiB on Linux)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        stdout.seek(0)
+        output = stdout.read()
+    if proc.returncode:
+        raise BenchError(f"seed_demo failed (exit {proc.returncode})")
     rss_mb = usage.ru_maxrss / 1024
     log(f"seeded in {seconds:.1f}s, peak RSS {rss_mb:.0f} MB: {output.strip()}")
     started = time.perf_counter()
@@ -1051,7 +1045,7 @@ def wait_ready(proc: subprocess.Popen, port: int, log_path: Path) -> None:
 def stop(proc: subprocess.Popen | None) -> None:
     if proc is None or proc.poll() is not None:
         return
-    proc.terminate()
+    proc.send_signal(signal.SIGINT)  # gunicorn's quick shutdown: nothing is in flight any more
     try:
         proc.wait(timeout=40)
     except subprocess.TimeoutExpired:
@@ -1069,7 +1063,8 @@ def run(args) -> int:
         free_gb = shutil.disk_usage("/").free / 1e9
         log(f"disk: {free_gb:.0f} GB free on / (a million companies take about 5 GB with indexes)")
     log("migrate")
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    django_setup(env)
+    command("migrate", "--noinput", "--verbosity", "0")
     log_dir = Path(tempfile.mkdtemp(prefix="bench-"))
     log(f"gunicorn on port {port} ({WORKERS} workers), log {log_dir / 'gunicorn.log'}")
     gunicorn = start_gunicorn(env, log_dir / "gunicorn.log")  # starts while the data is prepared
@@ -1085,15 +1080,15 @@ def run(args) -> int:
         data.counts = row_counts(args.database_url, data.large)
 
         admin_email, admin_password = "bench-admin@example.com", secrets.token_urlsafe(18)
-        with ThreadPoolExecutor(max_workers=3) as pool:
-            user = pool.submit(
-                manage, env, "create_user", admin_email, "--entity", data.large, "--password", admin_password
-            )
-            scopes = ("--scopes", "read:crm", "--expires-in-days", "1", "--name", "bench")
-            large_key = pool.submit(manage, env, "create_api_key", "--entity", data.large, *scopes)
-            small_key = pool.submit(manage, env, "create_api_key", "--entity", data.small, *scopes)
-            user.result()
-            keys = {"large": large_key.result()["key"], "small": small_key.result()["key"]}
+        command("create_user", admin_email, "--entity", data.large, "--password", admin_password)
+        scopes = ("--scopes", "read:crm", "--expires-in-days", "1", "--name", "bench")
+        keys = {
+            "large": command("create_api_key", "--entity", data.large, *scopes)["key"],
+            "small": command("create_api_key", "--entity", data.small, *scopes)["key"],
+        }
+        from django.db import connections
+
+        connections.close_all()
         with connect(args.database_url, autocommit=True) as conn:
             conn.execute(
                 "UPDATE axiomatic_user SET is_staff = true, is_superuser = true WHERE email = %s", [admin_email]
@@ -1184,6 +1179,7 @@ def run(args) -> int:
         closed = closed_loop(port, page1, keys["large"], clients=args.clients, seconds=args.duration)
         log(f"load: {args.rate:g} req/s for {args.duration:g} s")
         fixed = fixed_rate(port, page1, keys["large"], rate=args.rate, seconds=args.duration)
+        log("done measuring")
         finished = True
     finally:
         stop(gunicorn)

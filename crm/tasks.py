@@ -14,6 +14,7 @@ from datetime import timedelta
 from celery import shared_task
 
 from axiomatic.celery import app
+from axiomatic.metrics import record_outbound_email
 from axiomatic.rls import entity_scope, row_entity_id
 from crm.email.delivery import email_deliver
 from crm.email.queue import email_enqueue
@@ -39,6 +40,7 @@ def send_outbound_email(email_id: str) -> str:
     """
     with entity_scope(row_entity_id(OutboundEmail, email_id)):
         result = email_deliver(email_id=email_id)
+    record_outbound_email(result.outcome)
     if result.outcome == "retry":
         email_enqueue(email_id=email_id, countdown=result.retry_in)
     return result.outcome

@@ -17,7 +17,9 @@ from apikeys.models import ApiKey
 from axiomatic import rls
 from axiomatic.models import Entity, Membership
 from axiomatic.tenancy import set_transaction_entity
-from crm.models import Company, PipelineStage
+from crm.choices import EmailStatus
+from crm.models import Company, OutboundEmail, PipelineStage
+from crm.tasks import send_outbound_email
 from tests import factories
 from tests.rls_support import app_context
 
@@ -188,6 +190,19 @@ def test_entity_scope_outside_a_transaction_as_a_task_uses_it(transactional_db, 
                 Company.objects.filter(pk=theirs.pk).update(name="Theirs, renamed")
         assert Company.objects.count() == 0
     assert Company.objects.get(pk=theirs.pk).name == "Theirs, renamed"
+
+
+def test_the_send_task_works_in_its_emails_entity(transactional_db, entity, other_entity):
+    """The task gets only an id: it reads the row's entity (bypass) and works there. Without that,
+    its claim (an UPDATE) would match no row and the email would be `skipped`, not `failed`."""
+    email = OutboundEmail.objects.create(
+        entity=other_entity, channel="gmail", from_address="me@example.com", subject="Hi", to_addresses=["a@b.c"]
+    )
+    OutboundEmail.objects.create(entity=entity, channel="gmail", from_address="me@example.com", subject="Ours")
+    outcome = send_outbound_email.apply(args=[str(email.pk)]).get()  # eager: runs as the app (rls_support)
+    assert outcome == "failed"  # no mailbox connection: a permanent failure, recorded on the row
+    email.refresh_from_db()
+    assert (email.status, email.attempts) == (EmailStatus.FAILED, 1)
 
 
 # --- operator commands, the admin, migrations ---------------------------------------------------

@@ -23,7 +23,8 @@ postprocessing hook (whole document, `SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS
   `pattern: \S`; money is a decimal string (`MONEY_PATTERN`) or a number with two decimals;
   timestamps sent have a four-digit year from 1000; a serializer's `Meta.openapi_request` (and
   `Meta.openapi_create`, for its non-PATCH request body only) adds rules across fields (`oneOf`,
-  `anyOf`, `not`), as `{"oneOf": [{"required": ["stageId"]}, {"required": ["stage"]}]}`.
+  `anyOf`, `not`), as `{"oneOf": [{"required": ["stageId"]}, {"required": ["stage"]}]}`, written
+  into the document as one `not` (see `serializer_constraints`).
 
 Nothing here names an app: the rules read the views' attributes and the document's paths.
 """
@@ -193,12 +194,20 @@ def refine_field_schema(field, schema: dict, direction: str) -> None:
 
 
 def serializer_constraints(serializer, *, patch: bool) -> dict:
-    """Cross-field rules a serializer declares for its request body (see the module docstring)."""
+    """Cross-field rules a serializer declares for its request body (see the module docstring), as
+    one `not`: `{"oneOf": X}` becomes `{"not": {"not": {"oneOf": X}}}`, several rules
+    `{"not": {"anyOf": [<each negated>]}}`. The same rules for every validator; but client
+    generators read a body with a top-level oneOf/anyOf as a union of several models (or as no
+    model at all), while they leave `not` to validation and keep one model with every property."""
     meta = getattr(serializer, "Meta", None)
-    constraints = dict(getattr(meta, "openapi_request", None) or {})
+    rules = dict(getattr(meta, "openapi_request", None) or {})
     if not patch:
-        constraints.update(getattr(meta, "openapi_create", None) or {})
-    return constraints
+        rules.update(getattr(meta, "openapi_create", None) or {})
+    negated = [rules.pop("not")] if "not" in rules else []
+    negated += [{"not": {keyword: value}} for keyword, value in rules.items()]
+    if not negated:
+        return {}
+    return {"not": negated[0] if len(negated) == 1 else {"anyOf": negated}}
 
 
 # --- postprocessing hook ----------------------------------------------------------------------
@@ -229,8 +238,8 @@ def _close_request_bodies(schema: dict) -> None:
             continue
         body["additionalProperties"] = False
         body.setdefault("properties", {}).setdefault(ENTITY_PARAM, dict(ENTITY_BODY_PROPERTY))
-        if body.get("required") or body.get("oneOf") or body.get("anyOf"):
-            operation["requestBody"]["required"] = True  # `{}` (what an empty body reads as) is refused
+        if body.get("required") or "not" in body:
+            operation["requestBody"]["required"] = True  # `{}` (what an empty body reads as) may be refused
 
 
 def _created_item(schema: dict, operation: dict) -> tuple[str, str, str] | None:

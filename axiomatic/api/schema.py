@@ -106,6 +106,17 @@ class ApiAutoSchema(AutoSchema):
             schema.update(openapi.serializer_constraints(serializer, patch=patch))
         return schema
 
+    def _get_request_for_media_type(self, serializer, direction="request"):
+        if self.method == "PATCH" and getattr(self.view, "action", None) != "partial_update":
+            # A PATCH action that validates its whole body (moveLeadStage) is no partial update:
+            # its body is not a "Patched..." component.
+            self.method = "POST"
+            try:
+                return super()._get_request_for_media_type(serializer, direction)
+            finally:
+                self.method = "PATCH"
+        return super()._get_request_for_media_type(serializer, direction)
+
     def _map_serializer_field(self, field, direction, bypass_extensions=False):
         declared = openapi.declared_field_schema(field, direction)
         if declared is not None:

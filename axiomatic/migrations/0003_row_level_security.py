@@ -16,7 +16,7 @@ def install(apps, schema_editor):
 
 
 def uninstall(apps, schema_editor):
-    rls.rls_uninstall(schema_editor.connection, apps.get_models())
+    rls.rls_uninstall(schema_editor.connection)
 
 
 class Migration(migrations.Migration):
