@@ -9,6 +9,7 @@ from django.db import router, transaction
 from django.db.models import Q, Sum
 from django.utils.functional import cached_property
 
+from axiomatic import changes
 from axiomatic.counters import counters_supported
 from axiomatic.errors import DomainError
 from axiomatic.forms import add_domain_error
@@ -234,6 +235,26 @@ class EntityScopedAdmin(StaffScopeMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         readonly = super().get_readonly_fields(request, obj)
         return [*readonly, "entity"] if obj is not None else readonly
+
+    # Change feed (axiomatic.changes): admins whose saves go through a service (save_model
+    # overridden) record there; the others, and every deletion, record here.
+    def save_model(self, request, obj, form, change):
+        if changes.object_type_of(type(obj)) is None:
+            return super().save_model(request, obj, form, change)
+        with transaction.atomic(using=router.db_for_write(self.model)):
+            before = changes.snapshot_fresh(obj) if change else None
+            super().save_model(request, obj, form, change)
+            changes.record([changes.update(obj, before)])
+
+    def delete_model(self, request, obj):
+        if changes.object_type_of(type(obj)) is None:
+            return super().delete_model(request, obj)
+        changes.delete_recorded(obj)
+
+    def delete_queryset(self, request, queryset):
+        if changes.object_type_of(queryset.model) is None:
+            return super().delete_queryset(request, queryset)
+        changes.delete_recorded(list(queryset))
 
     def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
         unfiltered = not (set(request.GET) - _UNFILTERING_PARAMS)

@@ -137,3 +137,7 @@ class EntityCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}={self.value} in {self.entity_id}"
+
+
+# The change feed's table lives in its own module (axiomatic/models_changes.py).
+from axiomatic.models_changes import Change  # noqa: E402, F401

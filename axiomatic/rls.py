@@ -123,6 +123,8 @@ def _setting(connection, name: str, value: str) -> Iterator[Scope]:
     finally:
         if local and connection.needs_rollback:
             pass  # the enclosing atomic block rolls back, and the setting with it
+        elif connection.connection is None:
+            pass  # the session ended inside the block; a new one starts without the setting
         else:
             sql, params = "SELECT set_config(%s, %s, %s)", [name, previous, local]
             if scope.entity_after is not None:

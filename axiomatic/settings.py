@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "apikeys",
     "crm",
     "marketing",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -55,6 +56,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "axiomatic.changes.ChangeActorMiddleware",  # who acts, for the change feed (API keys: once authenticated)
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # turns a sign-in lock-out into the sign-in page with 429
@@ -249,7 +251,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "WebhookEndpointStatusEnum": [("active", "Active"), ("disabled", "Disabled")],
+        "WebhookDeliveryStatusEnum": "webhooks.models.DeliveryStatus",
+    },
     "SCHEMA_PATH_PREFIX": r"/api/",
     # Enum components, then the API's conventions (closed request bodies, links, Retry-After, tags).
     "POSTPROCESSING_HOOKS": [
@@ -309,6 +314,17 @@ EMAIL_MAX_ATTEMPTS = env_int("EMAIL_MAX_ATTEMPTS", 6, minimum=1)
 # At most this many emails per mailbox connection in any 24 hours (a 429 with Retry-After beyond).
 EMAIL_DAILY_LIMIT_PER_CONNECTION = env_int("EMAIL_DAILY_LIMIT_PER_CONNECTION", 500, minimum=1)
 PROVIDER_HTTP_TIMEOUT_SECONDS = env_float("PROVIDER_HTTP_TIMEOUT_SECONDS", 20.0)
+
+# --- Change feed and webhooks (docs/webhooks.md) ------------------------------------------
+CHANGES_RETENTION_DAYS = env_float("CHANGES_RETENTION_DAYS", 35.0)
+# Seconds between attempts after each failure (with jitter); past the last one the endpoint is disabled.
+WEBHOOK_RETRY_SCHEDULE = env_str("WEBHOOK_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000,36000,50400,72000,86400")
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0)  # a 2xx within this is success
+WEBHOOK_ALLOW_HTTP = env_bool("WEBHOOK_ALLOW_HTTP", False)  # plain http:// endpoints (development only)
+WEBHOOK_ALLOW_LOOPBACK = env_bool("WEBHOOK_ALLOW_LOOPBACK", False)  # 127.0.0.1 / ::1 endpoints (development only)
+WEBHOOK_CLAIM_LEASE_SECONDS = env_float("WEBHOOK_CLAIM_LEASE_SECONDS", 60.0)  # a dead worker's claim expires
+WEBHOOK_BATCH_SECONDS = env_float("WEBHOOK_BATCH_SECONDS", 20.0)  # one task delivers this long, then requeues
+WEBHOOK_SWEEP_SECONDS = env_float("WEBHOOK_SWEEP_SECONDS", 30.0)  # beat: endpoints with work and no task
 
 # --- Logging ----------------------------------------------------------------------------------
 # One JSON object per line in production (request id, route, status, duration; axiomatic.logging).

@@ -11,6 +11,7 @@ from axiomatic.api.docs import DocsView, SchemaView
 urlpatterns = [
     path("api/crm/", include("crm.api.urls")),
     path("api/crm/", include("marketing.api.prospecting_urls")),
+    path("api/crm/", include("webhooks.api_urls")),  # the change feed and webhook endpoints
     path("api/marketing/", include("marketing.api.urls")),
     path("api/schema", SchemaView.as_view(), name="schema"),
     path("api/docs", DocsView.as_view(url_name="schema"), name="docs"),
@@ -35,6 +36,7 @@ urlpatterns = [
     path("crm/", include("crm.connections")),  # /crm/connections*: mailbox OAuth pages
     path("crm/", include("crm.urls")),
     path("settings/", include("apikeys.urls")),
+    path("settings/", include("webhooks.urls")),
 ]
 
 handler400 = "axiomatic.views.handler400"

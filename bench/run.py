@@ -430,6 +430,8 @@ class DataSet:
     seed_seconds: float
     seed_rss_mb: float
     vacuum_seconds: float
+    seed_cpu_seconds: float | None = None  # the seeding process's own CPU (user + system)
+    seed_load: str | None = None  # load average when seeding ended: how contended the machine was
     reused: bool = False
     counts: dict = field(default_factory=dict)
 
@@ -446,14 +448,16 @@ def _marker_table(conn) -> None:
             vacuum_seconds double precision NOT NULL
         )"""
     )
+    conn.execute(f"ALTER TABLE {MARKER_TABLE} ADD COLUMN IF NOT EXISTS seed_cpu_seconds double precision")
+    conn.execute(f"ALTER TABLE {MARKER_TABLE} ADD COLUMN IF NOT EXISTS seed_load text")
 
 
 def find_data_set(url: str, scale: int) -> DataSet | None:
     with connect(url, autocommit=True) as conn:
         _marker_table(conn)
         row = conn.execute(
-            f"SELECT large_entity, small_entity, seeded_at, seed_seconds, seed_rss_mb, vacuum_seconds "
-            f"FROM {MARKER_TABLE} WHERE scale = %s",
+            "SELECT large_entity, small_entity, seeded_at, seed_seconds, seed_rss_mb, vacuum_seconds, "
+            f"seed_cpu_seconds, seed_load FROM {MARKER_TABLE} WHERE scale = %s",
             [scale],
         ).fetchone()
         if row is None:
@@ -527,7 +531,10 @@ def seed(env: dict, url: str, scale: int, jobs: int) -> DataSet:
     if proc.returncode:
         raise BenchError(f"seed_demo failed (exit {proc.returncode})")
     rss_mb = usage.ru_maxrss / 1024
-    log(f"seeded in {seconds:.1f}s, peak RSS {rss_mb:.0f} MB: {output.strip()}")
+    cpu_seconds = usage.ru_utime + usage.ru_stime
+    seed_load = load_average()
+    log(f"seeded in {seconds:.1f}s (its own CPU {cpu_seconds:.0f}s, load {seed_load}), peak RSS {rss_mb:.0f} MB")
+    log(output.strip())
     started = time.perf_counter()
     with connect(url, autocommit=True) as conn:
         conn.execute(
@@ -538,15 +545,20 @@ def seed(env: dict, url: str, scale: int, jobs: int) -> DataSet:
         )
     vacuum_seconds = time.perf_counter() - started
     log(f"VACUUM (ANALYZE) in {vacuum_seconds:.1f}s")
-    data = DataSet(scale, large_id, small_id, dt.datetime.now(dt.UTC), seconds, rss_mb, vacuum_seconds)
+    data = DataSet(
+        scale, large_id, small_id, dt.datetime.now(dt.UTC), seconds, rss_mb, vacuum_seconds, cpu_seconds, seed_load
+    )
     with connect(url, autocommit=True) as conn:
         _marker_table(conn)
         conn.execute(
-            f"INSERT INTO {MARKER_TABLE} VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (scale) DO UPDATE SET "
-            "large_entity = EXCLUDED.large_entity, small_entity = EXCLUDED.small_entity, "
-            "seeded_at = EXCLUDED.seeded_at, seed_seconds = EXCLUDED.seed_seconds, "
-            "seed_rss_mb = EXCLUDED.seed_rss_mb, vacuum_seconds = EXCLUDED.vacuum_seconds",
-            [scale, large_id, small_id, data.seeded_at, seconds, rss_mb, vacuum_seconds],
+            f"INSERT INTO {MARKER_TABLE} (scale, large_entity, small_entity, seeded_at, seed_seconds, seed_rss_mb, "
+            "vacuum_seconds, seed_cpu_seconds, seed_load) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (scale) DO UPDATE SET large_entity = EXCLUDED.large_entity, "
+            "small_entity = EXCLUDED.small_entity, seeded_at = EXCLUDED.seeded_at, "
+            "seed_seconds = EXCLUDED.seed_seconds, seed_rss_mb = EXCLUDED.seed_rss_mb, "
+            "vacuum_seconds = EXCLUDED.vacuum_seconds, seed_cpu_seconds = EXCLUDED.seed_cpu_seconds, "
+            "seed_load = EXCLUDED.seed_load",
+            [scale, large_id, small_id, data.seeded_at, seconds, rss_mb, vacuum_seconds, cpu_seconds, seed_load],
         )
     return data
 
@@ -897,8 +909,11 @@ def report(
         + ", ".join(f"{n:,} {t.removeprefix('crm_')}" for t, n in data.counts.items())
         + f" rows; a second entity has {SMALL_COMPANIES} companies.",
         f"- Seeding (`seed_demo`, PostgreSQL COPY, {args.jobs} connections): {data.seed_seconds:.0f} s wall, peak RSS "
-        f"{data.seed_rss_mb:.0f} MB; then VACUUM (ANALYZE) {data.vacuum_seconds:.0f} s. Seeded "
-        f"{data.seeded_at:%Y-%m-%d %H:%M} UTC" + (" (reused by this run)." if data.reused else " (by this run)."),
+        f"{data.seed_rss_mb:.0f} MB"
+        + (f", the command's own CPU {data.seed_cpu_seconds:.0f} s" if data.seed_cpu_seconds is not None else "")
+        + (f" (load average {data.seed_load} as it ended)" if data.seed_load else "")
+        + f"; then VACUUM (ANALYZE) {data.vacuum_seconds:.0f} s. Seeded {data.seeded_at:%Y-%m-%d %H:%M} UTC"
+        + (" (reused by this run)." if data.reused else " (by this run)."),
         f"- Latency: one client, sequential requests, {args.samples} samples after 2 warm-ups "
         f"(fewer once a request has used {args.budget:g} s; admin pages {args.admin_samples}), client-side time "
         "including the TCP connect. p99 of fewer than 100 samples is their maximum. "

@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from axiomatic import errors
+from axiomatic import changes, errors
 from axiomatic.models import Entity
 from axiomatic.uniqueness import ensure_unique, save_unique
 from crm.models import Company, CompanyMembership, Contact, Lead
@@ -45,6 +45,7 @@ class AddResult:
     added: int = 0
     already_on_list: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    added_ids: list[UUID] = field(default_factory=list, repr=False)  # the new member rows (change feed)
 
 
 # --- lists ---------------------------------------------------------------------------------------
@@ -64,20 +65,33 @@ def _save_list(marketing_list: MarketingList) -> MarketingList:
     )
 
 
+@transaction.atomic
 def list_create(*, entity: Entity, name: str, description: str = "") -> MarketingList:
     """Create a list; a name already used in the entity (case-insensitively) is a 409 with its id."""
     _ensure_name_free(entity_id=entity.pk, name=name)
-    return _save_list(MarketingList(entity=entity, name=name, description=description))
+    marketing_list = _save_list(MarketingList(entity=entity, name=name, description=description))
+    marketing_list.member_count = 0
+    changes.record_created(marketing_list)
+    return marketing_list
 
 
+@transaction.atomic
 def list_update(*, marketing_list: MarketingList, **fields) -> MarketingList:
     """Apply a partial update (name, description); renaming onto another list's name is a 409."""
+    before = changes.snapshot_fresh(marketing_list, lock=True)
     new_name = fields.get("name")
     if new_name is not None and new_name.lower() != marketing_list.name.lower():
         _ensure_name_free(entity_id=marketing_list.entity_id, name=new_name, exclude_id=marketing_list.pk)
     for name, value in fields.items():
         setattr(marketing_list, name, value)
-    return _save_list(marketing_list)
+    marketing_list = _save_list(marketing_list)
+    changes.record_updated(marketing_list, before)
+    return marketing_list
+
+
+def list_delete(*, marketing_list: MarketingList) -> None:
+    """Delete a list with all its member rows (opt-outs included); records each deletion."""
+    changes.delete_recorded(marketing_list)
 
 
 # --- members -------------------------------------------------------------------------------------
@@ -89,10 +103,18 @@ def member_unsubscribe(*, member: MarketingListMember) -> MarketingListMember:
     Idempotent: unsubscribing twice keeps the first `unsubscribed_at`.
     """
     if member.status != MemberStatus.UNSUBSCRIBED:
-        member.status = MemberStatus.UNSUBSCRIBED
-        member.unsubscribed_at = timezone.now()
-        member.save(update_fields=["status", "unsubscribed_at", "updated_at"])
+        with transaction.atomic():
+            before = changes.snapshot(member)
+            member.status = MemberStatus.UNSUBSCRIBED
+            member.unsubscribed_at = timezone.now()
+            member.save(update_fields=["status", "unsubscribed_at", "updated_at"])
+            changes.record_updated(member, before)
     return member
+
+
+def member_delete(*, member: MarketingListMember) -> None:
+    """Remove a member row (this forgets an opt-out too); records `marketing_list_member.deleted`."""
+    changes.delete_recorded(member)
 
 
 def _unique(ids: Iterable[UUID]) -> list[UUID]:
@@ -138,13 +160,17 @@ def list_add_contacts(
     if locked.first() is None:
         raise errors.NotFound("Marketing list not found.")  # deleted since the caller loaded it
     add = _add_in_sql if connection.vendor == "postgresql" else _add_in_python
-    return add(
+    result = add(
         marketing_list=marketing_list,
         contact_ids=contact_ids,
         company_ids=company_ids,
         lead_ids=lead_ids,
         source=source,
     )
+    if result.added_ids:  # `marketing_list_member.created` for each new row, in one insert
+        added = MarketingListMember.objects.filter(pk__in=result.added_ids).order_by("added_at", "id")
+        changes.record(changes.creation(member) for member in added)
+    return result
 
 
 def _tables() -> dict[str, str]:
@@ -192,12 +218,13 @@ candidates AS (
       FROM reached
      ORDER BY contact_id, path, ord, m_created, m_contact
 ),
-members AS (  -- this list's rows for the candidates, by contact or by address
-    SELECT m.contact_id, lower(m.email) AS email, m.status
-      FROM {member} m
-     WHERE m.marketing_list_id = %(list)s
-       AND (m.contact_id IN (SELECT contact_id FROM candidates)
-            OR m.email IN (SELECT email FROM candidates WHERE email <> ''))
+members AS (  -- this list's rows for the candidates, by contact or by address (each through its index)
+    SELECT m.id, m.contact_id, lower(m.email) AS email, m.status
+      FROM candidates c JOIN {member} m ON m.marketing_list_id = %(list)s AND m.contact_id = c.contact_id
+    UNION
+    SELECT m.id, m.contact_id, lower(m.email), m.status
+      FROM candidates c JOIN {member} m ON m.marketing_list_id = %(list)s AND m.email = c.email
+     WHERE c.email <> ''
 ),
 by_email AS (  -- an opt-out of an address wins over a subscription of the same address
     SELECT email, CASE WHEN bool_or(status = %(unsubscribed)s) THEN %(unsubscribed)s ELSE %(subscribed)s END AS status
@@ -221,7 +248,7 @@ inserted AS (
            %(source)s, %(now)s, NULL
       FROM to_add WHERE nth = 1
     ON CONFLICT DO NOTHING
-    RETURNING 1
+    RETURNING id
 )
 SELECT 0 AS section, path, ord, NULL::timestamptz AS m_created, NULL::uuid AS m_contact, id, %(not_found)s AS reason,
        0::bigint AS n
@@ -235,6 +262,8 @@ SELECT 2, NULL, NULL, NULL, NULL, NULL, 'added', (SELECT count(*) FROM inserted)
 UNION ALL
 SELECT 3, NULL, NULL, NULL, NULL, NULL, 'already',
        (SELECT count(*) FROM classified WHERE status = %(subscribed)s) + (SELECT count(*) FROM to_add WHERE nth > 1)
+UNION ALL
+SELECT 4, NULL, NULL, NULL, NULL, id, 'inserted', 0 FROM inserted
 ORDER BY section, path, ord, m_created, m_contact
 """
 
@@ -268,8 +297,10 @@ def _add_in_sql(
             result.skipped.append(Skipped(id=row_id, reason=reason))
         elif section == 2:
             result.added = int(n)
-        else:
+        elif section == 3:
             result.already_on_list = int(n)
+        else:
+            result.added_ids.append(row_id)
     # An id sent in two lists (or twice) is reported once, before the contacts skipped.
     result.skipped[:0] = [Skipped(id=i, reason=SkipReason.NOT_FOUND) for i in dict.fromkeys(not_found)]
     return result
@@ -379,4 +410,5 @@ def _add_in_python(
     if new_rows:
         MarketingListMember.objects.bulk_create(new_rows, ignore_conflicts=True, batch_size=5000)
     result.added = len(new_rows)
+    result.added_ids = [row.pk for row in new_rows]
     return result

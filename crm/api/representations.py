@@ -1,13 +1,48 @@
-"""Registers the serializers as the representation services record (timeline, change feed)."""
+"""Registers the serializers as the representation services record (timeline, change feed), and
+the CRM's feed objects (`axiomatic.changes`): each one's `data` is its GET's answer, unwrapped."""
 
 from __future__ import annotations
 
+from axiomatic.changes import register_object_type
 from axiomatic.representations import register_representation
 from crm.api.activities import ActivitySerializer
+from crm.api.companies import CompanySerializer
+from crm.api.contacts import ContactSerializer, MembershipSerializer
 from crm.api.email import OutboundEmailSerializer
-from crm.models import Activity, OutboundEmail
+from crm.api.leads import LeadSerializer
+from crm.api.pipeline import PipelineStageSerializer
+from crm.models import Activity, Company, CompanyMembership, Contact, Lead, OutboundEmail, PipelineStage
+from crm.selectors.pipeline import stages_with_lead_counts
+
+
+def _contact(contact: Contact) -> dict:
+    # `companyId` read from the rows as they are now: an annotation loaded before a switch of the
+    # primary membership would be stale.
+    fresh = Contact(**{f.attname: getattr(contact, f.attname) for f in Contact._meta.concrete_fields})
+    return dict(ContactSerializer(fresh).data)
+
+
+def _stage(stage: PipelineStage) -> dict:
+    if not hasattr(stage, "lead_count"):  # loaded without the figure (not through the selector)
+        stage.lead_count = (
+            stages_with_lead_counts(entity=stage.entity_id).filter(pk=stage.pk).values_list("lead_count", flat=True)
+        ).first() or 0
+    return dict(PipelineStageSerializer(stage).data)
 
 
 def register() -> None:
     register_representation(Activity, lambda activity: dict(ActivitySerializer(activity).data))
     register_representation(OutboundEmail, lambda email: dict(OutboundEmailSerializer(email).data))
+    register_representation(Company, lambda company: dict(CompanySerializer(company).data))
+    register_representation(Contact, _contact)
+    register_representation(CompanyMembership, lambda membership: dict(MembershipSerializer(membership).data))
+    register_representation(Lead, lambda lead: dict(LeadSerializer(lead).data))
+    register_representation(PipelineStage, _stage)
+
+    register_object_type(Company, "company")
+    register_object_type(Contact, "contact")
+    register_object_type(CompanyMembership, "company_membership", loader=lambda rows: rows.select_related("company"))
+    register_object_type(Lead, "lead", loader=lambda rows: rows.select_related("stage"))
+    register_object_type(Activity, "activity")
+    register_object_type(PipelineStage, "pipeline_stage")
+    register_object_type(OutboundEmail, "outbound_email")

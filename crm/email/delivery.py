@@ -27,6 +27,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from axiomatic import changes
 from axiomatic.representations import represent
 from crm.choices import ActivityStatus, ActivityType, ConnectionStatus, EmailStatus, LeadEventKind
 from crm.email.connections import connection_mark_expired, connection_refresh_access_token
@@ -58,20 +59,35 @@ class DeliveryResult:
     retry_in: float | None = None
 
 
+def _snapshot(email_id) -> dict | None:
+    return changes.snapshot_fresh(OutboundEmail(pk=email_id))
+
+
+def _record(email_id, before: dict | None, action: str = "updated") -> None:
+    """The change feed's record of a state change (`outbound_email.updated`, `.sent`, `.failed`)."""
+    row = changes.load(OutboundEmail, [email_id]).get(uuid.UUID(str(email_id)))
+    if row is not None:
+        changes.record([changes.update(row, before, action=action, actor=Actor.system())])
+
+
 def _claim(email_id: uuid.UUID | str) -> uuid.UUID | None:
     now = timezone.now()
     token = uuid.uuid4()
-    claimed = (
-        OutboundEmail.objects.filter(pk=email_id, status=EmailStatus.QUEUED)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .update(
-            status=EmailStatus.SENDING,
-            claim_token=token,
-            claimed_at=now,
-            attempts=F("attempts") + 1,
-            updated_at=now,
+    with transaction.atomic():
+        before = _snapshot(email_id)
+        claimed = (
+            OutboundEmail.objects.filter(pk=email_id, status=EmailStatus.QUEUED)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+            .update(
+                status=EmailStatus.SENDING,
+                claim_token=token,
+                claimed_at=now,
+                attempts=F("attempts") + 1,
+                updated_at=now,
+            )
         )
-    )
+        if claimed:
+            _record(email_id, before)
     return token if claimed else None
 
 
@@ -139,6 +155,7 @@ def retry_delay(*, attempts: int, retry_after: float | None) -> float:
 def _mark_sent(email: OutboundEmail, token: uuid.UUID, provider_message_id: str) -> DeliveryResult:
     now = timezone.now()
     with transaction.atomic():
+        before = _snapshot(email.pk)
         updated = _claimed(email, token).update(
             status=EmailStatus.SENT,
             provider_message_id=provider_message_id[:500],
@@ -175,6 +192,13 @@ def _mark_sent(email: OutboundEmail, token: uuid.UUID, provider_message_id: str)
                 data={**represent(email), "activityId": str(activity.pk)},
                 occurred_at=now,
             )
+        sent = changes.load(OutboundEmail, [email.pk])[email.pk]
+        changes.record(  # one insert: outbound_email.sent and the email's activity.created
+            [
+                changes.update(sent, before, action="sent", actor=Actor.system()),
+                changes.creation(activity, actor=Actor.system()),
+            ]
+        )
     logger.info("Email %s sent via %s", email.pk, email.channel)
     return DeliveryResult("sent")
 
@@ -188,6 +212,7 @@ def email_mark_failed(*, email: OutboundEmail, token: uuid.UUID | None, reason: 
     """
     now = timezone.now()
     with transaction.atomic():
+        before = _snapshot(email.pk)
         rows = (
             _claimed(email, token)
             if token
@@ -205,6 +230,7 @@ def email_mark_failed(*, email: OutboundEmail, token: uuid.UUID | None, reason: 
                 data=represent(email),
                 occurred_at=now,
             )
+        _record(email.pk, before, action="failed")
     logger.warning("Email %s failed after %s attempt(s): %s", email.pk, email.attempts, reason)
     return DeliveryResult("failed")
 
@@ -216,13 +242,17 @@ def _retry_or_fail(email: OutboundEmail, token: uuid.UUID, exc: TransientProvide
     delay = retry_delay(attempts=attempts, retry_after=exc.retry_after)
     now = timezone.now()
     # Back to queued, but only claimable once due: by the scheduled retry, not by a stray duplicate.
-    updated = _claimed(email, token).update(
-        status=EmailStatus.QUEUED,
-        claim_token=None,
-        next_attempt_at=now + timedelta(seconds=delay),
-        error=str(exc)[:2000],
-        updated_at=now,
-    )
+    with transaction.atomic():
+        before = _snapshot(email.pk)
+        updated = _claimed(email, token).update(
+            status=EmailStatus.QUEUED,
+            claim_token=None,
+            next_attempt_at=now + timedelta(seconds=delay),
+            error=str(exc)[:2000],
+            updated_at=now,
+        )
+        if updated:
+            _record(email.pk, before)
     if not updated:
         return DeliveryResult("skipped")
     logger.info("Email %s attempt %s: %s; retrying in %.1fs", email.pk, attempts, exc, delay)

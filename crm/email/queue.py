@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from axiomatic import errors
+from axiomatic import changes, errors
 from axiomatic.models import Entity, Membership
 from axiomatic.representations import represent
 from axiomatic.roles import is_admin
@@ -143,6 +143,7 @@ def email_queue(
         summary=f'Email "{subject}" queued to {", ".join(to_addresses)}',
         data=represent(email),
     )
+    changes.record_created(email, actor=actor)
     email_id = str(email.pk)
     transaction.on_commit(lambda: email_enqueue(email_id=email_id), robust=True)
     return email

@@ -13,6 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from axiomatic import changes
 from axiomatic.models import Entity, User
 from axiomatic.representations import represent
 from crm.choices import ActivityStatus, ActivityType, LeadEventKind
@@ -57,6 +58,7 @@ def activity_save_new(*, activity: Activity, actor: Actor) -> Activity:
             summary=f"{activity.get_type_display()} logged: {activity.subject}",
             data=represent(activity),
         )
+    changes.record_created(activity, actor=actor)
     return activity
 
 
@@ -92,14 +94,16 @@ def activity_create(
 @transaction.atomic
 def activity_update(*, activity: Activity, **fields: Any) -> Activity:
     """Apply a partial update; completing sets `completedAt`, reopening or cancelling clears it."""
+    before = changes.snapshot_fresh(activity, lock=True)
     previous_status = activity.status
     for name, value in fields.items():
         setattr(activity, name, value)
     _sync_completed_at(activity, previous_status=previous_status)
     activity.save()
+    changes.record_updated(activity, before)
     return activity
 
 
 def activity_delete(*, activity: Activity) -> None:
     """Delete an activity; the timeline keeps the `activity_logged` event as history."""
-    activity.delete()
+    changes.delete_recorded(activity)

@@ -22,7 +22,7 @@ from typing import Any, Final
 from django.db import transaction
 from django.utils import timezone
 
-from axiomatic import errors
+from axiomatic import changes, errors
 from axiomatic.models import Entity
 from axiomatic.uniqueness import ensure_unique, save_unique
 from crm.models import Company, CompanyMembership, Contact
@@ -74,6 +74,25 @@ def _save_contact(contact: Contact, *, update_fields: list[str] | None = None) -
     )
 
 
+def _state(contact: Contact) -> tuple[dict | None, dict]:
+    """The contact and its memberships as the change feed shows them (`data`), read now."""
+    fresh = changes.load(Contact, [contact.pk]).get(contact.pk)
+    memberships = CompanyMembership.objects.filter(contact_id=contact.pk).select_related("company").order_by("pk")
+    return (changes.snapshot(fresh) if fresh else None), {m.pk: (m, changes.snapshot(m)) for m in memberships}
+
+
+def _record_state(contact: Contact, before: tuple[dict | None, dict] | None) -> None:
+    """Record what a write did to the contact and its memberships since `before` (a `_state`):
+    created, updated (the primary flag, `companyId`) and deleted memberships, in one insert."""
+    old_contact, old_memberships = before or (None, {})
+    new_contact, new_memberships = _state(contact)
+    records = [changes.update(contact, old_contact, after=new_contact)] if new_contact else []
+    for pk, (row, data) in new_memberships.items():
+        records.append(changes.update(row, old_memberships[pk][1] if pk in old_memberships else None, after=data))
+    records += [changes.deletion(row) for pk, (row, _) in old_memberships.items() if pk not in new_memberships]
+    changes.record(records)
+
+
 def _lock_contact(contact: Contact) -> None:
     """Serialise writes to one contact's memberships; must run inside a transaction.
 
@@ -99,6 +118,7 @@ def contact_create(*, entity: Entity, company: Company | None = None, **fields: 
         _save_contact(contact)
         if company is not None:
             contact_set_primary_company(contact=contact, company=company)
+        _record_state(contact, None)
     return contact
 
 
@@ -117,10 +137,12 @@ def contact_update(*, contact: Contact, company: Company | None | _Unset = UNSET
     _ensure_identifiable(contact)
     with transaction.atomic():
         _lock_contact(contact)  # a contact deleted meanwhile is a 404, not a failed UPDATE
+        before = _state(contact)
         # Only the fields sent: a concurrent PATCH of other fields is not overwritten.
         _save_contact(contact, update_fields=[*fields, "updated_at"])
         if not isinstance(company, _Unset):
             contact_set_primary_company(contact=contact, company=company)
+        _record_state(contact, before)
     return contact
 
 
@@ -132,7 +154,7 @@ def contact_delete(*, contact: Contact) -> None:
     """
     with transaction.atomic():
         _lock_contact(contact)
-        contact.delete()
+        changes.delete_recorded(contact)  # its memberships, and the rows whose contactId becomes null
 
 
 # --- primary membership -------------------------------------------------------------------------
@@ -223,6 +245,7 @@ def membership_create(
     _ensure_dates(start_date=start_date, end_date=end_date)
     with transaction.atomic():
         _lock_contact(contact)
+        before = _state(contact)
         _ensure_company_free(contact=contact, company=company)
         has_primary = CompanyMembership.objects.filter(contact_id=contact.pk, is_primary=True).exists()
         primary = (not has_primary) if is_primary is None else is_primary
@@ -237,7 +260,9 @@ def membership_create(
             start_date=start_date,
             end_date=end_date,
         )
-        return _save_membership(membership)
+        membership = _save_membership(membership)
+        _record_state(contact, before)
+        return membership
 
 
 def membership_update(*, membership: CompanyMembership, **fields: Any) -> CompanyMembership:
@@ -259,6 +284,7 @@ def membership_update(*, membership: CompanyMembership, **fields: Any) -> Compan
             membership.refresh_from_db()
         except CompanyMembership.DoesNotExist:
             raise errors.NotFound("Membership not found.") from None
+        before = _state(contact)
         if company.pk != membership.company_id:
             _ensure_company_free(contact=contact, company=company, exclude_id=membership.pk)
         for name, value in fields.items():
@@ -271,6 +297,7 @@ def membership_update(*, membership: CompanyMembership, **fields: Any) -> Compan
         elif promote is False:
             membership.is_primary = False
         _save_membership(membership)
+        _record_state(contact, before)
     return membership
 
 
@@ -280,7 +307,9 @@ def membership_delete(*, membership: CompanyMembership) -> None:
     """
     with transaction.atomic():
         _lock_contact(membership.contact)
+        before = _state(membership.contact)
         membership.delete()
+        _record_state(membership.contact, before)
 
 
 def contact_memberships_save(
@@ -303,6 +332,7 @@ def contact_memberships_save(
         _ensure_dates(start_date=membership.start_date, end_date=membership.end_date)
     with transaction.atomic():
         _lock_contact(contact)
+        before = _state(contact)
         for membership in deleted:
             if membership.pk is not None:
                 membership.delete()
@@ -315,3 +345,4 @@ def contact_memberships_save(
         for membership in primaries:
             _demote_primary(contact=contact, keep=membership)
             membership.save()
+        _record_state(contact, before)

@@ -14,6 +14,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from axiomatic import changes as feed
 from axiomatic import errors
 from axiomatic.models import Entity
 from axiomatic.timestamps import iso_utc
@@ -99,6 +100,7 @@ def lead_save_new(*, lead: Lead, actor: Actor) -> Lead:
         },
         occurred_at=now,
     )
+    feed.record_created(lead, actor=actor)
     return lead
 
 
@@ -123,6 +125,7 @@ def lead_move_stage(
     actor: Actor,
     probability_pct: int | None = None,
     lost_reason: str | None = None,
+    record_change: bool = True,
 ) -> Lead:
     """Move a lead to `stage`: the one place the rules of a stage change live.
 
@@ -132,7 +135,8 @@ def lead_move_stage(
     an open stage clears `closedAt` and `lostReason`; entering won clears `lostReason`; a
     `lostReason` is accepted only when entering a lost stage (400 otherwise). `stageChangedAt`
     is set and a `stage_changed` event records the actor and both stages' ids and names.
-    Returns the locked, updated lead (with `stage` loaded).
+    Returns the locked, updated lead (with `stage` loaded). Records `lead.stage_changed` (one
+    change for the move; `record_change=False` when the caller records the move with its own edits).
     """
     _ensure_same_entity(lead, stage)
     _hold_stage(stage)  # before the lead: stage deletion locks stages first, then leads
@@ -140,6 +144,7 @@ def lead_move_stage(
     if locked.stage_id == stage.pk:
         return locked
     _ensure_lost_reason_fits(stage=stage, lost_reason=lost_reason)
+    before = feed.snapshot(locked) if record_change else None
     source = locked.stage
     now = timezone.now()
     locked.stage = stage
@@ -178,6 +183,8 @@ def lead_move_stage(
         },
         occurred_at=now,
     )
+    if record_change:
+        feed.record_updated(locked, before, action="stage_changed", actor=actor)
     return locked
 
 
@@ -192,13 +199,16 @@ def lead_update(*, lead: Lead, actor: Actor, **fields: Any) -> Lead:
         _ensure_same_entity(lead, stage)
         _hold_stage(stage)  # before the lead row, in the order stage deletion locks them
     locked = Lead.objects.select_for_update(of=("self",)).select_related("stage").get(pk=lead.pk)
-    if stage is not None and stage.pk != locked.stage_id:
+    before = feed.snapshot(locked)
+    moved = stage is not None and stage.pk != locked.stage_id
+    if moved:
         locked = lead_move_stage(
             lead=locked,
             stage=stage,
             actor=actor,
             probability_pct=fields.pop("probability_pct", None),
             lost_reason=fields.pop("lost_reason", None),
+            record_change=False,  # the move and the other edits are one change, recorded below
         )
     if "lost_reason" in fields:
         _ensure_lost_reason_fits(stage=locked.stage, lost_reason=fields["lost_reason"])
@@ -207,6 +217,7 @@ def lead_update(*, lead: Lead, actor: Actor, **fields: Any) -> Lead:
     for name, value in fields.items():
         setattr(locked, name, value)
     if not fields:
+        feed.record_updated(locked, before, action="stage_changed" if moved else "updated", actor=actor)
         return locked
     locked.save()
     changes = {
@@ -223,12 +234,14 @@ def lead_update(*, lead: Lead, actor: Actor, **fields: Any) -> Lead:
             summary=f"Changed {labels}",
             data={"changes": changes},
         )
+    feed.record_updated(locked, before, action="stage_changed" if moved else "updated", actor=actor)
     return locked
 
 
 def lead_delete(*, lead: Lead) -> None:
-    """Delete a lead; its activities stay (their lead becomes null), its timeline goes with it."""
-    lead.delete()
+    """Delete a lead; its activities stay (their lead becomes null), its timeline goes with it.
+    Records `lead.deleted` and an `activity.updated` (leadId null) for each of its activities."""
+    feed.delete_recorded(lead)
 
 
 def _json_value(value: Any) -> Any:

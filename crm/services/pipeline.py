@@ -18,11 +18,13 @@ from django.db import transaction
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.utils import timezone
 
+from axiomatic import changes as feed
 from axiomatic import errors
 from axiomatic.models import Entity
 from axiomatic.uniqueness import ensure_unique, save_unique
 from crm.choices import LeadEventKind, StageKind
 from crm.models import Lead, LeadEvent, PipelineStage
+from crm.selectors.pipeline import stages_with_lead_counts
 from crm.services.actors import Actor
 
 DEFAULT_STAGES: tuple[tuple[str, str, int, str, str], ...] = (
@@ -46,7 +48,7 @@ def stages_install_defaults(*, entity: Entity) -> list[PipelineStage]:
     """
     if PipelineStage.objects.for_entity(entity).exists():
         return []
-    return PipelineStage.objects.bulk_create(
+    stages = PipelineStage.objects.bulk_create(
         PipelineStage(
             entity=entity,
             name=name,
@@ -57,6 +59,32 @@ def stages_install_defaults(*, entity: Entity) -> list[PipelineStage]:
             color_key=color,
         )
         for order, (name, kind, probability, system_key, color) in enumerate(DEFAULT_STAGES)
+    )
+    for stage in stages:
+        stage.lead_count = 0
+    feed.record(feed.creation(stage) for stage in stages)
+    return stages
+
+
+def _stage_snapshots(entity_id) -> dict:
+    """Every stage of the entity as the change feed shows it (with its leadCount), one query."""
+    return {stage.pk: (stage, feed.snapshot(stage)) for stage in stages_with_lead_counts(entity=entity_id)}
+
+
+def _record_stage_changes(entity_id, before: dict) -> None:
+    """`pipeline_stage.updated` for every stage whose representation changed since `before`."""
+    after = _stage_snapshots(entity_id)
+    feed.record(feed.update(stage, before[pk][1], after=data) for pk, (stage, data) in after.items() if pk in before)
+
+
+def _lead_snapshots(lead_ids) -> dict:
+    return {pk: feed.snapshot(lead) for pk, lead in feed.load(Lead, lead_ids).items()}
+
+
+def _record_lead_changes(before: dict, *, action: str, actor: Actor | None = None) -> None:
+    """One change per lead whose representation changed since `before` (`_lead_snapshots`)."""
+    feed.record(
+        feed.update(lead, before[pk], action=action, actor=actor) for pk, lead in feed.load(Lead, before).items()
     )
 
 
@@ -148,7 +176,10 @@ def stage_save_new(*, stage: PipelineStage) -> PipelineStage:
     stage.sort_order = max((s.sort_order for s in stages), default=-1) + 1
     if stage.default_probability_pct is None:
         stage.default_probability_pct = stage_default_probability(kind=stage.kind)
-    return _save(stage)
+    stage = _save(stage)
+    stage.lead_count = 0
+    feed.record_created(stage)
+    return stage
 
 
 def stage_create(
@@ -178,6 +209,8 @@ def stage_update(*, stage: PipelineStage, **fields) -> PipelineStage:
     """
     editable = ("name", "kind", "default_probability_pct", "color_key")
     changes = {attr: fields[attr] for attr in editable if fields.get(attr) is not None}
+    before = _stage_snapshots(stage.entity_id)
+    leads_before = None
     name = changes.get("name")
     if name is not None and name.lower() != stage.name.lower():
         _ensure_name_free(entity_id=stage.entity_id, name=name, exclude_id=stage.pk)
@@ -195,12 +228,19 @@ def stage_update(*, stage: PipelineStage, **fields) -> PipelineStage:
         if not any(s.kind == current.kind and s.pk != current.pk for s in stages):
             raise errors.Conflict(f"The pipeline needs at least one {current.kind} stage; add another one first.")
         if current.kind != new_kind:
+            # Their status (the stage's kind) and maybe closedAt change: one `lead.updated` each.
+            in_stage = Lead.objects.for_entity(stage.entity_id).filter(stage=current).values_list("pk", flat=True)
+            leads_before = _lead_snapshots(in_stage)
             _leads_follow_kind(stage=current, old_kind=current.kind, new_kind=new_kind)
 
     for attr, value in changes.items():
         setattr(stage, attr, value)
     # Only the edited columns: `sort_order` belongs to reorder, which may have run meanwhile.
-    return _save(stage, update_fields=[*changes, "updated_at"]) if changes else stage
+    stage = _save(stage, update_fields=[*changes, "updated_at"]) if changes else stage
+    _record_stage_changes(stage.entity_id, before)
+    if leads_before:
+        _record_lead_changes(leads_before, action="updated")
+    return stage
 
 
 def _leads_follow_kind(*, stage: PipelineStage, old_kind: str, new_kind: str) -> None:
@@ -239,9 +279,11 @@ def stages_reorder(*, entity: Entity, stage_ids: Sequence[UUID]) -> None:
             f"stageIds must list every stage of the entity exactly once; missing: {_ids(missing)}.", field="stage_ids"
         )
     if [stage.pk for stage in stages] != list(stage_ids):
+        before = _stage_snapshots(entity.pk)
         _write_sort_orders(
             entity_id=entity.pk, ordered_ids=list(stage_ids), current_max=max(s.sort_order for s in stages)
         )
+        _record_stage_changes(entity.pk, before)
 
 
 def _ids(ids: Iterable[UUID]) -> str:
@@ -287,7 +329,9 @@ def stage_delete(*, stage: PipelineStage, move_leads_to: PipelineStage | None, a
     else:
         moved = _bulk_move(leads=leads, source=current, target=target, actor=actor)
 
+    before = _stage_snapshots(current.entity_id)
     current.delete()
+    feed.record_deleted(current, actor=actor)
     remaining = [s for s in stages if s.pk != current.pk]
     if any(s.sort_order != index for index, s in enumerate(remaining)):
         _write_sort_orders(
@@ -295,6 +339,7 @@ def stage_delete(*, stage: PipelineStage, move_leads_to: PipelineStage | None, a
             ordered_ids=[s.pk for s in remaining],
             current_max=max(s.sort_order for s in remaining),
         )
+        _record_stage_changes(current.entity_id, before)
     return moved
 
 
@@ -329,6 +374,7 @@ def _bulk_move(*, leads: QuerySet, source: PipelineStage, target: PipelineStage,
     moved = 0
     # Each pass moves its chunk out of the stage, so the next pass reads the next one.
     while chunk := list(leads.select_for_update().order_by("id").values_list("id", flat=True)[:MOVE_CHUNK]):
+        before = _lead_snapshots(chunk)
         Lead.objects.filter(pk__in=chunk).update(**changes)
         LeadEvent.objects.bulk_create(
             LeadEvent(
@@ -344,5 +390,6 @@ def _bulk_move(*, leads: QuerySet, source: PipelineStage, target: PipelineStage,
             )
             for lead_id in chunk
         )
+        _record_lead_changes(before, action="stage_changed", actor=actor)  # one change per lead, one insert
         moved += len(chunk)
     return moved

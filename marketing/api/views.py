@@ -20,7 +20,7 @@ from axiomatic.api.viewsets import (
 )
 from marketing.api.serializers import EmptyBodySerializer, MarketingListMemberSerializer, MarketingListSerializer
 from marketing.models import MarketingList, MarketingListMember, MemberSource, MemberStatus
-from marketing.services import list_create, list_update, member_unsubscribe
+from marketing.services import list_create, list_delete, list_update, member_delete, member_unsubscribe
 
 
 class MarketingListFilter(StrictFilterSet):
@@ -80,6 +80,9 @@ class MarketingListViewSet(
     def perform_update(self, serializer):
         return list_update(marketing_list=serializer.instance, **serializer.validated_data)
 
+    def perform_destroy(self, instance):
+        list_delete(marketing_list=instance)
+
 
 class MarketingListMemberFilter(StrictFilterSet):
     status = django_filters.ChoiceFilter(choices=MemberStatus.choices, help_text="subscribed or unsubscribed")
@@ -112,6 +115,9 @@ class MarketingListMemberViewSet(ListMixin, DestroyOkMixin, EntityScopedViewSet)
     list_key = "members"
     ordering = ("-added_at", "id")
     parent_resource = ParentResource(MarketingList, "listId", field="marketing_list")
+
+    def perform_destroy(self, instance):
+        member_delete(member=instance)
 
     @extend_schema(
         summary="Unsubscribe a member",
