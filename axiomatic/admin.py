@@ -331,3 +331,23 @@ class EntityScopedAdmin(StaffScopeMixin, admin.ModelAdmin):
                 add_domain_error(self, error)
 
         return RefusedByService
+
+
+@admin.register(EntityCounter)
+class EntityCounterAdmin(StaffScopeMixin, admin.ModelAdmin):
+    """The maintained totals, read-only: database triggers keep them, nobody edits them."""
+
+    list_display = ["name", "value", "entity"]
+    list_filter = ["entity"]
+    search_fields = ["name"]
+    ordering = ["entity", "name"]
+    list_select_related = ["entity"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

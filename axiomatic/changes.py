@@ -304,13 +304,14 @@ def delete_recorded(objs: Model | Iterable[Model], *, actor: Any = None) -> tupl
             for model, pks in touched.items()
         }
 
+        origins = {(type(obj)._meta.concrete_model, obj.pk) for obj in objs}  # the deletion clears pks
+
         result = collector.delete()
 
         records: list[ChangeRecord | None] = []
         for model, snapshots in before.items():
             for pk, row in load(model, snapshots, using=using).items():
                 records.append(update(row, snapshots[pk], actor=actor))
-        origins = {(type(obj)._meta.concrete_model, obj.pk) for obj in objs}
         ordered = sorted(
             ((model, pk, entity_id) for model, rows in removed.items() for pk, entity_id in rows.items()),
             key=lambda item: (item[0]._meta.concrete_model, item[1]) in origins,  # cascades first

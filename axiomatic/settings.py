@@ -270,7 +270,14 @@ CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = False
 # Every task's hard time limit stays under the visibility timeout, so a task still running is never
 # handed to a second worker; a task's statement timeout is at most its soft limit.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60),
+    # Publishing (after a commit) gives up at once when the broker is away (kombu would retry for
+    # ~6 s per message, inside the request): the rows are the truth and the periodic checks
+    # (webhook sweep, outbound_email_check) queue the work again. The worker's own connection
+    # retries are governed by broker_connection_retry, not by this.
+    "max_retries": env_int("CELERY_PUBLISH_MAX_RETRIES", 0, minimum=0),
+}
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 60, minimum=1)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 90, minimum=1)
 if not CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT < CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]:

@@ -974,10 +974,27 @@ def report(
         "companies rule to the other lists.",
         "",
     ]
+    if meta.get("errors"):
+        lines += ["## Errors the app logged", "", *[f"- {error}" for error in meta["errors"]], ""]
     return "\n".join(lines)
 
 
 # --- the run -------------------------------------------------------------------------------------
+
+
+def app_errors(log_path: Path, limit: int = 5) -> list[str]:
+    """The distinct errors the app logged (JSON lines at ERROR): path and the exception's last line."""
+    seen: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for line in log_path.read_text(errors="replace").splitlines():
+            if not line.startswith("{") or '"level": "ERROR"' not in line:
+                continue
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                detail = (entry.get("exc_info") or "").strip().splitlines()
+                text = f"{entry.get('message', '')}: {detail[-1] if detail else ''}".strip(": ")
+                seen[text] = seen.get(text, 0) + 1
+    return [f"{count}× {text}" for text, count in list(seen.items())[:limit]]
 
 
 def load_average() -> str:
@@ -1200,7 +1217,8 @@ def run(args) -> int:
         stop(gunicorn)
         if sql is not None:
             sql.close()
-        if finished:
+        meta["errors"] = app_errors(log_dir / "gunicorn.log")
+        if finished and not meta["errors"]:
             shutil.rmtree(log_dir, ignore_errors=True)
         else:
             log(f"the app's log is kept in {log_dir}")

@@ -7,7 +7,16 @@ from django.contrib.admin.helpers import ActionForm
 from axiomatic import errors
 from axiomatic.admin import EntityScopedAdmin
 from axiomatic.models import Membership
-from crm.models import Activity, Company, CompanyMembership, Contact, Lead, LeadEvent, PipelineStage
+from crm.models import (
+    Activity,
+    Company,
+    CompanyMembership,
+    Contact,
+    Lead,
+    LeadEvent,
+    PipelineFigure,
+    PipelineStage,
+)
 from crm.services.activities import activity_save_new, activity_update
 from crm.services.actors import Actor
 from crm.services.contacts import (
@@ -203,6 +212,26 @@ class PipelineStageAdmin(EntityScopedAdmin):
         stage = stage_update(stage=PipelineStage.objects.get(pk=obj.pk), **fields)
         obj.refresh_from_db()
         return stage
+
+
+@admin.register(PipelineFigure)
+class PipelineFigureAdmin(EntityScopedAdmin):
+    """The pipeline's maintained figures, read-only: the leads' trigger keeps them."""
+
+    list_display = ["stage", "currency", "owner_id", "lead_count", "value_sum", "weighted_sum", "entity"]
+    list_filter = ["entity"]
+    ordering = ["entity", "stage", "currency"]
+    list_select_related = ["entity", "stage"]
+    readonly_fields = []
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 class LeadEventInline(admin.TabularInline):

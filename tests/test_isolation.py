@@ -42,6 +42,7 @@ from crm.services.leads import lead_create, lead_move_stage
 from crm.services.pipeline import stage_create
 from marketing.models import MarketingList, MarketingListMember
 from tests import factories
+from webhooks.models import WebhookEndpoint
 
 API_PREFIXES = ("/api/crm/", "/api/marketing/")
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -177,6 +178,9 @@ def populate(entity: Entity, user: User, *, tag: str) -> Ids:
         provider_message_id=f"{tag}-message",
         created_by=user,
     )
+    endpoint = WebhookEndpoint(entity=entity, url=f"https://{tag}.example.com/hooks")
+    endpoint.set_secret(f"whsec_{tag}")
+    endpoint.save()
     stages = PipelineStage.objects.for_entity(entity).order_by("sort_order", "id")
     return {
         "companyId": str(company.pk),
@@ -194,6 +198,7 @@ def populate(entity: Entity, user: User, *, tag: str) -> Ids:
         "listId": str(marketing_list.pk),
         "memberId": str(member.pk),
         "userId": str(user.pk),
+        "endpointId": str(endpoint.pk),
     }
 
 
@@ -317,6 +322,11 @@ PATH_ID_BODIES: dict[str, Callable[[Ids], Body]] = {
     "DELETE /api/marketing/lists/{listId}": lambda o: None,
     "DELETE /api/marketing/lists/{listId}/members/{memberId}": lambda o: None,
     "POST /api/marketing/lists/{listId}/members/{memberId}/unsubscribe": lambda o: {},
+    "PATCH /api/crm/webhook-endpoints/{endpointId}": lambda o: {"description": "Hijacked", "enabled": False},
+    "DELETE /api/crm/webhook-endpoints/{endpointId}": lambda o: None,
+    "POST /api/crm/webhook-endpoints/{endpointId}/rotate-secret": lambda o: {},
+    "POST /api/crm/webhook-endpoints/{endpointId}/test": lambda o: {},
+    "POST /api/crm/webhook-endpoints/{endpointId}/replay": lambda o: {"fromSeq": 1},
 }
 
 

@@ -30,6 +30,12 @@ ADMIN_ONLY = {
     ("/api/crm/pipeline-stages/{stageId}", "DELETE"),
     ("/api/crm/pipeline-stages/reorder", "POST"),
     ("/api/crm/outbound-email-connections/{connectionId}", "PATCH"),
+    ("/api/crm/webhook-endpoints", "POST"),
+    ("/api/crm/webhook-endpoints/{endpointId}", "PATCH"),
+    ("/api/crm/webhook-endpoints/{endpointId}", "DELETE"),
+    ("/api/crm/webhook-endpoints/{endpointId}/rotate-secret", "POST"),
+    ("/api/crm/webhook-endpoints/{endpointId}/test", "POST"),
+    ("/api/crm/webhook-endpoints/{endpointId}/replay", "POST"),
 }
 MEMBER_ALLOWED = {
     ("/api/crm/companies", "GET"),
@@ -68,6 +74,10 @@ MEMBER_ALLOWED = {
     ("/api/crm/activities/{activityId}", "DELETE"),
     ("/api/crm/tasks", "GET"),
     ("/api/crm/prospecting/add-to-marketing-list", "POST"),
+    ("/api/crm/changes", "GET"),
+    ("/api/crm/webhook-endpoints", "GET"),
+    ("/api/crm/webhook-endpoints/{endpointId}", "GET"),
+    ("/api/crm/webhook-endpoints/{endpointId}/deliveries", "GET"),
     ("/api/marketing/lists", "GET"),
     ("/api/marketing/lists", "POST"),
     ("/api/marketing/lists/{listId}", "GET"),

@@ -59,6 +59,7 @@ ID_KINDS = {
     "activityId": "activity",
     "ownerUserId": "user",
     "assigneeUserId": "user",
+    "endpointId": "endpoint",
 }
 ID_LIST_KINDS = {"contactIds": "contact", "companyIds": "company", "leadIds": "lead"}
 # Keys of the API's answers → the kind of row under them.
@@ -83,8 +84,11 @@ ANSWER_KINDS = {
     "activity": "activity",
     "activities": "activity",
     "tasks": "activity",
+    "webhookEndpoint": "endpoint",
+    "webhookEndpoints": "endpoint",
 }
 PARENT_OF = {"membership": "contactId", "member": "listId"}
+WEBHOOK_TYPES = ["*", "lead.*", "contact.created", "*.deleted"]
 
 
 class TestData:
@@ -133,6 +137,9 @@ class TestData:
         if kind == "membership":
             body = {"companyId": self.fresh("company"), "isPrimary": False}
             return self.call("POST", f"/api/crm/contacts/{parent}/company-memberships", body)["membership"]["id"]
+        if kind == "endpoint":
+            body = {"url": f"https://hooks-{tag}.example.com/in"}
+            return self.call("POST", "/api/crm/webhook-endpoints", body)["webhookEndpoint"]["id"]
         if kind == "member":
             body = {"firstName": f"Fresh {tag}", "email": f"fresh-{tag}@example.com"}
             contact = self.call("POST", "/api/crm/contacts", body)["contact"]["id"]
@@ -177,6 +184,8 @@ class TestData:
             case.headers["Idempotency-Key"] = uuid.uuid4().hex  # a key is for one request
         if case.query:
             case.query.pop("cursor", None)  # cursors are the API's own (nextCursor)
+            if "types" in case.query:
+                case.query["types"] = random.choice(WEBHOOK_TYPES)  # event types of the catalogue
         self._path(case)
         if isinstance(case.body, dict):
             self._body(case, case.body)
@@ -219,6 +228,11 @@ class TestData:
             body["stageIds"] = random.sample([stage["id"] for stage in self.stages()], k=len(self.stages()))
         if operation.startswith("DELETE") and body.get("moveLeadsToStageId") == case.path_parameters.get("stageId"):
             body["moveLeadsToStageId"] = self.seed["stage"]  # another stage than the one deleted
+        if "webhook-endpoints" in operation:
+            if "url" in body:
+                body["url"] = "https://hooks.example.com/in"  # a public host (resolution is stubbed)
+            if "eventTypes" in body:
+                body["eventTypes"] = [random.choice(WEBHOOK_TYPES)]
         if "channel" in body:
             body["channel"] = "gmail"  # the seed mailbox's
         if operation == "POST /api/crm/outbound-email":
@@ -259,7 +273,16 @@ class TestData:
 
 
 @pytest.fixture
-def fuzz_settings(settings):
+def no_webhook_traffic(monkeypatch):
+    """Webhook URLs resolve to a public address without DNS, and nothing is ever sent."""
+    from webhooks import net
+
+    monkeypatch.setattr(net, "resolve", lambda host, port: ("93.184.216.34",))
+    monkeypatch.setattr(net, "post", lambda url, body, headers, timeout: net.HttpResult(None, "", "not sent (test)", 0))
+
+
+@pytest.fixture
+def fuzz_settings(settings, no_webhook_traffic):
     settings.API_RATE_LIMIT_PER_MINUTE = 1_000_000
     settings.API_AUTH_FAILURE_LIMIT_PER_MINUTE = 1_000_000
     settings.EMAIL_DAILY_LIMIT_PER_CONNECTION = 1_000_000
@@ -287,6 +310,7 @@ def _seed(data: TestData, entity, user, connection) -> None:
     data.parent[data.seed["membership"]] = data.seed["contact"]
     data.parent[data.seed["member"]] = data.seed["list"]
     data.seed["stage"] = data.fresh("stage")  # not a system stage: its kind may change
+    data.seed["endpoint"] = data.fresh("endpoint")
     data.stages()
     email = {
         "leadId": data.seed["lead"],
@@ -310,6 +334,9 @@ base-url = "{live_server.url}"
 max-time = {TIME_BUDGET_SECONDS}
 workers = 1
 seed = {SEED}
+
+[cache]
+enabled = false
 
 [generation]
 max-examples = {MAX_EXAMPLES}

@@ -202,7 +202,9 @@ class EmptyBodySerializer(ApiSerializer):
 
 
 class ReplaySerializer(ApiSerializer):
-    from_seq = serializers.IntegerField(min_value=1, help_text="Deliver again every matching change from this seq on.")
+    from_seq = serializers.IntegerField(
+        min_value=1, max_value=2**62, help_text="Deliver again every matching change from this seq on."
+    )
 
     class Meta:
         ref_name = "WebhookReplay"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import operator
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -124,6 +124,9 @@ class FastListSerializer(serializers.ListSerializer):
 
     def to_representation(self, data):
         rows = data.all() if isinstance(data, models.manager.BaseManager) else data
+        rows = rows if isinstance(rows, list) else list(rows)
+        if rows and isinstance(rows[0], Mapping):  # plain data (the dashboard's figures): DRF's path
+            return super().to_representation(rows)
         child = self.child
         model = getattr(getattr(child, "Meta", None), "model", None)
         plan = [(name, compile_field(field, model)) for name, field in child.fields.items() if not field.write_only]

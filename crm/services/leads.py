@@ -199,7 +199,7 @@ def lead_update(*, lead: Lead, actor: Actor, **fields: Any) -> Lead:
         _ensure_same_entity(lead, stage)
         _hold_stage(stage)  # before the lead row, in the order stage deletion locks them
     locked = Lead.objects.select_for_update(of=("self",)).select_related("stage").get(pk=lead.pk)
-    before = feed.snapshot(locked)
+    recorded_before = feed.snapshot(locked)
     moved = stage is not None and stage.pk != locked.stage_id
     if moved:
         locked = lead_move_stage(
@@ -217,7 +217,7 @@ def lead_update(*, lead: Lead, actor: Actor, **fields: Any) -> Lead:
     for name, value in fields.items():
         setattr(locked, name, value)
     if not fields:
-        feed.record_updated(locked, before, action="stage_changed" if moved else "updated", actor=actor)
+        feed.record_updated(locked, recorded_before, action="stage_changed" if moved else "updated", actor=actor)
         return locked
     locked.save()
     changes = {
@@ -234,7 +234,7 @@ def lead_update(*, lead: Lead, actor: Actor, **fields: Any) -> Lead:
             summary=f"Changed {labels}",
             data={"changes": changes},
         )
-    feed.record_updated(locked, before, action="stage_changed" if moved else "updated", actor=actor)
+    feed.record_updated(locked, recorded_before, action="stage_changed" if moved else "updated", actor=actor)
     return locked
 
 

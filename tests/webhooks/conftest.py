@@ -95,7 +95,7 @@ def _handler(receiver_ref: list):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             receiver = receiver_ref[0]
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
@@ -119,18 +119,67 @@ def _handler(receiver_ref: list):
 
 
 @pytest.fixture
-def receiver():
-    ref: list = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(ref))
-    server.daemon_threads = True
-    ref.append(Receiver(server))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield ref[0]
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+def receivers():
+    """`receivers()` → a new `Receiver` (stopped after the test)."""
+    running = []
+
+    def start() -> Receiver:
+        ref: list = []
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(ref))
+        server.daemon_threads = True
+        ref.append(Receiver(server))
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        running.append((server, thread))
+        return ref[0]
+
+    yield start
+    for server, thread in running:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def receiver(receivers):
+    return receivers()
 
 
 def endpoint_of(response) -> WebhookEndpoint:
     return WebhookEndpoint.objects.get(pk=response.json()["webhookEndpoint"]["id"])
+
+
+# --- a real Celery worker ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def worker_on(broker_url: str):
+    """A real worker (solo pool, in a thread) on `broker_url`, consuming this run's own queue."""
+    from celery.contrib.testing.worker import start_worker
+    from celery.signals import task_postrun
+
+    from tests.crm.email.conftest import QUEUE, _close_db_connections, celery_on_broker
+
+    with celery_on_broker(broker_url) as app:
+        with contextlib.suppress(Exception), app.connection_for_write() as conn:
+            conn.default_channel.queue_purge(QUEUE)
+        task_postrun.connect(_close_db_connections, weak=False)
+        try:
+            with start_worker(
+                app, pool="solo", concurrency=1, perform_ping_check=False, queues=[QUEUE], shutdown_timeout=20
+            ) as worker:
+                yield worker
+        finally:
+            task_postrun.disconnect(_close_db_connections)
+            with contextlib.suppress(Exception), app.connection_for_write() as conn:
+                queue = app.amqp.queues[QUEUE](conn.default_channel)
+                queue.declare()
+                queue.delete()
+
+
+@pytest.fixture
+def hook_worker(transactional_db, hook_settings):
+    from tests.crm.email.conftest import BROKER_URL
+
+    with worker_on(BROKER_URL) as worker:
+        yield worker
