@@ -13,7 +13,7 @@ from axiomatic import changes
 from axiomatic.counters import counters_supported
 from axiomatic.errors import DomainError
 from axiomatic.forms import add_domain_error
-from axiomatic.models import Entity, EntityCounter, Membership, User
+from axiomatic.models import Change, Entity, EntityCounter, Membership, User
 from axiomatic.roles import ADMIN, OWNER
 
 
@@ -342,6 +342,27 @@ class EntityCounterAdmin(StaffScopeMixin, admin.ModelAdmin):
     search_fields = ["name"]
     ordering = ["entity", "name"]
     list_select_related = ["entity"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Change)
+class ChangeAdmin(StaffScopeMixin, admin.ModelAdmin):
+    """The change feed, read-only: services record it with the writes, retention removes it."""
+
+    list_display = ["seq", "type", "object_id", "occurred_at", "actor_type", "entity"]
+    list_filter = ["object_type", "entity"]
+    search_fields = ["type", "object_id", "event_id"]
+    ordering = ["-id"]
+    list_select_related = ["entity"]
+    show_full_result_count = False
 
     def has_add_permission(self, request):
         return False

@@ -40,7 +40,7 @@ from django.utils import timezone
 
 from axiomatic.models import EntityCounter
 from axiomatic.models_changes import Change
-from axiomatic.representations import represent
+from axiomatic.representations import represent, represent_many
 
 SEQ_COUNTER = "changes.seq"  # the entity's last seq (axiomatic_entitycounter), kept by the trigger
 PRUNED_COUNTER = "changes.pruned"  # the entity's highest seq removed by retention
@@ -158,6 +158,11 @@ def snapshot(instance: Model) -> dict:
     return dict(represent(instance))
 
 
+def snapshots(instances: list[Model]) -> list[dict]:
+    """`snapshot` of many rows of one model at once (the lists' fast path)."""
+    return represent_many(list(instances))
+
+
 def load(model: type[Model], pks: Iterable, *, using: str | None = None, lock: bool = False) -> dict:
     """Fresh rows of `model` by pk, loaded as their representation needs (optionally locked)."""
     queryset = model._base_manager.using(using or DEFAULT_DB_ALIAS).filter(pk__in=list(pks))
@@ -197,6 +202,21 @@ def update(
     return _record_of(instance, action, after, previous if action in WITH_PREVIOUS else None, actor)
 
 
+def creations(instances: Iterable[Model], *, actor: Any = None) -> list[ChangeRecord]:
+    """`created` changes of many rows of one model (one batch representation)."""
+    rows = list(instances)
+    return [creation(row, actor=actor, data=data) for row, data in zip(rows, snapshots(rows), strict=True)]
+
+
+def updates(rows: Iterable[Model], before: dict, *, action: str = "updated", actor: Any = None) -> list:
+    """The changes of many rows of one model since `before` ({pk: snapshot}); None where nothing changed."""
+    rows = list(rows)
+    return [
+        update(row, before.get(row.pk), after=data, action=action, actor=actor)
+        for row, data in zip(rows, snapshots(rows), strict=True)
+    ]
+
+
 def deletion(instance: Model | None = None, *, model=None, pk=None, entity_id=None, actor: Any = None) -> ChangeRecord:
     if instance is not None:
         model, pk, entity_id = type(instance), instance.pk, instance.entity_id
@@ -211,6 +231,15 @@ def _record_of(instance, action, data, previous, actor) -> ChangeRecord:
     if name is None:
         raise LookupError(f"{type(instance).__name__} is not a feed object (register_object_type)")
     return ChangeRecord(instance.entity_id, name, str(instance.pk), action, data, previous, actor_ref(actor))
+
+
+_INSERT = (
+    f"INSERT INTO {Change._meta.db_table} "
+    "(event_id, entity_id, type, object_type, object_id, occurred_at, actor_type, actor_id, data, previous) "
+    "SELECT e, n, t, o, i, %s, a, b, d, p FROM unnest("
+    "%s::text[], %s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]"
+    ") WITH ORDINALITY AS r(e, n, t, o, i, a, b, d, p, k) ORDER BY k"
+)
 
 
 def record(records: Iterable[ChangeRecord | None], *, using: str = DEFAULT_DB_ALIAS) -> int:
@@ -237,9 +266,16 @@ def record(records: Iterable[ChangeRecord | None], *, using: str = DEFAULT_DB_AL
         )
     if not rows:
         return 0
-    if connections[using].vendor != "postgresql":
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        # One statement whatever the number of changes: arrays, not one parameter per value.
+        columns = ("event_id", "entity_id", "type", "object_type", "object_id", "actor_type", "actor_id", "data")
+        params = [now, *([getattr(row, name) for row in rows] for name in columns), [row.previous for row in rows]]
+        with connection.cursor() as cursor:
+            cursor.execute(_INSERT, params)
+    else:
         _number_now(rows, using=using)  # no commit-time trigger there; SQLite serialises writers
-    Change.objects.using(using).bulk_create(rows)
+        Change.objects.using(using).bulk_create(rows)
     entity_ids = {row.entity_id for row in rows}
     for listener in _listeners:
         listener(entity_ids)
@@ -299,19 +335,18 @@ def delete_recorded(objs: Model | Iterable[Model], *, actor: Any = None) -> tupl
             for batch in batches:
                 pks = batch.values_list("pk", flat=True) if isinstance(batch, QuerySet) else [o.pk for o in batch]
                 touched.setdefault(model, set()).update(pk for pk in pks if pk not in removed.get(model, {}))
-        before = {
-            model: {pk: snapshot(row) for pk, row in load(model, pks, using=using).items()}
-            for model, pks in touched.items()
-        }
+        before = {}
+        for model, pks in touched.items():
+            rows = list(load(model, pks, using=using).values())
+            before[model] = {row.pk: data for row, data in zip(rows, snapshots(rows), strict=True)}
 
         origins = {(type(obj)._meta.concrete_model, obj.pk) for obj in objs}  # the deletion clears pks
 
         result = collector.delete()
 
         records: list[ChangeRecord | None] = []
-        for model, snapshots in before.items():
-            for pk, row in load(model, snapshots, using=using).items():
-                records.append(update(row, snapshots[pk], actor=actor))
+        for model, old in before.items():
+            records += updates(load(model, old, using=using).values(), old, actor=actor)
         ordered = sorted(
             ((model, pk, entity_id) for model, rows in removed.items() for pk, entity_id in rows.items()),
             key=lambda item: (item[0]._meta.concrete_model, item[1]) in origins,  # cascades first

@@ -14,13 +14,28 @@ from typing import Any
 from django.db import models
 
 Representer = Callable[[models.Model], dict[str, Any]]
+ManyRepresenter = Callable[[list[models.Model]], list[dict[str, Any]]]
 
 _representers: dict[type[models.Model], Representer] = {}
+_many_representers: dict[type[models.Model], ManyRepresenter] = {}
 
 
-def register_representation(model: type[models.Model], representer: Representer) -> None:
-    """Declare how the API shows `model` (called from an app's `AppConfig.ready`)."""
+def register_representation(
+    model: type[models.Model], representer: Representer, *, many: ManyRepresenter | None = None
+) -> None:
+    """Declare how the API shows `model` (called from an app's `AppConfig.ready`); `many`, when
+    given, shows a batch at once (the lists' fast path) with the same result per row."""
     _representers[model] = representer
+    if many is not None:
+        _many_representers[model] = many
+
+
+def represent_many(instances: list[models.Model]) -> list[dict[str, Any]]:
+    """Instances of one model as the API shows them (bulk writes record thousands at once)."""
+    if not instances:
+        return []
+    many = _many_representers.get(type(instances[0]))
+    return many(instances) if many is not None else [represent(instance) for instance in instances]
 
 
 def represent(instance: models.Model) -> dict[str, Any]:

@@ -169,7 +169,7 @@ def list_add_contacts(
     )
     if result.added_ids:  # `marketing_list_member.created` for each new row, in one insert
         added = MarketingListMember.objects.filter(pk__in=result.added_ids).order_by("added_at", "id")
-        changes.record(changes.creation(member) for member in added)
+        changes.record(changes.creations(added))
     return result
 
 
@@ -218,23 +218,44 @@ candidates AS (
       FROM reached
      ORDER BY contact_id, path, ord, m_created, m_contact
 ),
-members AS (  -- this list's rows for the candidates, by contact or by address (each through its index)
+members AS (
+    -- This list's rows for the candidates, by contact or by address: one index probe per candidate
+    -- (LATERAL with LIMIT/OFFSET is never flattened into a join the planner could misorder).
     SELECT m.id, m.contact_id, lower(m.email) AS email, m.status
-      FROM candidates c JOIN {member} m ON m.marketing_list_id = %(list)s AND m.contact_id = c.contact_id
+      FROM candidates c
+     CROSS JOIN LATERAL (
+        SELECT x.id, x.contact_id, x.email, x.status FROM {member} x
+         WHERE x.marketing_list_id = %(list)s AND x.contact_id = c.contact_id
+         LIMIT 1) m
     UNION
     SELECT m.id, m.contact_id, lower(m.email), m.status
-      FROM candidates c JOIN {member} m ON m.marketing_list_id = %(list)s AND m.email = c.email
+      FROM candidates c
+     CROSS JOIN LATERAL (
+        SELECT x.id, x.contact_id, x.email, x.status FROM {member} x
+         WHERE x.marketing_list_id = %(list)s AND x.email = c.email
+        OFFSET 0) m
      WHERE c.email <> ''
 ),
+tagged AS (  -- candidates (kind 0) beside the member rows (kind 1); statuses spread by window, not joins
+    SELECT 0 AS kind, contact_id, email, path, ord, m_created, m_contact, NULL::text AS status FROM candidates
+    UNION ALL
+    SELECT 1, contact_id, email, NULL, NULL, NULL, NULL, status FROM members
+),
+by_contact AS (
+    SELECT *, max(status) FILTER (WHERE kind = 1) OVER (PARTITION BY contact_id) AS contact_status FROM tagged
+),
 by_email AS (  -- an opt-out of an address wins over a subscription of the same address
-    SELECT email, CASE WHEN bool_or(status = %(unsubscribed)s) THEN %(unsubscribed)s ELSE %(subscribed)s END AS status
-      FROM members GROUP BY email
+    SELECT *,
+           CASE WHEN bool_or(status = %(unsubscribed)s) FILTER (WHERE kind = 1) OVER (PARTITION BY email)
+                THEN %(unsubscribed)s
+                WHEN bool_or(true) FILTER (WHERE kind = 1) OVER (PARTITION BY email) THEN %(subscribed)s
+           END AS email_status
+      FROM by_contact
 ),
 classified AS (
-    SELECT c.*, coalesce(bc.status, CASE WHEN c.email <> '' THEN be.status END) AS status
-      FROM candidates c
-      LEFT JOIN members bc ON bc.contact_id = c.contact_id
-      LEFT JOIN by_email be ON be.email = c.email
+    SELECT contact_id, email, path, ord, m_created, m_contact,
+           coalesce(contact_status, CASE WHEN email <> '' THEN email_status END) AS status
+      FROM by_email WHERE kind = 0
 ),
 to_add AS (  -- two contacts, one address: the first adds it, the next finds it on the list
     SELECT contact_id, email,

@@ -57,13 +57,15 @@ def _on_connection_created(sender, connection, **kwargs) -> None:
 
 
 def _enter() -> None:
-    _stack().append(getattr(_state, "bypass", False))
-    _set(bypass=False, clear_entity=True)
+    stack = _stack()
+    stack.append(getattr(_state, "bypass", False))
+    if len(stack) == 1:  # from test code; nested app code (an eager task in a task) keeps its scope
+        _set(bypass=False, clear_entity=True)
 
 
 def _exit() -> None:
     stack = _stack()
-    if stack and stack.pop():
+    if stack and stack.pop() and not stack:
         _set(bypass=True)
 
 

@@ -213,3 +213,10 @@ def test_pipeline_figures_stay_exact_under_concurrent_writers(make_api, entity):
     assert _figures(entity) == _counted(entity)
     money = PipelineFigure.objects.filter(entity=entity).values_list("value_sum", flat=True)
     assert sum(money) == 2400
+
+
+def test_deep_offset_pages_read_the_right_rows(api, entity):
+    Company.objects.bulk_create([Company(entity=entity, name=f"Firm {i:05}") for i in range(1_100)])
+    body = api.get("/companies", {"page": 22, "pageSize": 50}).json()  # offset 1050: ids first
+    assert [row["name"] for row in body["companies"]] == [f"Firm {i:05}" for i in range(1_050, 1_100)]
+    assert (body["total"], body["hasMore"], body["nextCursor"]) == (1_100, False, None)

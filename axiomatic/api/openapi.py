@@ -15,9 +15,10 @@ postprocessing hook (whole document, `SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS
   (`/api/marketing/lists` → `marketing-lists`).
 - **request bodies** are closed (`additionalProperties: false`, as the serializers refuse unknown
   fields) and declare `entityId`, which every body may carry.
-- **links** go from each create operation to the operations that take the new id: a path
-  parameter `{<itemKey>Id}` (other path parameters come from the request), or a required
-  request-body property of that name (`leadId` of `sendOutboundEmail`).
+- **links** go from each create operation to the operations that take the new id: the path
+  parameter naming an item of the collection created in (`{leadId}` of `/leads/{leadId}`; other
+  path parameters come from the request), or a required request-body property of that name
+  (`leadId` of `sendOutboundEmail`).
 - 429 and 503 answers declare `Retry-After`.
 - **fields** state what validation enforces: text that is trimmed and may not be blank has
   `pattern: \S`; money is a decimal string (`MONEY_PATTERN`) or a number with two decimals;
@@ -263,6 +264,15 @@ def _required_body_properties(schema: dict, operation: dict) -> set[str]:
     return set((components.get(name) or {}).get("required", ())) if name else set()
 
 
+def _item_parameter(schema: dict, collection_path: str) -> str | None:
+    """The path parameter naming one item of a collection: `/leads` → `leadId` (`/leads/{leadId}`)."""
+    for path in schema.get("paths", {}):
+        match = re.fullmatch(re.escape(collection_path) + r"/{(\w+)}(?:/.*)?", path)
+        if match:
+            return match.group(1)
+    return None
+
+
 def _add_links(schema: dict) -> None:
     operations = list(_operations(schema))
     for source_path, method, source in operations:
@@ -272,7 +282,7 @@ def _add_links(schema: dict) -> None:
         if created is None:
             continue
         status, key, id_expression = created
-        id_name = f"{key}Id"
+        id_name = _item_parameter(schema, source_path) or f"{key}Id"
         known = set(_PATH_PARAM.findall(source_path))
         links = {}
         for target_path, _target_method, target in operations:

@@ -44,6 +44,7 @@ MAX_PAGE = 10_000_000  # beyond any real list; keeps OFFSET far inside PostgreSQ
 PAGINATION_PARAMS = frozenset({"entityId", "page", "pageSize", "limit", "cursor"})
 _CURSOR_SALT = "axiomatic.api.list-cursor"
 TOTAL_ALIAS = "_list_total"
+DEFERRED_JOIN_OFFSET = 1_000  # past this, OFFSET pages read ids first (see `_fetch`)
 
 
 def _int_param(request, name: str, *, minimum: int, maximum: int | None = None) -> int | None:
@@ -193,6 +194,12 @@ class EntityPagination(BasePagination):
     def _fetch(queryset, total, offset: int, page_size: int) -> list:
         if queryset.query.group_by is not None:  # grouped lists (per-row aggregates) count separately
             return list(queryset[offset : offset + page_size + 1])
+        if offset > DEFERRED_JOIN_OFFSET:
+            # A deep page: skip the rows through the ordering index alone (ids only), then read
+            # just this page's rows with their annotations — one more query, not a heavy scan.
+            ids = list(queryset.values_list("pk", flat=True)[offset : offset + page_size + 1])
+            rows = {row.pk: row for row in queryset.filter(pk__in=ids).annotate(**{TOTAL_ALIAS: total})}
+            return [rows[pk] for pk in ids if pk in rows]
         return list(queryset.annotate(**{TOTAL_ALIAS: total})[offset : offset + page_size + 1])
 
     @staticmethod

@@ -140,6 +140,13 @@ class ApiAutoSchema(AutoSchema):
             params = [*params, IDEMPOTENCY_KEY_PARAMETER]
         return params
 
+    def _is_list_view(self, serializer=None) -> bool:
+        # A list without paging answers one object (`{"stages": [...]}`, the dashboard, the change
+        # feed), never a bare array.
+        if self._scoped() and getattr(self.view, "pagination_class", None) is None:
+            return False
+        return super()._is_list_view(serializer)
+
     def _get_paginator(self):
         paginator = super()._get_paginator()
         if paginator is not None:

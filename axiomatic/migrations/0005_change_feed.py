@@ -6,7 +6,8 @@ COMMIT, after its own statements and the foreign-key checks queued before its ch
 it until the commit is visible; so no transaction can wait for it while holding a lock the
 committing one needs (no deadlock), and a later number is never visible before an earlier one.
 The first firing in a transaction numbers all of its rows (every entity, counters in entity
-order); later firings find their row numbered and return.
+order) and remembers, in a transaction-local setting, the highest id it numbered; later firings
+for rows up to it return at once (bulk writes record thousands of changes in one transaction).
 """
 
 from django.db import migrations, models
@@ -14,28 +15,38 @@ from django.db import migrations, models
 FORWARD = """
 CREATE OR REPLACE FUNCTION axiomatic_change_number() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    bypass text := current_setting('app.rls_bypass', true);
+    done text := current_setting('axiomatic.changes_numbered_through', true);
+    bypass text;
+    through bigint;
 BEGIN
+    -- Rows up to this id were numbered by an earlier firing in this transaction: nothing to do
+    -- (the common case; one firing per row must stay cheap for bulk writes).
+    IF done IS NOT NULL AND done <> '' AND NEW.id <= done::bigint THEN
+        RETURN NULL;
+    END IF;
     -- The transaction's own rows and the entities' counters, past row-level security for these
     -- statements only (the entity setting may have been restored before COMMIT), then back.
+    bypass := current_setting('app.rls_bypass', true);
     PERFORM set_config('app.rls_bypass', 'on', true);
-    IF EXISTS (SELECT 1 FROM axiomatic_change WHERE id = NEW.id AND seq IS NULL) THEN
-        WITH pending AS (
-            SELECT id, entity_id, row_number() OVER (PARTITION BY entity_id ORDER BY id) AS n
-              FROM axiomatic_change WHERE seq IS NULL
-        ), totals AS (
-            SELECT entity_id, count(*) AS n FROM pending GROUP BY entity_id
-        ), counters AS (
-            INSERT INTO axiomatic_entitycounter (entity_id, name, value)
-            SELECT entity_id, 'changes.seq', n FROM totals ORDER BY entity_id
-            ON CONFLICT (entity_id, name) DO UPDATE SET value = axiomatic_entitycounter.value + EXCLUDED.value
-            RETURNING entity_id, value
-        )
+    WITH pending AS (
+        SELECT id, entity_id, row_number() OVER (PARTITION BY entity_id ORDER BY id) AS n
+          FROM axiomatic_change WHERE seq IS NULL
+    ), totals AS (
+        SELECT entity_id, count(*) AS n FROM pending GROUP BY entity_id
+    ), counters AS (
+        INSERT INTO axiomatic_entitycounter (entity_id, name, value)
+        SELECT entity_id, 'changes.seq', n FROM totals ORDER BY entity_id
+        ON CONFLICT (entity_id, name) DO UPDATE SET value = axiomatic_entitycounter.value + EXCLUDED.value
+        RETURNING entity_id, value
+    ), numbered AS (
         UPDATE axiomatic_change AS c
            SET seq = counters.value - totals.n + pending.n
           FROM pending JOIN totals USING (entity_id) JOIN counters USING (entity_id)
-         WHERE c.id = pending.id;
-    END IF;
+         WHERE c.id = pending.id
+        RETURNING c.id
+    )
+    SELECT max(id) INTO through FROM numbered;
+    PERFORM set_config('axiomatic.changes_numbered_through', greatest(through, NEW.id)::text, true);
     PERFORM set_config('app.rls_bypass', coalesce(bypass, ''), true);
     RETURN NULL;
 END $$;

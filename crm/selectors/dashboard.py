@@ -147,24 +147,26 @@ def _stage_groups(*, entity: Entity, owner: OwnerSelector) -> list[dict]:
 
 
 def _period_groups(*, entity: Entity, owner: OwnerSelector, periods: DashboardPeriods) -> list[dict]:
-    """The month's and 90 days' figures, per (kind, currency), from the leads created or closed
-    in those periods only (ranges on the created and closed indexes)."""
-    created = Q(created_at__gte=periods.month_start, created_at__lt=periods.next_month_start)
+    """The month's and 90 days' figures per (kind, currency), from the leads closed in those
+    periods only (a range on the closed index); `created_this_month` (a range on the created
+    index) rides on the first row."""
     this_month = Q(closed_at__gte=periods.month_start, closed_at__lt=periods.next_month_start)
     last_90 = Q(closed_at__gte=periods.now - WIN_RATE_WINDOW, closed_at__lte=periods.now)
-    return list(
-        Lead.objects.for_entity(entity)
-        .filter(owner_q(owner, "owner"))
-        .filter(created | this_month | last_90)
+    leads = Lead.objects.for_entity(entity).filter(owner_q(owner, "owner"))
+    created = leads.filter(created_at__gte=periods.month_start, created_at__lt=periods.next_month_start).count()
+    rows = list(
+        leads.filter(closed_at__gte=min(periods.month_start, periods.now - WIN_RATE_WINDOW))
         .order_by()
         .values("stage__kind", "currency")
         .annotate(
-            created_this_month=Count("id", filter=created),
             closed_this_month=Count("id", filter=this_month),
             closed_value_this_month=Sum("value", filter=this_month),
             closed_90_days=Count("id", filter=last_90),
         )
     )
+    for row in rows:
+        row["created_this_month"] = 0
+    return [{"stage__kind": StageKind.OPEN, "currency": "", "created_this_month": created}, *rows]
 
 
 def _lead_figures(*, entity: Entity, owner: OwnerSelector, periods: DashboardPeriods) -> dict:
@@ -226,27 +228,30 @@ def _lead_figures(*, entity: Entity, owner: OwnerSelector, periods: DashboardPer
 
 
 def _activity_figures(*, entity: Entity, owner: OwnerSelector, periods: DashboardPeriods) -> dict:
+    """Tasks and recent activities, each from a range of its own index (no scan of the history):
+    open tasks from the maintained counter when nobody is filtered, the due ones by `due_at`,
+    the recent ones by `occurred_at`."""
     now = periods.now
-    open_task = Q(type=ActivityType.TASK, status=ActivityStatus.OPEN) & owner_q(owner, "assignee")
+    activities = Activity.objects.for_entity(entity)
+    open_tasks = activities.filter(type=ActivityType.TASK, status=ActivityStatus.OPEN).filter(
+        owner_q(owner, "assignee")
+    )
+    if owner is None and counters_supported():
+        tasks_open = counter_value(entity.pk, "activity.task.open")
+    else:
+        tasks_open = open_tasks.count()
+    due = open_tasks.filter(due_at__lt=periods.tomorrow_start).aggregate(
+        overdue=Count("id", filter=Q(due_at__lt=now)),
+        due_today=Count("id", filter=Q(due_at__gte=periods.today_start)),
+    )
     since_30 = now - dt.timedelta(days=30)
-    row = (
-        Activity.objects.for_entity(entity)
-        # Only rows that can count anywhere, so the indexes on (type, status, due_at) and
-        # (occurred_at) do the work instead of a scan of the whole history.
-        .filter(open_task | Q(occurred_at__gte=since_30, occurred_at__lte=now))
-        .aggregate(
-            tasks_open=Count("id", filter=open_task),
-            tasks_overdue=Count("id", filter=open_task & Q(due_at__lt=now)),
-            tasks_due_today=Count(
-                "id", filter=open_task & Q(due_at__gte=periods.today_start, due_at__lt=periods.tomorrow_start)
-            ),
-            last_7_days=Count("id", filter=Q(occurred_at__gte=now - dt.timedelta(days=7), occurred_at__lte=now)),
-            last_30_days=Count("id", filter=Q(occurred_at__gte=since_30, occurred_at__lte=now)),
-        )
+    recent = activities.filter(occurred_at__gte=since_30, occurred_at__lte=now).aggregate(
+        last_7_days=Count("id", filter=Q(occurred_at__gte=now - dt.timedelta(days=7))),
+        last_30_days=Count("id"),
     )
     return {
-        "tasks": {"open": row["tasks_open"], "overdue": row["tasks_overdue"], "due_today": row["tasks_due_today"]},
-        "activities": {"last_7_days": row["last_7_days"], "last_30_days": row["last_30_days"]},
+        "tasks": {"open": tasks_open, "overdue": due["overdue"], "due_today": due["due_today"]},
+        "activities": {"last_7_days": recent["last_7_days"], "last_30_days": recent["last_30_days"]},
     }
 
 

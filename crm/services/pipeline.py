@@ -78,14 +78,13 @@ def _record_stage_changes(entity_id, before: dict) -> None:
 
 
 def _lead_snapshots(lead_ids) -> dict:
-    return {pk: feed.snapshot(lead) for pk, lead in feed.load(Lead, lead_ids).items()}
+    leads = list(feed.load(Lead, lead_ids).values())
+    return {lead.pk: data for lead, data in zip(leads, feed.snapshots(leads), strict=True)}
 
 
 def _record_lead_changes(before: dict, *, action: str, actor: Actor | None = None) -> None:
     """One change per lead whose representation changed since `before` (`_lead_snapshots`)."""
-    feed.record(
-        feed.update(lead, before[pk], action=action, actor=actor) for pk, lead in feed.load(Lead, before).items()
-    )
+    feed.record(feed.updates(feed.load(Lead, before).values(), before, action=action, actor=actor))
 
 
 # --- reading -------------------------------------------------------------------------------------

@@ -17,6 +17,10 @@ def _list(marketing_list: MarketingList) -> dict:
 
 def register() -> None:
     register_representation(MarketingList, _list)
-    register_representation(MarketingListMember, lambda member: dict(MarketingListMemberSerializer(member).data))
+    register_representation(
+        MarketingListMember,
+        lambda member: dict(MarketingListMemberSerializer(member).data),
+        many=lambda members: [dict(item) for item in MarketingListMemberSerializer(members, many=True).data],
+    )
     register_object_type(MarketingList, "marketing_list")
     register_object_type(MarketingListMember, "marketing_list_member")

@@ -65,7 +65,7 @@ def test_1000_companies_of_10_contacts_in_a_bounded_number_of_queries(api, entit
     result = response.json()
     print(f"\nadd-to-marketing-list, 1,000 companies x 10 contacts: {elapsed * 1000:.0f} ms, {len(ctx)} queries")
     for query in sorted(ctx.captured_queries, key=lambda q: -float(q["time"]))[:3]:
-        print(f"  {float(query['time']) * 1000:.0f} ms  {query['sql'][:100]}")
+        print(f"  {float(query['time']) * 1000:.0f} ms  {query['sql'][:100]!r}")
     assert (result["added"], result["alreadyOnList"]) == (10000 - 1010, 1000)
     assert [s["reason"] for s in result["skipped"]] == ["unsubscribed"] * 10
     assert MarketingListMember.objects.filter(marketing_list=marketing_list).count() == 10000

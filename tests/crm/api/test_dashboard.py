@@ -391,7 +391,9 @@ def test_query_count_does_not_grow_with_leads(api, entity):
     few = count_queries()
     leads(37)
     assert count_queries() == few
-    assert few <= 12
+    # A fixed set of small indexed queries (counters, figures, and one range each for the periods,
+    # due tasks and recent activities), plus authentication and the test's savepoints.
+    assert few <= 14
 
 
 # --- authentication and scopes -------------------------------------------------------------------
