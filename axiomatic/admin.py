@@ -25,6 +25,8 @@ def administered_entity_ids(request) -> set | None:
     """
     if request.user.is_superuser:
         return None
+    if not request.user.is_authenticated:
+        return set()  # the admin's sign-in page asks before anyone signed in
     cached = getattr(request, "_administered_entity_ids", None)
     if cached is None:
         cached = set(
@@ -38,6 +40,8 @@ def owned_entity_ids(request) -> set | None:
     """Entities where the staff user is owner (may change roles); None for superusers."""
     if request.user.is_superuser:
         return None
+    if not request.user.is_authenticated:
+        return set()
     return set(Membership.objects.filter(user=request.user, role=OWNER).values_list("entity_id", flat=True))
 
 
@@ -359,7 +363,7 @@ class ChangeAdmin(StaffScopeMixin, admin.ModelAdmin):
 
     list_display = ["seq", "type", "object_id", "occurred_at", "actor_type", "entity"]
     list_filter = ["object_type", "entity"]
-    search_fields = ["type", "object_id", "event_id"]
+    search_fields = ["=event_id", "=object_id", "=type"]  # exact: the feed is large
     ordering = ["-id"]
     list_select_related = ["entity"]
     show_full_result_count = False

@@ -91,3 +91,8 @@ def test_superusers_see_every_entity(admin_client, entity, other_entity):
     factories.make_company(other_entity, name="Theirs Ltd")
     page = admin_client.get("/admin/crm/company/").content.decode()
     assert "Ours Ltd" in page and "Theirs Ltd" in page
+
+
+def test_the_admin_sign_in_page_answers_before_anyone_signed_in(client, db):
+    assert client.get("/admin/login/").status_code == 200
+    assert client.get("/admin/").status_code == 302
