@@ -50,19 +50,27 @@ WITH_PREVIOUS = ("updated", "stage_changed")  # the actions whose changes carry 
 Loader = Callable[[QuerySet], QuerySet]
 
 
+Touches = Callable[[QuerySet], dict]
+
+
 @dataclass(frozen=True)
 class ObjectType:
     name: str
     loader: Loader | None = None  # what representing a row needs (select_related ...)
+    # Other feed objects whose representation derives from these rows ({model: pks}), e.g. a
+    # contact's companyId from its primary membership: a deletion records their update too.
+    touches: Touches | None = None
 
 
 _object_types: dict[type[Model], ObjectType] = {}
 _listeners: list[Callable[[set], None]] = []
 
 
-def register_object_type(model: type[Model], name: str, *, loader: Loader | None = None) -> None:
+def register_object_type(
+    model: type[Model], name: str, *, loader: Loader | None = None, touches: Touches | None = None
+) -> None:
     """Declare `model` a feed object named `name` (`company`, `lead`, ...), from `AppConfig.ready`."""
-    _object_types[model] = ObjectType(name, loader)
+    _object_types[model] = ObjectType(name, loader, touches)
 
 
 def object_type_of(model: type[Model]) -> str | None:
@@ -328,6 +336,11 @@ def delete_recorded(objs: Model | Iterable[Model], *, actor: Any = None) -> tupl
                 rows = queryset.values_list("pk", "entity_id")
                 removed.setdefault(queryset.model, {}).update(dict(rows))
         touched: dict[type[Model], set] = {}
+        for model, rows in removed.items():
+            declared = _object_types.get(model)
+            if declared and declared.touches:
+                for other, pks in declared.touches(model._base_manager.using(using).filter(pk__in=list(rows))).items():
+                    touched.setdefault(other._meta.concrete_model, set()).update(pks)
         for (field, _value), batches in collector.field_updates.items():
             model = field.model._meta.concrete_model
             if not object_type_of(model):
@@ -337,6 +350,7 @@ def delete_recorded(objs: Model | Iterable[Model], *, actor: Any = None) -> tupl
                 touched.setdefault(model, set()).update(pk for pk in pks if pk not in removed.get(model, {}))
         before = {}
         for model, pks in touched.items():
+            pks = {pk for pk in pks if pk not in removed.get(model, {})}
             rows = list(load(model, pks, using=using).values())
             before[model] = {row.pk: data for row, data in zip(rows, snapshots(rows), strict=True)}
 

@@ -326,6 +326,12 @@ PROVIDER_HTTP_TIMEOUT_SECONDS = env_float("PROVIDER_HTTP_TIMEOUT_SECONDS", 20.0)
 CHANGES_RETENTION_DAYS = env_float("CHANGES_RETENTION_DAYS", 35.0)
 # Seconds between attempts after each failure (with jitter); past the last one the endpoint is disabled.
 WEBHOOK_RETRY_SCHEDULE = env_str("WEBHOOK_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000,36000,50400,72000,86400")
+try:
+    _webhook_steps = [float(step) for step in WEBHOOK_RETRY_SCHEDULE.split(",") if step.strip()]
+except ValueError:
+    _webhook_steps = []
+if not _webhook_steps or min(_webhook_steps) < 0:
+    raise ImproperlyConfigured(f"WEBHOOK_RETRY_SCHEDULE must list seconds (5,300,...); got {WEBHOOK_RETRY_SCHEDULE!r}")
 WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0)  # a 2xx within this is success
 WEBHOOK_ALLOW_HTTP = env_bool("WEBHOOK_ALLOW_HTTP", False)  # plain http:// endpoints (development only)
 WEBHOOK_ALLOW_LOOPBACK = env_bool("WEBHOOK_ALLOW_LOOPBACK", False)  # 127.0.0.1 / ::1 endpoints (development only)

@@ -982,18 +982,26 @@ def report(
 # --- the run -------------------------------------------------------------------------------------
 
 
-def app_errors(log_path: Path, limit: int = 5) -> list[str]:
-    """The distinct errors the app logged (JSON lines at ERROR): path and the exception's last line."""
+_CLIENT_GONE = ("BrokenPipeError", "ConnectionResetError", "SystemExit")  # load generators hanging up
+
+
+def app_errors(log_path: Path, *, upto: int | None = None, limit: int = 5) -> list[str]:
+    """The distinct errors the app logged (JSON lines at ERROR) in the first `upto` bytes of its log:
+    the message and the exception's last line. A client hanging up mid-answer is not an app error."""
     seen: dict[str, int] = {}
-    with contextlib.suppress(OSError):
-        for line in log_path.read_text(errors="replace").splitlines():
+    with contextlib.suppress(OSError), open(log_path, "rb") as handle:
+        text = handle.read(upto if upto is not None else -1).decode(errors="replace")
+        for line in text.splitlines():
             if not line.startswith("{") or '"level": "ERROR"' not in line:
                 continue
             with contextlib.suppress(ValueError):
                 entry = json.loads(line)
                 detail = (entry.get("exc_info") or "").strip().splitlines()
-                text = f"{entry.get('message', '')}: {detail[-1] if detail else ''}".strip(": ")
-                seen[text] = seen.get(text, 0) + 1
+                last = detail[-1] if detail else ""
+                if last.startswith(_CLIENT_GONE):
+                    continue
+                message = f"{entry.get('message', '')}: {last}".strip(": ")
+                seen[message] = seen.get(message, 0) + 1
     return [f"{count}× {text}" for text, count in list(seen.items())[:limit]]
 
 
@@ -1214,10 +1222,12 @@ def run(args) -> int:
         log("done measuring")
         finished = True
     finally:
+        log_path = log_dir / "gunicorn.log"
+        measured_bytes = log_path.stat().st_size if log_path.exists() else 0  # not the shutdown's own noise
         stop(gunicorn)
         if sql is not None:
             sql.close()
-        meta["errors"] = app_errors(log_dir / "gunicorn.log")
+        meta["errors"] = app_errors(log_path, upto=measured_bytes)
         if finished and not meta["errors"]:
             shutil.rmtree(log_dir, ignore_errors=True)
         else:

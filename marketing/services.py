@@ -219,22 +219,14 @@ candidates AS (
      ORDER BY contact_id, path, ord, m_created, m_contact
 ),
 members AS (
-    -- This list's rows for the candidates, by contact or by address: one index probe per candidate
-    -- (LATERAL with LIMIT/OFFSET is never flattened into a join the planner could misorder).
+    -- This list's rows for the candidates, by contact or by address. The OR keeps both IN lists
+    -- hashed sub-plans over the list's rows (it cannot become a join), so a bad row estimate for
+    -- the candidates can never turn this into a nested loop of candidates x members.
     SELECT m.id, m.contact_id, lower(m.email) AS email, m.status
-      FROM candidates c
-     CROSS JOIN LATERAL (
-        SELECT x.id, x.contact_id, x.email, x.status FROM {member} x
-         WHERE x.marketing_list_id = %(list)s AND x.contact_id = c.contact_id
-         LIMIT 1) m
-    UNION
-    SELECT m.id, m.contact_id, lower(m.email), m.status
-      FROM candidates c
-     CROSS JOIN LATERAL (
-        SELECT x.id, x.contact_id, x.email, x.status FROM {member} x
-         WHERE x.marketing_list_id = %(list)s AND x.email = c.email
-        OFFSET 0) m
-     WHERE c.email <> ''
+      FROM {member} m
+     WHERE m.marketing_list_id = %(list)s
+       AND (m.contact_id IN (SELECT contact_id FROM candidates)
+            OR m.email IN (SELECT email FROM candidates WHERE email <> ''))
 ),
 tagged AS (  -- candidates (kind 0) beside the member rows (kind 1); statuses spread by window, not joins
     SELECT 0 AS kind, contact_id, email, path, ord, m_created, m_contact, NULL::text AS status FROM candidates

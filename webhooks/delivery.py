@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -128,37 +128,97 @@ def deliver(endpoint_id) -> Outcome:
     return outcome
 
 
+PAGE = 50  # changes read at once
+
+
 def _deliver_claimed(endpoint_id, token: uuid.UUID) -> Outcome:
     deadline = time.monotonic() + float(getattr(settings, "WEBHOOK_BATCH_SECONDS", 20))
+    endpoint = WebhookEndpoint.objects.filter(pk=endpoint_id, claim_token=token, enabled=True).first()
+    if endpoint is None:
+        return Outcome("busy")
+    # Checked and resolved once for this run (at delivery time, not when the URL was saved), one
+    # kept-alive connection to the checked address; the secrets decrypted once.
+    sender = net.Sender(endpoint.url, timeout=_timeout())
+    secrets = endpoint_secrets(endpoint)
     delivered = 0
-    for _ in range(MAX_CHANGES_PER_TASK):
-        endpoint = WebhookEndpoint.objects.filter(pk=endpoint_id, claim_token=token, enabled=True).first()
-        if endpoint is None:
-            return Outcome("busy", delivered=delivered)  # disabled or the claim was lost meanwhile
-        change, bound = feed.next_for(endpoint.entity_id, after=endpoint.delivered_seq, patterns=endpoint.event_types)
-        if change is None:
-            if bound > endpoint.delivered_seq:  # nothing there matches: move past it
-                _advance(endpoint, token, bound)
-            return Outcome("idle", delivered=delivered)
-        outcome = _attempt(endpoint, token, change)
-        if outcome is not None:
-            return Outcome(outcome.kind, outcome.delay, delivered)
-        delivered += 1
-        if time.monotonic() > deadline:
-            break
-    return Outcome("more", delivered=delivered)
+    try:
+        while delivered < MAX_CHANGES_PER_TASK:
+            after, patterns = endpoint.delivered_seq, endpoint.event_types
+            page = feed.read(endpoint.entity_id, after=after, patterns=patterns, limit=PAGE)
+            for change in page.changes:
+                outcome = _attempt(endpoint, token, change, sender, secrets)
+                if outcome is not None:
+                    return Outcome(outcome.kind, outcome.delay, delivered)
+                delivered += 1
+                if time.monotonic() > deadline:
+                    return Outcome("more", delivered=delivered)
+            if not page.has_more:
+                # What is left below the bound matches no pattern: move past it.
+                if page.next_seq > endpoint.delivered_seq and not _advance(endpoint, token, page.next_seq):
+                    return Outcome("more", delivered=delivered)  # the claim was lost or a replay moved the place
+                return Outcome("idle", delivered=delivered)
+        return Outcome("more", delivered=delivered)
+    finally:
+        sender.close()
 
 
-def _advance(endpoint: WebhookEndpoint, token, seq: int, **extra) -> bool:
+def _advance(endpoint: WebhookEndpoint, token, seq: int) -> bool:
     """Move the place to `seq`, if the claim still holds and no replay moved it meanwhile."""
-    return bool(
-        WebhookEndpoint.objects.filter(
-            pk=endpoint.pk, claim_token=token, generation=endpoint.generation, delivered_seq=endpoint.delivered_seq
-        ).update(delivered_seq=seq, claimed_until=timezone.now() + _lease(), **extra)
-    )
+    moved = WebhookEndpoint.objects.filter(
+        pk=endpoint.pk,
+        claim_token=token,
+        enabled=True,
+        generation=endpoint.generation,
+        delivered_seq=endpoint.delivered_seq,
+    ).update(delivered_seq=seq, claimed_until=timezone.now() + _lease())
+    if moved:
+        endpoint.delivered_seq = seq
+    return bool(moved)
 
 
-def _attempt(endpoint: WebhookEndpoint, token, change) -> Outcome | None:
+_SUCCEEDED_SQL = """
+WITH moved AS (
+    UPDATE {endpoint} SET delivered_seq = %(seq)s, failed_attempts = 0, next_attempt_at = NULL,
+           claimed_until = %(until)s, last_success_at = %(now)s
+     WHERE id = %(endpoint_id)s AND claim_token = %(token)s AND enabled AND generation = %(generation)s
+       AND delivered_seq = %(expected)s
+    RETURNING 1
+)
+UPDATE {delivery} SET status = %(status)s, response_status = %(response_status)s, response_body = %(body)s,
+       error = '', duration_ms = %(duration)s, updated_at = %(now)s
+ WHERE id = %(delivery_id)s
+RETURNING (SELECT count(*) FROM moved)
+"""
+
+
+def _succeeded(endpoint: WebhookEndpoint, token, change, log: WebhookDelivery, result: net.HttpResult) -> bool:
+    """Log the success and move the place past the change, in one statement; False when the
+    claim was lost or a replay moved the place meanwhile."""
+    now = timezone.now()
+    sql = _SUCCEEDED_SQL.format(endpoint=WebhookEndpoint._meta.db_table, delivery=WebhookDelivery._meta.db_table)
+    params = {
+        "seq": change.seq,
+        "until": now + _lease(),
+        "now": now,
+        "endpoint_id": endpoint.pk,
+        "token": token,
+        "generation": endpoint.generation,
+        "expected": endpoint.delivered_seq,
+        "status": DeliveryStatus.SUCCEEDED.value,
+        "response_status": result.status,
+        "body": result.body,
+        "duration": result.duration_ms,
+        "delivery_id": log.pk,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        moved = bool(cursor.fetchone()[0])
+    if moved:
+        endpoint.delivered_seq, endpoint.failed_attempts = change.seq, 0
+    return moved
+
+
+def _attempt(endpoint: WebhookEndpoint, token, change, sender: net.Sender, secrets: list[str]) -> Outcome | None:
     """POST one change; None when it was delivered (the caller goes on), else how the run ends."""
     attempt = endpoint.failed_attempts + 1
     log = WebhookDelivery.objects.create(
@@ -172,15 +232,12 @@ def _attempt(endpoint: WebhookEndpoint, token, change) -> Outcome | None:
         attempted_at=timezone.now(),
     )
     body = feed.change_body(change)
-    result = send(endpoint, event_id=change.event_id, body=body)
+    result = sender.post(body, _headers(secrets, change.event_id, body))
+    if result.ok:
+        return None if _succeeded(endpoint, token, change, log, result) else Outcome("more")
     now = timezone.now()
     with transaction.atomic():
         _log_result(log, result)
-        if result.ok:
-            log.status = DeliveryStatus.SUCCEEDED
-            log.save(update_fields=["status", "response_status", "response_body", "error", "duration_ms"])
-            moved = _advance(endpoint, token, change.seq, failed_attempts=0, next_attempt_at=None, last_success_at=now)
-            return None if moved else Outcome("more")
         log.status = DeliveryStatus.FAILED
         if result.status == 410:
             _disable(endpoint, token, "The endpoint answered 410 Gone.")
@@ -195,9 +252,7 @@ def _attempt(endpoint: WebhookEndpoint, token, change) -> Outcome | None:
                 failed_attempts=attempt, next_attempt_at=log.next_attempt_at
             )
             outcome = Outcome("retry", delay)
-        log.save(
-            update_fields=["status", "response_status", "response_body", "error", "duration_ms", "next_attempt_at"]
-        )
+        log.save(update_fields=[*_LOGGED, "status", "next_attempt_at"])
     logger.info(
         "Webhook %s to endpoint %s (seq %s, attempt %s) failed: %s; %s",
         change.event_id,
@@ -216,6 +271,9 @@ def _disable(endpoint: WebhookEndpoint, token, reason: str) -> None:
     )
 
 
+_LOGGED = ["response_status", "response_body", "error", "duration_ms"]
+
+
 def _log_result(log: WebhookDelivery, result: net.HttpResult) -> None:
     log.response_status = result.status
     log.response_body = result.body
@@ -223,14 +281,17 @@ def _log_result(log: WebhookDelivery, result: net.HttpResult) -> None:
     log.duration_ms = result.duration_ms
 
 
-def send(endpoint: WebhookEndpoint, *, event_id: str, body: bytes) -> net.HttpResult:
-    """One signed POST of `body` (Standard Webhooks headers, this attempt's timestamp)."""
-    headers = {
-        **signing.headers(endpoint_secrets(endpoint), msg_id=event_id, timestamp=int(time.time()), body=body),
+def _headers(secrets: list[str], event_id: str, body: bytes) -> dict[str, str]:
+    return {
+        **signing.headers(secrets, msg_id=event_id, timestamp=int(time.time()), body=body),
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
     }
-    return net.post(endpoint.url, body, headers, timeout=_timeout())
+
+
+def send(endpoint: WebhookEndpoint, *, event_id: str, body: bytes) -> net.HttpResult:
+    """One signed POST of `body` (Standard Webhooks headers, this attempt's timestamp)."""
+    return net.post(endpoint.url, body, _headers(endpoint_secrets(endpoint), event_id, body), timeout=_timeout())
 
 
 def deliver_test(endpoint_id, event: dict) -> str:

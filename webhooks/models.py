@@ -89,6 +89,8 @@ class WebhookDelivery(TenantModel):
         indexes = [
             models.Index(fields=["endpoint", "-attempted_at", "-id"], name="webhookdelivery_endpoint_idx"),
             models.Index(fields=["attempted_at"], name="webhookdelivery_attempted_idx"),
+            # Attempts in flight (left by a dead worker): found at each claim without a scan.
+            models.Index(fields=["endpoint"], name="webhookdelivery_pending_idx", condition=models.Q(status="pending")),
         ]
 
     def __str__(self) -> str:

@@ -175,68 +175,106 @@ def parse_retry_after(value: str | None) -> float | None:
     return float(min(max(when.timestamp() - time.time(), 0.0), MAX_RETRY_AFTER_SECONDS))
 
 
-def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float) -> HttpResult:
-    """POST `body` to `url` (checked now, connecting to the checked address); never raises for
-    network trouble: the result says what happened. A 2xx within `timeout` seconds is success."""
-    started = time.monotonic()
+class Sender:
+    """POSTs to one URL for a while (one task's run): the URL is checked and resolved once, when
+    created, and one kept-alive connection to the checked address serves every request."""
 
-    def elapsed_ms() -> int:
-        return int((time.monotonic() - started) * 1000)
+    def __init__(self, url: str, *, timeout: float):
+        self.timeout = timeout
+        self.refused: str | None = None
+        self.target: Target | None = None
+        self._pool = None
+        self._addresses: list[str] = []
+        try:
+            self.target = check_url(url)
+            self._addresses = list(self.target.addresses)
+        except UrlRefused as exc:
+            self.refused = str(exc)
 
-    try:
-        target = check_url(url)
-    except UrlRefused as exc:
-        return HttpResult(None, "", str(exc), elapsed_ms())
-    last_error = "no address to connect to"
-    for address in target.addresses:
-        remaining = timeout - (time.monotonic() - started)
-        if remaining <= 0:
-            return HttpResult(None, "", f"No answer within {timeout:g} s", elapsed_ms())
-        pool = _pool(target, address, remaining)
-        try:
-            response = pool.urlopen(
-                "POST",
-                target.path,
-                body=body,
-                headers={**headers, "Host": target.host_header},
-                redirect=False,
-                retries=False,
-                preload_content=False,
-                assert_same_host=False,
-                release_conn=False,
-            )
-        except urllib3.exceptions.NewConnectionError as exc:
-            last_error = f"Could not connect to {address}: {_reason(exc)}"
-            pool.close()
-            continue
-        except urllib3.exceptions.TimeoutError:
-            pool.close()
-            return HttpResult(None, "", f"No answer within {timeout:g} s", elapsed_ms())
-        except (Urllib3Error, OSError) as exc:
-            pool.close()
-            return HttpResult(None, "", f"Connection to {address} failed: {_reason(exc)}", elapsed_ms())
-        try:
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def post(self, body: bytes, headers: dict[str, str]) -> HttpResult:
+        """One POST; never raises for network trouble. A 2xx within the timeout is success."""
+        started = time.monotonic()
+
+        def elapsed_ms() -> int:
+            return int((time.monotonic() - started) * 1000)
+
+        if self.refused is not None or self.target is None:
+            return HttpResult(None, "", self.refused or "Refused", elapsed_ms())
+        target, timeout = self.target, self.timeout
+        last_error = "no address to connect to"
+        while self._addresses:
+            if self._pool is None:
+                self._pool = _pool(target, self._addresses[0], timeout)
             try:
-                raw = response.read(RESPONSE_BODY_LIMIT, decode_content=False) or b""
-            except (Urllib3Error, OSError):
-                raw = b""
-            status = response.status
-            duration = elapsed_ms()
-            error = ""
-            if duration > timeout * 1000:
-                error = f"The answer took longer than {timeout:g} s"
-            elif 300 <= status < 400:
-                error = f"Redirects are not followed ({status})"
-            elif not 200 <= status < 300:
-                error = f"HTTP {status}"
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return HttpResult(
-                status, raw[:RESPONSE_BODY_LIMIT].decode("utf-8", "replace"), error, duration, retry_after
-            )
-        finally:
+                response = self._pool.urlopen(
+                    "POST",
+                    target.path,
+                    body=body,
+                    headers={**headers, "Host": target.host_header},
+                    redirect=False,
+                    retries=False,
+                    preload_content=False,
+                    assert_same_host=False,
+                    timeout=urllib3.Timeout(total=timeout, connect=min(timeout, 5.0)),
+                )
+            except urllib3.exceptions.NewConnectionError as exc:
+                last_error = f"Could not connect to {self._addresses[0]}: {_reason(exc)}"
+                self.close()
+                self._addresses.pop(0)  # the next checked address, if the host has several
+                continue
+            except urllib3.exceptions.TimeoutError:
+                self.close()
+                return HttpResult(None, "", f"No answer within {timeout:g} s", elapsed_ms())
+            except (Urllib3Error, OSError) as exc:
+                self.close()
+                return HttpResult(None, "", f"Connection failed: {_reason(exc)}", elapsed_ms())
+            return self._result(response, elapsed_ms)
+        self._addresses = list(target.addresses)  # try them all again next time
+        return HttpResult(None, "", last_error, elapsed_ms())
+
+    def _result(self, response, elapsed_ms) -> HttpResult:
+        timeout = self.timeout
+        try:
+            raw = response.read(RESPONSE_BODY_LIMIT, decode_content=False) or b""
+        except (Urllib3Error, OSError):
+            raw = b""
+        status = response.status
+        duration = elapsed_ms()
+        error = ""
+        if duration > timeout * 1000:
+            error = f"The answer took longer than {timeout:g} s"
+        elif 300 <= status < 400:
+            error = f"Redirects are not followed ({status})"
+        elif not 200 <= status < 300:
+            error = f"HTTP {status}"
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        # Kept alive only when the answer was read to its end and the server keeps the connection.
+        keep = (
+            not error
+            and response.length_remaining == 0
+            and getattr(response, "version", 10) >= 11
+            and "close" not in (response.headers.get("Connection") or "").lower()
+        )
+        if keep:
             response.release_conn()
-            pool.close()
-    return HttpResult(None, "", last_error, elapsed_ms())
+        else:
+            response.close()
+            self.close()
+        return HttpResult(status, raw[:RESPONSE_BODY_LIMIT].decode("utf-8", "replace"), error, duration, retry_after)
+
+
+def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float) -> HttpResult:
+    """One POST to `url` (checked now, connecting to the checked address), on a fresh connection."""
+    sender = Sender(url, timeout=timeout)
+    try:
+        return sender.post(body, headers)
+    finally:
+        sender.close()
 
 
 def _pool(target: Target, address: str, timeout: float):

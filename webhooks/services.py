@@ -139,7 +139,7 @@ def endpoint_replay(*, endpoint: WebhookEndpoint, from_seq: int) -> WebhookEndpo
     return endpoint
 
 
-def test_event(endpoint: WebhookEndpoint, *, actor=None) -> dict:
+def build_test_event(endpoint: WebhookEndpoint, *, actor=None) -> dict:
     kind, pk = actor_ref(actor)
     return {
         "id": new_event_id(),
@@ -156,7 +156,7 @@ def test_event(endpoint: WebhookEndpoint, *, actor=None) -> dict:
 
 def endpoint_send_test(*, endpoint: WebhookEndpoint, actor=None) -> str:
     """Queue one `webhook.test` delivery now (outside the ordered stream, one attempt); its id."""
-    event = test_event(endpoint, actor=actor)
+    event = build_test_event(endpoint, actor=actor)
     endpoint_id = str(endpoint.pk)
 
     def send() -> None:

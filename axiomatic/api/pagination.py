@@ -280,7 +280,7 @@ class EntityPagination(BasePagination):
                 "cursor",
                 "The nextCursor of the previous page (same filters and pageSize): the next page at any depth, "
                 "at the cost of the first. A malformed or foreign cursor → 400.",
-                {"type": "string"},
+                {"type": "string", "minLength": 1},
             ),
         ]
 

@@ -5,22 +5,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('axiomatic', '0003_row_level_security'),
+        ("axiomatic", "0003_row_level_security"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='EntityCounter',
+            name="EntityCounter",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('name', models.CharField(max_length=100)),
-                ('value', models.BigIntegerField(default=0)),
-                ('entity', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='axiomatic.entity')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("name", models.CharField(max_length=100)),
+                ("value", models.BigIntegerField(default=0)),
+                (
+                    "entity",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="axiomatic.entity",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('entity', 'name'), name='entity_counter_uniq')],
+                "constraints": [models.UniqueConstraint(fields=("entity", "name"), name="entity_counter_uniq")],
             },
         ),
     ]

@@ -3,6 +3,8 @@ the CRM's feed objects (`axiomatic.changes`): each one's `data` is its GET's ans
 
 from __future__ import annotations
 
+import threading
+
 from axiomatic.changes import register_object_type
 from axiomatic.representations import register_representation
 from crm.api.activities import ActivitySerializer
@@ -14,12 +16,24 @@ from crm.api.pipeline import PipelineStageSerializer
 from crm.models import Activity, Company, CompanyMembership, Contact, Lead, OutboundEmail, PipelineStage
 from crm.selectors.pipeline import stages_with_lead_counts
 
+_local = threading.local()
+
+
+def _serializer(serializer_class, *, many: bool = False):
+    """One bound serializer per class and thread, reused: building a serializer's fields costs
+    more than representing a row with them (recording takes a snapshot before and after a write)."""
+    key = (serializer_class, many)
+    cache = _local.__dict__.setdefault("serializers", {})
+    if key not in cache:
+        cache[key] = serializer_class(many=True) if many else serializer_class()
+    return cache[key]
+
 
 def _contact(contact: Contact) -> dict:
     # `companyId` read from the rows as they are now: an annotation loaded before a switch of the
     # primary membership would be stale.
     fresh = Contact(**{f.attname: getattr(contact, f.attname) for f in Contact._meta.concrete_fields})
-    return dict(ContactSerializer(fresh).data)
+    return dict(_serializer(ContactSerializer).to_representation(fresh))
 
 
 def _stage(stage: PipelineStage) -> dict:
@@ -27,14 +41,14 @@ def _stage(stage: PipelineStage) -> dict:
         stage.lead_count = (
             stages_with_lead_counts(entity=stage.entity_id).filter(pk=stage.pk).values_list("lead_count", flat=True)
         ).first() or 0
-    return dict(PipelineStageSerializer(stage).data)
+    return dict(_serializer(PipelineStageSerializer).to_representation(stage))
 
 
 def _one_and_many(serializer_class):
     """(one, many): a row as its GET answers it, and a batch through the lists' fast path."""
     return (
-        lambda row: dict(serializer_class(row).data),
-        lambda rows: [dict(item) for item in serializer_class(rows, many=True).data],
+        lambda row: dict(_serializer(serializer_class).to_representation(row)),
+        lambda rows: [dict(item) for item in _serializer(serializer_class, many=True).to_representation(rows)],
     )
 
 
@@ -53,7 +67,13 @@ def register() -> None:
 
     register_object_type(Company, "company")
     register_object_type(Contact, "contact")
-    register_object_type(CompanyMembership, "company_membership", loader=lambda rows: rows.select_related("company"))
+    register_object_type(
+        CompanyMembership,
+        "company_membership",
+        loader=lambda rows: rows.select_related("company"),
+        # A contact's companyId is its primary membership's company.
+        touches=lambda rows: {Contact: set(rows.filter(is_primary=True).values_list("contact_id", flat=True))},
+    )
     register_object_type(Lead, "lead", loader=lambda rows: rows.select_related("stage"))
     register_object_type(Activity, "activity")
     register_object_type(PipelineStage, "pipeline_stage")

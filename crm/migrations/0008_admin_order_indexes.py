@@ -5,28 +5,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('axiomatic', '0004_entity_counters'),
-        ('crm', '0007_counters_figures_and_search'),
+        ("axiomatic", "0004_entity_counters"),
+        ("crm", "0007_counters_figures_and_search"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='activity',
-            index=models.Index(fields=['-occurred_at', 'id'], name='activity_time_idx'),
+            model_name="activity",
+            index=models.Index(fields=["-occurred_at", "id"], name="activity_time_idx"),
         ),
         migrations.AddIndex(
-            model_name='company',
-            index=models.Index(fields=['name', 'id'], name='company_name_idx'),
+            model_name="company",
+            index=models.Index(fields=["name", "id"], name="company_name_idx"),
         ),
         migrations.AddIndex(
-            model_name='contact',
-            index=models.Index(fields=['last_name', 'first_name', 'id'], name='contact_name_idx'),
+            model_name="contact",
+            index=models.Index(fields=["last_name", "first_name", "id"], name="contact_name_idx"),
         ),
         migrations.AddIndex(
-            model_name='lead',
-            index=models.Index(fields=['-updated_at', 'id'], name='lead_updated_idx'),
+            model_name="lead",
+            index=models.Index(fields=["-updated_at", "id"], name="lead_updated_idx"),
         ),
     ]

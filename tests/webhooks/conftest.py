@@ -94,6 +94,7 @@ class Receiver:
 def _handler(receiver_ref: list):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out at once (no delayed-ACK stall)
 
         def do_POST(self):
             receiver = receiver_ref[0]

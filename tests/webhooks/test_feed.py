@@ -228,10 +228,34 @@ def test_pages_record_the_signed_in_user_and_tasks_the_system(client, user, enti
 
 def test_admin_saves_and_deletions_are_recorded(staff_client, api, start, entity):
     company = factories.make_company(entity, name="Admin Co")
+    contact = factories.make_contact(entity, company=company, email="c@admin.example")
+    lead = factories.make_lead(entity, title="Deal", company=company)
+    membership = contact.memberships.get()
     response = staff_client.post(f"/admin/crm/company/{company.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302, response.content[:300]
-    changes_, _ = feed_since(api, start)
-    assert [(c["type"], c["objectId"]) for c in changes_] == [("company.deleted", str(company.pk))]
+    changes_, cursor = feed_since(api, start)
+    by_type = {c["type"]: c for c in changes_}
+    assert [c["type"] for c in changes_][-1] == "company.deleted" and len(changes_) == 4
+    assert by_type["company_membership.deleted"]["data"] == {"id": str(membership.pk)}
+    assert by_type["contact.updated"]["previous"] == {"companyId": str(company.pk)}
+    assert by_type["contact.updated"]["data"]["companyId"] is None
+    assert by_type["lead.updated"]["objectId"] == str(lead.pk)
+    assert by_type["lead.updated"]["previous"] == {"companyId": str(company.pk)}
+    assert all(c["actor"]["type"] == "user" for c in changes_)
+
+    # A save through a model admin without a service of its own (marketing lists) is recorded too.
+    marketing_list = factories.make_list(entity, name="Admin list")
+    response = staff_client.post(
+        f"/admin/marketing/marketinglist/{marketing_list.pk}/change/",
+        {"entity": str(entity.pk), "name": "Renamed list", "description": "", **_empty_inline("members")},
+    )
+    assert response.status_code == 302, response.content[:500]
+    renamed, _ = feed_since(api, cursor)
+    assert [(c["type"], c["previous"]) for c in renamed] == [("marketing_list.updated", {"name": "Admin list"})]
+
+
+def _empty_inline(prefix: str) -> dict:
+    return {f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0", f"{prefix}-MIN_NUM_FORMS": "0"}
 
 
 # --- a rolled-back write leaves no change -------------------------------------------------------
