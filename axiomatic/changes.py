@@ -184,7 +184,8 @@ def load(model: type[Model], pks: Iterable, *, using: str | None = None, lock: b
 
 def snapshot_fresh(instance: Model, *, lock: bool = False) -> dict | None:
     """The representation of `instance`'s row as stored now (locked with `lock`); None if gone."""
-    row = load(type(instance), [instance.pk], lock=lock).get(instance.pk)
+    pk = type(instance)._meta.pk.to_python(instance.pk)  # a task may hand over the id as text
+    row = load(type(instance), [pk], lock=lock).get(pk)
     return snapshot(row) if row is not None else None
 
 

@@ -47,7 +47,7 @@ def deliver_endpoint(endpoint_id: str) -> str:
     return outcome.kind
 
 
-@shared_task(name="webhooks.send_test_event", acks_late=True, soft_time_limit=30, time_limit=45, ignore_result=True)
+@shared_task(name="webhooks.send_test_event", acks_late=True, soft_time_limit=60, time_limit=90, ignore_result=True)
 def send_test_event(endpoint_id: str, event: dict) -> str:
     entity_id = row_entity_id(WebhookEndpoint, endpoint_id)
     if entity_id is None:
