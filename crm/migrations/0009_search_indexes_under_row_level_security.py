@@ -5,7 +5,7 @@ it is LEAKPROOF (it could otherwise run before the policy and reveal rows throug
 `q` searches are `UPPER(column) LIKE '%term%'` (`upper`, `textlike`, and `textcat` for a contact's
 full name); none of them can reveal a row's data through an error (errors depend on the pattern
 alone), so they are declared LEAKPROOF — which only a superuser may do. Migrations run by a
-superuser (development, CI) do it; elsewhere it is logged and docs/performance.md gives the three
+superuser (development, CI) do it; elsewhere it is logged and docs/operations.md gives the three
 statements for an operator to run once. Without them search still works, by scanning.
 
 The trigram indexes become plain ones on the searched expression: the entity filter rechecks the
@@ -53,7 +53,7 @@ def forward(apps, schema_editor):
         else:
             logger.warning(
                 "Not a superuser: search under row-level security scans instead of using the trigram "
-                "indexes until a superuser runs ALTER FUNCTION ... LEAKPROOF for %s (docs/performance.md).",
+                "indexes until a superuser runs ALTER FUNCTION ... LEAKPROOF for %s (docs/operations.md).",
                 ", ".join(LEAKPROOF),
             )
 
