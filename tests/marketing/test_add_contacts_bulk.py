@@ -40,17 +40,12 @@ def _companies_with_contacts(entity, companies: int, per_company: int) -> list[C
 @pytest.fixture
 def no_statement_timeout(db):
     """Tens of thousands of rows are written here; on a loaded machine (CI on two busy cores) the
-    5 s web statement timeout can cut the set-up or clean-up, which is not what this test checks."""
-    if connection.vendor != "postgresql":
-        yield
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW statement_timeout")
-        (before,) = cursor.fetchone()
-        cursor.execute("SET statement_timeout = 0")
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('statement_timeout', %s, false)", [before])
+    5 s web statement timeout can cut the set-up or clean-up, which is not what this test checks.
+    `SET LOCAL` lasts until the test's transaction is rolled back, clean-up included."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL statement_timeout = 0")
+    return None
 
 
 def test_1000_companies_of_10_contacts_in_a_bounded_number_of_queries(no_statement_timeout, api, entity):
