@@ -39,8 +39,6 @@ class Change(models.Model):
         constraints = [models.UniqueConstraint(fields=["entity", "seq"], name="change_entity_seq_uniq")]
         indexes = [
             models.Index(fields=["occurred_at"], name="change_occurred_idx"),
-            # The rows a committing transaction still has to number (only its own are visible to it).
-            models.Index(fields=["id"], name="change_unnumbered_idx", condition=models.Q(seq__isnull=True)),
         ]
 
     def __str__(self) -> str:

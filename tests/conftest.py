@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
@@ -31,6 +33,23 @@ def _clear_cache():
     else:
         backend.clear()
     yield
+
+
+@pytest.fixture(autouse=True)
+def _webhooks_stay_on_loopback(monkeypatch):
+    """No test sends a webhook anywhere but a loopback address: tests that check URLs mock the
+    resolution (`socket.getaddrinfo`), and a connection to any other address fails the attempt."""
+    from webhooks import net
+
+    original = net._pool
+
+    def loopback_only(target, address, timeout):
+        if not ipaddress.ip_address(address).is_loopback:
+            raise AssertionError(f"a test tried to send a webhook to {address}")
+        return original(target, address, timeout)
+
+    loopback_only.__wrapped__ = original
+    monkeypatch.setattr(net, "_pool", loopback_only)
 
 
 @pytest.fixture

@@ -286,6 +286,7 @@ def no_webhook_traffic(monkeypatch):
 
     monkeypatch.setattr(net, "resolve", lambda host, port: ("93.184.216.34",))
     monkeypatch.setattr(net, "post", lambda url, body, headers, timeout: net.HttpResult(None, "", "not sent (test)", 0))
+    monkeypatch.setattr(net.Sender, "post", lambda self, body, headers: net.HttpResult(None, "", "not sent (test)", 0))
 
 
 @pytest.fixture
