@@ -1,9 +1,10 @@
-"""Encryption of secrets at rest for the core and apps that may not import the CRM (webhook secrets).
+"""Encryption of secrets at rest (mailbox OAuth tokens, webhook signing secrets).
 
-The same scheme as `crm.crypto` (the mailbox tokens): `FIELD_ENCRYPTION_KEYS` lists Fernet keys,
-newest first; the newest encrypts, every key decrypts, so a new key can be put in front while old
-ciphertexts still read. With DEBUG on and no keys configured, one key is derived from SECRET_KEY
-(demo only; settings refuse to start without keys in production).
+`FIELD_ENCRYPTION_KEYS` lists Fernet keys, newest first: the newest encrypts, every key decrypts,
+so a new key can be put in front while old ciphertexts still read. `rotate_encryption_keys`
+then re-encrypts every stored value with the newest key, after which old keys can be dropped.
+With DEBUG on and no keys configured, one key is derived from SECRET_KEY (demo only; settings
+refuse to start without keys in production).
 """
 
 from __future__ import annotations
@@ -38,11 +39,12 @@ def _fernet_for(keys: tuple[str, ...]) -> MultiFernet:
 
 
 def _fernet() -> MultiFernet:
+    # Keyed on the current setting so tests (and a reloaded config) never see a stale key set.
     return _fernet_for(_configured_keys())
 
 
 def encrypt(plaintext: str) -> str:
-    """Ciphertext of `plaintext` under the newest key ("" stays "")."""
+    """Ciphertext of `plaintext` under the newest key ("" stays "": nothing to protect)."""
     if not plaintext:
         return ""
     return _fernet().encrypt(plaintext.encode("utf-8")).decode("ascii")
@@ -60,3 +62,13 @@ def reencrypt(ciphertext: str) -> str:
     if not ciphertext:
         return ""
     return _fernet().rotate(ciphertext.encode("ascii")).decode("ascii")
+
+
+# Models holding ciphertexts, so `rotate_encryption_keys` re-encrypts every one of them: each app
+# registers its encrypted columns when it starts (`register_encrypted_fields`).
+ENCRYPTED_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def register_encrypted_fields(model: type, *fields: str) -> None:
+    """Declare `model`'s columns that hold ciphertexts of this module."""
+    ENCRYPTED_FIELDS[model] = fields

@@ -11,3 +11,8 @@ class CrmConfig(AppConfig):
         from crm.api import representations
 
         representations.register()
+
+        from axiomatic.crypto import register_encrypted_fields
+        from crm.models import OutboundEmailConnection
+
+        register_encrypted_fields(OutboundEmailConnection, "access_token_encrypted", "refresh_token_encrypted")

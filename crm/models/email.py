@@ -7,15 +7,15 @@ from datetime import datetime
 from django.conf import settings
 from django.db import models
 
+from axiomatic import crypto
 from axiomatic.tenancy import TenantModel
-from crm import crypto
 from crm.choices import ConnectionStatus, EmailChannel, EmailStatus
 
 
 class OutboundEmailConnection(TenantModel):
     """A mailbox a member connected through the provider's OAuth consent, used to send as them.
 
-    The OAuth tokens are stored only encrypted (Fernet, see `crm.crypto`) in columns that are not
+    The OAuth tokens are stored only encrypted (Fernet, see `axiomatic.crypto`) in columns that are not
     editable, so no form, admin page or serializer can show them; code reads them through
     `access_token` / `refresh_token`. One row per entity, channel and address: connecting the same
     mailbox again refreshes the row instead of adding a twin.

@@ -10,7 +10,7 @@ from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 
-from crm import crypto
+from axiomatic import crypto
 from crm.models import OutboundEmailConnection
 
 OLD_KEY = Fernet.generate_key().decode()
@@ -73,3 +73,23 @@ def test_rotation_reports_tokens_no_key_can_open(settings, make_connection):
     with pytest.raises(CommandError):
         call_command("rotate_encryption_keys", stdout=out)
     assert json.loads(out.getvalue()) == {"rotated": 0, "failed": [str(connection.pk)]}
+
+
+def test_rotation_reencrypts_webhook_secrets_too(settings, entity):
+    from webhooks.models import WebhookEndpoint
+
+    settings.FIELD_ENCRYPTION_KEYS = [OLD_KEY]
+    endpoint = WebhookEndpoint(entity=entity, url="https://hooks.example/in", event_types=["*"])
+    endpoint.set_secret("whsec_new", previous="whsec_old", previous_expires_at=None)
+    endpoint.save()
+    before = endpoint.secret_encrypted
+
+    settings.FIELD_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    out = io.StringIO()
+    call_command("rotate_encryption_keys", stdout=out)
+    assert json.loads(out.getvalue()) == {"rotated": 1, "failed": []}
+
+    settings.FIELD_ENCRYPTION_KEYS = [NEW_KEY]
+    endpoint.refresh_from_db()
+    assert endpoint.secret_encrypted != before
+    assert endpoint.secret == "whsec_new"
