@@ -8,9 +8,15 @@ API exception handler is the API's.
 
 from __future__ import annotations
 
-from django import forms
+from collections.abc import Callable
+from typing import TypeVar
 
-from axiomatic.errors import DomainError
+from django import forms
+from django.db import transaction
+
+from axiomatic.errors import Conflict, DomainError
+
+T = TypeVar("T")
 
 
 def form_field_for(form: forms.BaseForm, name: str) -> str | None:
@@ -33,3 +39,16 @@ def add_domain_error(form: forms.BaseForm, error: DomainError) -> None:
         target = form_field_for(form, name)
         for message in messages:
             form.add_error(target, message)
+
+
+def save_through_service(form: forms.BaseForm, write: Callable[[], T]) -> T | None:
+    """Run a service write for a page's form; on a refusal roll it back, put the service's
+    sentence on the form and return None (a conflict's existing row goes in `form.conflict_id`)."""
+    try:
+        with transaction.atomic():
+            return write()
+    except DomainError as error:
+        add_domain_error(form, error)
+        if isinstance(error, Conflict) and error.existing_id:
+            form.conflict_id = error.existing_id
+        return None

@@ -9,14 +9,12 @@ from __future__ import annotations
 import uuid
 
 from django.contrib import messages
-from django.db import transaction
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from axiomatic.errors import Conflict, DomainError
-from axiomatic.forms import add_domain_error
+from axiomatic.forms import save_through_service
 from axiomatic.pages import entity_page
 from crm.api.companies import CompanyFilter
 from crm.choices import CompanyRole, CompanyStatus
@@ -96,24 +94,14 @@ def company_activities(request, company_id):
     return render(request, "crm/_activity_rows.html", activities_context(request, url=url, company=company))
 
 
-def _save(form: CompanyForm, write) -> Company | None:
-    """Run the service; on a refusal put its sentence on the form (nothing saved) and return None."""
-    try:
-        with transaction.atomic():
-            return write()
-    except DomainError as error:
-        add_domain_error(form, error)
-        if isinstance(error, Conflict) and error.existing_id:
-            form.conflict_id = error.existing_id
-        return None
-
-
 @require_http_methods(["GET", "POST"])
 @entity_page
 def company_new(request):
     form = CompanyForm(request.POST or None, entity=request.entity)
     if request.method == "POST" and form.is_valid():
-        company = _save(form, lambda: company_create(entity=request.entity, **form.service_fields(changed_only=False)))
+        company = save_through_service(
+            form, lambda: company_create(entity=request.entity, **form.service_fields(changed_only=False))
+        )
         if company is not None:
             messages.success(request, f"Created {company.name}.")
             return HttpResponseRedirect(with_query(reverse("crm-company", args=[company.pk]), request))
@@ -128,7 +116,7 @@ def company_edit(request, company_id):
     form = CompanyForm(request.POST or None, entity=request.entity, initial=CompanyForm.initial_of(company))
     if request.method == "POST" and form.is_valid():
         fields = form.service_fields(changed_only=True)
-        saved = _save(form, lambda: company_update(company=company, **fields)) if fields else company
+        saved = save_through_service(form, lambda: company_update(company=company, **fields)) if fields else company
         if saved is not None:
             messages.success(request, f"Saved {saved.name}." if fields else "Nothing changed.")
             return HttpResponseRedirect(with_query(reverse("crm-company", args=[company.pk]), request))

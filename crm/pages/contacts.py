@@ -9,14 +9,12 @@ from __future__ import annotations
 import uuid
 
 from django.contrib import messages
-from django.db import transaction
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from axiomatic.errors import Conflict, DomainError
-from axiomatic.forms import add_domain_error
+from axiomatic.forms import save_through_service
 from axiomatic.pages import entity_page
 from crm.api.contacts import ContactFilter
 from crm.forms import ContactForm
@@ -85,17 +83,6 @@ def contact_activities(request, contact_id):
     return render(request, "crm/_activity_rows.html", activities_context(request, url=url, contact=contact))
 
 
-def _save(form: ContactForm, write) -> Contact | None:
-    try:
-        with transaction.atomic():
-            return write()
-    except DomainError as error:
-        add_domain_error(form, error)
-        if isinstance(error, Conflict) and error.existing_id:
-            form.conflict_id = error.existing_id
-        return None
-
-
 def _render_form(request, form: ContactForm, contact: Contact | None):
     status = 400 if request.method == "POST" else 200
     return render(request, "crm/contact_form.html", {"form": form, "contact": contact}, status=status)
@@ -109,7 +96,9 @@ def contact_new(request):
     form = ContactForm(request.POST or None, entity=request.entity, initial={"company": preset.pk if preset else None})
     form.initial_company = preset
     if request.method == "POST" and form.is_valid():
-        contact = _save(form, lambda: contact_create(entity=request.entity, **form.service_fields(changed_only=False)))
+        contact = save_through_service(
+            form, lambda: contact_create(entity=request.entity, **form.service_fields(changed_only=False))
+        )
         if contact is not None:
             messages.success(request, f"Created {contact}.")
             return HttpResponseRedirect(with_query(reverse("crm-contact", args=[contact.pk]), request))
@@ -127,7 +116,7 @@ def contact_edit(request, contact_id):
     form.initial_company = current
     if request.method == "POST" and form.is_valid():
         fields = form.service_fields(changed_only=True)
-        saved = _save(form, lambda: contact_update(contact=contact, **fields)) if fields else contact
+        saved = save_through_service(form, lambda: contact_update(contact=contact, **fields)) if fields else contact
         if saved is not None:
             messages.success(request, f"Saved {saved}." if fields else "Nothing changed.")
             return HttpResponseRedirect(with_query(reverse("crm-contact", args=[contact.pk]), request))
