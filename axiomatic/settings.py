@@ -254,6 +254,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "WebhookEndpointStatusEnum": [("active", "Active"), ("disabled", "Disabled")],
         "WebhookDeliveryStatusEnum": "webhooks.models.DeliveryStatus",
+        # Activities are described by two components (the list's and a lead's nested create).
+        "ActivityTypeEnum": "crm.choices.ActivityType",
+        "ActivityStatusEnum": "crm.choices.ActivityStatus",
     },
     "SCHEMA_PATH_PREFIX": r"/api/",
     # Enum components, then the API's conventions (closed request bodies, links, Retry-After, tags).

@@ -35,6 +35,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import jsonschema
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
@@ -239,8 +240,16 @@ def _close_request_bodies(schema: dict) -> None:
             continue
         body["additionalProperties"] = False
         body.setdefault("properties", {}).setdefault(ENTITY_PARAM, dict(ENTITY_BODY_PROPERTY))
-        if body.get("required") or "not" in body:
-            operation["requestBody"]["required"] = True  # `{}` (what an empty body reads as) may be refused
+        if not _accepts_empty_object(body):
+            operation["requestBody"]["required"] = True  # a missing body reads as `{}`, which is refused
+
+
+def _accepts_empty_object(body: dict) -> bool:
+    """Whether `{}` is valid against a body schema: a PATCH whose fields are all optional may be
+    sent without a body (a no-op), a body with required fields or an at-least-one rule may not.
+    `{}` has no properties, so the property schemas (and their references) play no part."""
+    rules = {key: value for key, value in body.items() if key not in ("properties", "additionalProperties")}
+    return jsonschema.Draft4Validator(rules).is_valid({})
 
 
 def _created_item(schema: dict, operation: dict) -> tuple[str, str, str] | None:

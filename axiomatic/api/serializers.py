@@ -9,6 +9,7 @@ from django.db import models
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 from axiomatic.api.entity import ENTITY_PARAM
 from axiomatic.models import User
@@ -164,7 +165,15 @@ class StrictUUIDField(serializers.UUIDField):
         return super().to_internal_value(data)
 
 
-class EntityRelatedField(serializers.PrimaryKeyRelatedField):
+class _IdInBody:
+    """DRF's related fields read `""` as null; here an id is a UUID string or null, and `""` is a
+    malformed id (400), as the schema's `format: uuid` says."""
+
+    def run_validation(self, data=empty):
+        return serializers.Field.run_validation(self, data)
+
+
+class EntityRelatedField(_IdInBody, serializers.PrimaryKeyRelatedField):
     """An id in a request body, looked up *inside the request's entity*.
 
     Another entity's id therefore reads exactly like an id that does not exist (400 naming the
@@ -202,7 +211,7 @@ class EntityRelatedField(serializers.PrimaryKeyRelatedField):
 
 
 @extend_schema_field(OpenApiTypes.UUID)
-class EntityMemberField(serializers.RelatedField):
+class EntityMemberField(_IdInBody, serializers.RelatedField):
     """A user id that must belong to a member of the request's entity (owners, assignees)."""
 
     default_error_messages = {

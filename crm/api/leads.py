@@ -414,6 +414,15 @@ class LeadTimelineViewSet(ListMixin, EntityScopedViewSet):
     ordering = TIMELINE_ORDER  # the order of crm.selectors.timeline, shared with the lead page
 
 
+class LeadActivitySerializer(ActivitySerializer):
+    """The activity body of the nested create: the path names the lead, so a `leadId` in the body
+    may only repeat it (never null, which would say "no lead")."""
+
+    lead_id = EntityRelatedField(
+        model=Lead, source="lead", required=False, help_text="This lead's id, or left out (never null)."
+    )
+
+
 @extend_schema(parameters=[LEAD_ID_PATH])
 @extend_schema_view(
     create=extend_schema(
@@ -427,7 +436,7 @@ class LeadActivityViewSet(CreateMixin, EntityScopedViewSet):
     """`POST /leads/{leadId}/activities`: an activity logged on the lead."""
 
     queryset = Activity.objects.all()
-    serializer_class = ActivitySerializer
+    serializer_class = LeadActivitySerializer
     filter_backends = []
     parent_resource = ParentResource(Lead, "leadId", field="lead")
     item_key = "activity"

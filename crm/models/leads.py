@@ -46,8 +46,11 @@ class Lead(TenantModel):
             models.Index(fields=["entity", "company", "-updated_at", "id"], name="lead_entity_company_upd_idx"),
             models.Index(fields=["entity", "contact", "-updated_at", "id"], name="lead_entity_contact_upd_idx"),
             models.Index(fields=["entity", "owner", "-updated_at", "id"], name="lead_entity_owner_upd_idx"),
-            # The dashboard's periods: closed this month / in 90 days, created this month.
-            models.Index(fields=["entity", "closed_at"], name="lead_entity_closed_idx"),
+            # The dashboard's periods and charts: closed this month / in 90 days / per month, read from
+            # the index alone (it carries what they group and sum), created this month.
+            models.Index(
+                fields=["entity", "closed_at"], include=["stage", "currency", "value"], name="lead_entity_closed_idx"
+            ),
             models.Index(fields=["entity", "created_at"], name="lead_entity_created_idx"),
         ]
 

@@ -93,7 +93,7 @@ def won_lost_by_month(
         .annotate(period=TruncMonth("closed_at", tzinfo=tz))
         .order_by()
         .values("period", "stage__kind")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("*"))  # COUNT(*): answered from the index alone (no filter here)
     )
     counts: dict[tuple[dt.date, str], int] = {}
     for row in rows:  # at most months × 2 rows
@@ -122,7 +122,7 @@ def activities_by_week(*, entity: Entity, now: dt.datetime | None = None, weeks:
         .annotate(period=TruncWeek("occurred_at", tzinfo=tz))
         .order_by()
         .values("period")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("*"))  # COUNT(*): answered from the index alone (no filter here)
     )
     counts: dict[dt.date, int] = {}
     for row in rows:  # at most `weeks` rows

@@ -90,6 +90,9 @@ def test_log_on_a_lead_with_the_same_lead_id_is_fine_and_another_is_400(api, ent
         api.post(f"/leads/{lead.pk}/activities", {"type": "note", "subject": "x", "leadId": str(other.pk)}), 400
     )
     assert "leadId" in body["details"]
+    # null would say "no lead" on a route that names one: refused, as the schema says (not nullable)
+    body = assert_error(api.post(f"/leads/{lead.pk}/activities", {"type": "note", "subject": "x", "leadId": None}), 400)
+    assert "leadId" in body["details"]
 
 
 def test_log_a_task_on_a_lead_starts_open(api, lead):

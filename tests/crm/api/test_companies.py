@@ -187,6 +187,13 @@ def test_invalid_domain_is_400(api, domain):
     assert "domain" in body["details"]
 
 
+@pytest.mark.parametrize("field", ["ownerUserId"])
+def test_an_empty_string_is_no_id_and_not_null_either(api, field):
+    body = assert_error(api.post("/companies", {"name": "Owned", field: ""}), 400)
+    assert field in body["details"]
+    assert create(api, name="Unowned", **{field: None})[field] is None
+
+
 def test_duplicate_domain_in_same_entity_is_409_with_existing_id(api):
     first = create(api, name="First", domain="acme.com")
     response = api.post("/companies", {"name": "Second", "domain": "https://ACME.com/contact"})

@@ -355,6 +355,16 @@ def test_patch_with_the_same_values_records_nothing(api):
     assert not events(lead["id"], LeadEventKind.FIELD_CHANGED)
 
 
+def test_patch_without_a_body_changes_nothing(api):
+    """Every field of a lead's PATCH is optional, so the schema does not require a body: none is
+    `{}`, a no-op that answers the lead."""
+    lead = create(api, title="Untouched", value="5")
+    response = api.patch(f"{LEADS}/{lead['id']}")
+    assert response.status_code == 200, response.content
+    assert response.json()["lead"] == lead
+    assert not events(lead["id"], LeadEventKind.FIELD_CHANGED)
+
+
 def test_patch_stage_goes_through_the_stage_move(api, entity):
     lead = create(api)
     body = api.patch(f"{LEADS}/{lead['id']}", {"stage": "won", "title": "Signed"}).json()["lead"]
