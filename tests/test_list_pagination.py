@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from axiomatic.api.pagination import COUNT_CAP
 from axiomatic.models import EntityCounter
-from crm.models import Activity, Company, Lead, PipelineFigure
+from crm.models import Activity, Company, Contact, Lead, PipelineFigure
 from tests import factories
 from tests.helpers import assert_error
 
@@ -106,6 +106,22 @@ def test_a_cursor_walk_returns_every_row_once_in_list_order(api, entity):
         str(pk) for pk in Company.objects.filter(entity=entity).order_by("name", "id").values_list("pk", flat=True)
     ]
     assert walked == expected
+
+
+def test_a_cursor_seeks_past_rows_sharing_its_first_columns_with_one_row_comparison(api, entity):
+    """Contacts are ordered by surname, first name, id: with few surnames, the cursor's condition
+    is one row value `(last_name, first_name, id) > (...)`, which the ordering index seeks to
+    (the expanded OR form would read every row of the cursor's surname)."""
+    for index in range(14):
+        factories.make_contact(entity, first_name=f"First {index % 4}", last_name=f"Surname {index % 2}")
+    walked = _walk(api, "/contacts", pageSize=3)
+    expected = Contact.objects.filter(entity=entity).order_by("last_name", "first_name", "id")
+    assert walked == [str(pk) for pk in expected.values_list("pk", flat=True)]
+    cursor = api.get("/contacts", {"pageSize": 3}).json()["nextCursor"]
+    with CaptureQueriesContext(connection) as queries:
+        assert api.get("/contacts", {"cursor": cursor}).status_code == 200
+    (page_sql,) = [sql for sql in _sql(queries) if 'FROM "crm_contact"' in sql and "LIMIT" in sql]
+    assert '("crm_contact"."last_name", "crm_contact"."first_name", "crm_contact"."id") >' in page_sql
 
 
 def test_rows_written_between_pages_never_make_a_walk_skip_or_repeat(api, entity):

@@ -8,7 +8,8 @@ of the row serializer into one small accessor:
 - a plain attribute (`source` of one name) is read with `operator.attrgetter`; text, UUIDs,
   integers and booleans are converted inline exactly as DRF's fields do;
 - a foreign key shown as its id reads the `*_id` column (no related object is touched);
-- every other field (method fields, nested objects, timestamps, money) keeps DRF's own
+- timestamps the database gave as aware datetimes are written straight in the API's UTC form;
+- every other field (method fields, nested objects, money) keeps DRF's own
   `get_attribute`/`to_representation`, so the output is the serializer's to the byte
   (`tests/test_fast_representation.py` compares both on every list).
 
@@ -27,6 +28,9 @@ from django.db import models
 from rest_framework import relations, serializers
 from rest_framework.fields import SkipField
 from rest_framework.renderers import JSONRenderer
+
+from axiomatic.api.serializers import ApiDateTimeField
+from axiomatic.timestamps import iso_utc
 
 Accessor = Callable[[Any], Any]
 
@@ -53,6 +57,16 @@ def _int(getter: Accessor) -> Accessor:
     def read(row):
         value = getter(row)
         return None if value is None else int(value)
+
+    return read
+
+
+def _timestamp(field: ApiDateTimeField, getter: Accessor) -> Accessor:
+    def read(row):
+        value = getter(row)
+        if value is None or getattr(value, "tzinfo", None) is None:  # naive or text: the field's own way
+            return None if value is None else field.to_representation(value)
+        return iso_utc(value)
 
     return read
 
@@ -104,6 +118,8 @@ def compile_field(field: serializers.Field, model: type[models.Model] | None) ->
         return _uuid(getter)
     if kind is serializers.IntegerField:
         return _int(getter)
+    if kind is ApiDateTimeField:
+        return _timestamp(field, getter)
     if kind is serializers.BooleanField:
         return getter  # model booleans are already True/False/None
     if isinstance(field, serializers.ChoiceField) and not isinstance(field, serializers.MultipleChoiceField):

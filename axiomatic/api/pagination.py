@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core import signing
-from django.db import connection
-from django.db.models import F, OrderBy, Q, QuerySet
+from django.db import connection, models
+from django.db.models import F, Func, OrderBy, Q, QuerySet, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.sql import Query
 from rest_framework import exceptions
@@ -127,6 +127,46 @@ def _leading_bound(keys: list[OrderKey], values: list[Any]) -> Q:
     return bound | Q(**{f"{key.field}__isnull": True}) if key.nulls_last else bound
 
 
+class _RowValue(Func):
+    """`(a, b, c)`: a row value, compared column by column in one comparison."""
+
+    function = ""
+    output_field = models.Field()
+
+
+def _row_comparable(model, keys: list[OrderKey], values: list[Any]) -> list[models.Field] | None:
+    """The keys' model fields when the order can be one row-value comparison: every key in one
+    direction, no NULL-able key (a NULL in a row value compares as unknown), plain columns."""
+    if len({key.descending for key in keys}) != 1 or any(
+        key.nulls_last or value is None for key, value in zip(keys, values, strict=True)
+    ):
+        return None
+    fields = []
+    for key in keys:
+        field = model._meta.pk if key.field == "pk" else model._meta.get_field(key.field)
+        if field.is_relation or not field.concrete or field.null:
+            return None
+        fields.append(field)
+    return fields
+
+
+def keyset_after(queryset: QuerySet, keys: list[OrderKey], values: list[Any]) -> QuerySet:
+    """The rows of `queryset` strictly after `values` in the order `keys`.
+
+    Where the order allows it, `(a, b, id) > (x, y, z)`: PostgreSQL seeks the ordering index to
+    that row, also when the first column has few distinct values (contacts by last name, where the
+    expanded OR form scanned every row of the cursor's surname). Otherwise the expanded form, with
+    a redundant range on the first column so the index scan still starts near the cursor.
+    """
+    fields = _row_comparable(queryset.model, keys, values)
+    if fields is None:
+        return queryset.filter(_leading_bound(keys, values) & _after(keys, values))
+    columns = _RowValue(*(F(field.attname) for field in fields))
+    bound = _RowValue(*(Value(value, output_field=field) for field, value in zip(fields, values, strict=True)))
+    lookup = "lt" if keys[0].descending else "gt"
+    return queryset.alias(_cursor_row=columns).filter(**{f"_cursor_row__{lookup}": bound})
+
+
 def _count_subquery(queryset: QuerySet, cap: int | None) -> RawSQL:
     if queryset.query.is_empty():  # `.none()`: a filter that can match nothing
         return RawSQL("0", [])
@@ -157,7 +197,7 @@ class EntityPagination(BasePagination):
         offset = 0
         if cursor is not None:
             values, page_size = self._decode(cursor, page_size)
-            queryset = queryset.filter(_leading_bound(self.keys, values) & _after(self.keys, values))
+            queryset = keyset_after(queryset, self.keys, values)
             self.page = None
         else:
             if page_size is None:

@@ -111,7 +111,10 @@ class StageReferenceField(StageNameField):
         return super().run_validation(data)
 
     def to_representation(self, value):
-        return LeadStageSerializer(value).data
+        # One serializer for every row of a page: a new one per row would copy its fields each time.
+        if not hasattr(self, "_stage_serializer"):
+            self._stage_serializer = LeadStageSerializer()
+        return self._stage_serializer.to_representation(value)
 
 
 class StageReferenceFieldExtension(OpenApiSerializerFieldExtension):
