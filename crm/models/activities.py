@@ -43,7 +43,8 @@ class Activity(TenantModel):
         ordering = ["-occurred_at", "id"]
         indexes = [
             models.Index(fields=["entity", "-occurred_at", "id"], name="activity_entity_time_idx"),
-            models.Index(fields=["-occurred_at", "id"], name="activity_time_idx"),  # the staff admin's order
+            # The staff admin's order, with the entity for row-level security from the index.
+            models.Index(fields=["-occurred_at", "id"], include=["entity"], name="activity_time_idx"),
             models.Index(fields=["entity", "type", "status", "due_at"], name="activity_entity_task_idx"),
             # Filtered lists keep the list's order (newest occurredAt, id) inside each filter value.
             models.Index(fields=["entity", "type", "-occurred_at", "id"], name="activity_entity_type_time_idx"),

@@ -48,8 +48,9 @@ class Company(TenantModel):
         ]
         indexes = [
             models.Index(fields=["entity", "name", "id"], name="company_entity_name_idx"),
-            # The staff admin lists every entity's rows in the same order.
-            models.Index(fields=["name", "id"], name="company_name_idx"),
+            # The staff admin lists every entity's rows in the same order; the entity rides along so
+            # that row-level security is checked from the index (a deep page skips no table rows).
+            models.Index(fields=["name", "id"], include=["entity"], name="company_name_idx"),
             # Filtered lists keep the list's order (name, id) inside each filter value.
             models.Index(fields=["entity", "owner", "name", "id"], name="company_entity_owner_name_idx"),
             models.Index(fields=["entity", "role", "name", "id"], name="company_entity_role_name_idx"),

@@ -39,7 +39,7 @@ class Contact(TenantModel):
         indexes = [
             models.Index(fields=["entity", "last_name", "first_name", "id"], name="contact_entity_name_idx"),
             # The staff admin lists every entity's rows in the same order.
-            models.Index(fields=["last_name", "first_name", "id"], name="contact_name_idx"),
+            models.Index(fields=["last_name", "first_name", "id"], include=["entity"], name="contact_name_idx"),
             models.Index(
                 fields=["entity", "owner", "last_name", "first_name", "id"], name="contact_entity_owner_name_idx"
             ),

@@ -40,7 +40,8 @@ class Lead(TenantModel):
         ordering = ["-updated_at", "id"]
         indexes = [
             models.Index(fields=["entity", "-updated_at", "id"], name="lead_entity_updated_idx"),
-            models.Index(fields=["-updated_at", "id"], name="lead_updated_idx"),  # the staff admin's order
+            # The staff admin's order, with the entity for row-level security from the index.
+            models.Index(fields=["-updated_at", "id"], include=["entity"], name="lead_updated_idx"),
             # Filtered lists keep the list's order (newest updatedAt, id) inside each filter value.
             models.Index(fields=["entity", "stage", "-updated_at", "id"], name="lead_entity_stage_upd_idx"),
             models.Index(fields=["entity", "company", "-updated_at", "id"], name="lead_entity_company_upd_idx"),
