@@ -16,6 +16,14 @@ from tests.helpers import ApiClient
 # Row-level security: test code works across entities (bypass on), requests run as the app does.
 rls_support.install()
 
+# Minutes-long tests start first, so that on several workers the rest of the suite runs beside
+# them instead of after them.
+LONG_RUNNING = ("tests/test_schemathesis.py", "tests/test_bench.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: not item.nodeid.startswith(LONG_RUNNING))
+
 
 @pytest.fixture(autouse=True)
 def _clear_cache():

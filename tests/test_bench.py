@@ -60,4 +60,8 @@ def test_bench_at_scale_200_reports_every_row(tmp_path):
     load = _table(text, "Load: companies page 1")
     assert len(load) == len(bench.LOAD_ROWS)
     assert all(row[2].replace(",", "").isdigit() and int(row[2].replace(",", "")) > 0 for row in load)
+    shares = _table(text, "Where a page 1 request spends its time")
+    assert any(row[0].startswith("API key authentication") for row in shares)
+    assert all(row[1].endswith(" %") for row in shares)  # measured in this run, not a fixed text
+    assert "## Goals not met, and why" in text
     assert (docs.read_bytes() if docs.exists() else None) == before
