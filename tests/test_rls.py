@@ -150,6 +150,17 @@ def test_with_the_entity_set_only_its_rows_and_writes_for_another_entity_fail(co
             Company.objects.create(entity=other_entity, name="Smuggled")
 
 
+def test_the_policy_reads_its_settings_once_per_statement_not_once_per_row(companies, entity):
+    """The settings are InitPlans (parameters `$n` in the row filter): a `current_setting()` call
+    in the filter itself would run for every row a count or a deep page reads."""
+    with app_context(), transaction.atomic():
+        assert set_transaction_entity(entity.pk)
+        plan = "\n".join(row[0] for row in _fetch("EXPLAIN SELECT count(*) FROM crm_company"))
+    assert "InitPlan" in plan
+    filters = [line for line in plan.splitlines() if "Filter:" in line]
+    assert filters and not any("current_setting" in line for line in filters), plan
+
+
 def test_with_no_entity_set_no_rows_and_no_writes(companies, entity):
     with app_context(), transaction.atomic():
         assert Company.objects.count() == 0

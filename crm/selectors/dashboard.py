@@ -27,6 +27,8 @@ from crm.models import Activity, Company, Contact, Lead, PipelineFigure, Pipelin
 from crm.selectors.owners import UNASSIGNED, OwnerSelector, owner_q
 
 WIN_RATE_WINDOW = dt.timedelta(days=90)
+# Counters of open tasks per UTC day due, `activity.task.open.due:2026-12-01` (crm migration 0013).
+OPEN_TASKS_DUE_PREFIX = "activity.task.open.due:"
 ZERO = Decimal("0.00")
 
 
@@ -233,32 +235,50 @@ def _lead_figures(*, entity: Entity, owner: OwnerSelector, periods: DashboardPer
     }
 
 
+def _overdue_before_today(entity: Entity, now: dt.datetime) -> int:
+    """Open tasks due before today (UTC) from the per-day counters (crm migration 0013): one row
+    per day that has open tasks, however many tasks are overdue."""
+    today = now.astimezone(dt.UTC).date().isoformat()
+    total = EntityCounter.objects.filter(
+        entity_id=entity.pk, name__gte=OPEN_TASKS_DUE_PREFIX, name__lt=f"{OPEN_TASKS_DUE_PREFIX}{today}"
+    ).aggregate(total=Sum("value"))["total"]
+    return int(total or 0)
+
+
 def _activity_figures(*, entity: Entity, owner: OwnerSelector, periods: DashboardPeriods) -> dict:
-    """Tasks and recent activities, each from a range of its own index (no scan of the history):
-    open tasks from the maintained counter when nobody is filtered, the due ones by `due_at`,
-    the recent ones by `occurred_at`."""
+    """Tasks and recent activities without a scan of the history: open and overdue tasks from the
+    maintained counters when nobody is filtered (overdue = the day counters before today plus
+    today's tasks due before now), the due ones by `due_at`, the recent ones by `occurred_at`."""
     now = periods.now
     activities = Activity.objects.for_entity(entity)
     open_tasks = activities.filter(type=ActivityType.TASK, status=ActivityStatus.OPEN).filter(
         owner_q(owner, "assignee")
     )
-    if owner is None and counters_supported():
-        tasks_open = counter_value(entity.pk, "activity.task.open")
-    else:
-        tasks_open = open_tasks.count()
     # Counted by the column the range is on (never null inside the range), not by id: the index
     # holds it, so each count is an index-only scan instead of a visit to every row it counts.
-    due = open_tasks.filter(due_at__lt=periods.tomorrow_start).aggregate(
-        overdue=Count("due_at", filter=Q(due_at__lt=now)),
-        due_today=Count("due_at", filter=Q(due_at__gte=periods.today_start)),
-    )
+    if owner is None and counters_supported():
+        tasks_open = counter_value(entity.pk, "activity.task.open")
+        utc_midnight = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        start = min(utc_midnight, periods.today_start)
+        due = open_tasks.filter(due_at__gte=start, due_at__lt=periods.tomorrow_start).aggregate(
+            overdue_today=Count("due_at", filter=Q(due_at__gte=utc_midnight, due_at__lt=now)),
+            due_today=Count("due_at", filter=Q(due_at__gte=periods.today_start)),
+        )
+        overdue = _overdue_before_today(entity, now) + due["overdue_today"]
+    else:
+        tasks_open = open_tasks.count()
+        due = open_tasks.filter(due_at__lt=periods.tomorrow_start).aggregate(
+            overdue=Count("due_at", filter=Q(due_at__lt=now)),
+            due_today=Count("due_at", filter=Q(due_at__gte=periods.today_start)),
+        )
+        overdue = due["overdue"]
     since_30 = now - dt.timedelta(days=30)
     recent = activities.filter(occurred_at__gte=since_30, occurred_at__lte=now).aggregate(
         last_7_days=Count("occurred_at", filter=Q(occurred_at__gte=now - dt.timedelta(days=7))),
         last_30_days=Count("occurred_at"),
     )
     return {
-        "tasks": {"open": tasks_open, "overdue": due["overdue"], "due_today": due["due_today"]},
+        "tasks": {"open": tasks_open, "overdue": overdue, "due_today": due["due_today"]},
         "activities": {"last_7_days": recent["last_7_days"], "last_30_days": recent["last_30_days"]},
     }
 

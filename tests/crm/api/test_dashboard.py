@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from crm.api.dashboard import DashboardSerializer
-from crm.models import PipelineStage
+from crm.models import Activity, PipelineStage
 from crm.selectors.dashboard import DashboardPeriods, dashboard_summary
 from tests import factories
 from tests.factories import make_activity, make_lead
@@ -394,6 +394,36 @@ def test_query_count_does_not_grow_with_leads(api, entity):
     # A fixed set of small indexed queries (counters, figures, and one range each for the periods,
     # due tasks and recent activities), plus authentication and the test's savepoints.
     assert few <= 14
+
+
+def test_overdue_tasks_come_from_day_counters_that_follow_every_write(api, entity, user):
+    """Overdue = the open tasks due before now: days before today are summed from per-day
+    counters (kept by triggers in the writing transaction), today's part is counted directly.
+    Completing, re-dating, re-typing and deleting tasks keep the figure exact."""
+    now = timezone.now()
+    days_ago = [now - dt.timedelta(days=n, hours=1) for n in (1, 1, 3, 40, 400)]
+    tasks = [factories.make_task(entity, f"Late {n}", due=due) for n, due in enumerate(days_ago)]
+    factories.make_task(entity, "Earlier today", due=now - dt.timedelta(seconds=30))
+    factories.make_task(entity, "Tomorrow", due=now + dt.timedelta(days=1))
+    factories.make_task(entity, "Done late", due=days_ago[0], status="completed")
+    factories.make_task(entity, "Undated")
+
+    def overdue() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            figure = api.get("/dashboard").json()["tasks"]["overdue"]
+        assert any("activity.task.open.due:" in q["sql"] for q in ctx.captured_queries)
+        return figure
+
+    def direct() -> int:
+        return Activity.objects.filter(entity=entity, type="task", status="open", due_at__lt=timezone.now()).count()
+
+    assert overdue() == direct() == 6
+    api.patch(f"/activities/{tasks[0].pk}", {"status": "completed"})
+    api.patch(f"/activities/{tasks[1].pk}", {"dueAt": (now + dt.timedelta(days=2)).isoformat()})
+    api.patch(f"/activities/{tasks[2].pk}", {"type": "call"})
+    api.delete(f"/activities/{tasks[3].pk}")
+    Activity.objects.filter(pk=tasks[4].pk).update(due_at=now - dt.timedelta(days=2))  # a bulk path
+    assert overdue() == direct() == 2
 
 
 # --- authentication and scopes -------------------------------------------------------------------

@@ -1,0 +1,38 @@
+"""Count open tasks per UTC day they are due (`activity.task.open.due:YYYY-MM-DD`), so the
+dashboard's overdue figure sums a few day counters instead of counting every overdue task
+(PostgreSQL only)."""
+
+from django.db import migrations
+
+from axiomatic.counters import counting_triggers_sql
+
+OLD_KEYS = [
+    "'activity'",
+    "CASE WHEN type = 'task' THEN 'activity.task' END",
+    "CASE WHEN type = 'task' AND status = 'open' THEN 'activity.task.open' END",
+]
+NEW_KEYS = [
+    *OLD_KEYS,
+    "CASE WHEN type = 'task' AND status = 'open' AND due_at IS NOT NULL "
+    "THEN 'activity.task.open.due:' || to_char(due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') END",
+]
+
+
+def _swap(schema_editor, old: list[str], new: list[str]) -> None:
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute(counting_triggers_sql("crm_activity", old)[1])
+        cursor.execute(counting_triggers_sql("crm_activity", new)[0])
+
+
+class Migration(migrations.Migration):
+    dependencies = [("crm", "0012_admin_order_indexes_carry_the_entity")]
+
+    operations = [
+        migrations.RunPython(
+            lambda apps, editor: _swap(editor, OLD_KEYS, NEW_KEYS),
+            lambda apps, editor: _swap(editor, NEW_KEYS, OLD_KEYS),
+            elidable=False,
+        )
+    ]
