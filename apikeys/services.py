@@ -6,6 +6,7 @@ class agree on the key format, the hashing and what "usable" means.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -65,16 +66,21 @@ def api_key_issue(
     return IssuedKey(api_key=api_key, secret=secret)
 
 
+@functools.cache
+def _keys_with_membership():
+    """Keys with their user, entity and membership (id, role) in one query. Built once per process:
+    every request authenticates, and assembling the subqueries cost more than running them. Never
+    evaluated itself (each use filters a copy), so it holds no rows and no moment in time."""
+    member = Membership.objects.filter(user=OuterRef("user"), entity=OuterRef("entity"))
+    return ApiKey.objects.select_related("entity", "user").annotate(
+        membership_id=Subquery(member.values("id")[:1]), membership_role=Subquery(member.values("role")[:1])
+    )
+
+
 def _key_with_secret(secret: str, digest: str, *, entity_id=None) -> ApiKey | None:
     """The usable (not revoked, not expired) key whose digest matches, with its user, entity and
     membership (id, role) read in the same query; only among `entity_id`'s keys when given."""
-    member = Membership.objects.filter(user=OuterRef("user"), entity=OuterRef("entity"))
-    candidates = (
-        ApiKey.objects.usable()
-        .select_related("entity", "user")
-        .filter(prefix=secret[: ApiKey.PREFIX_LENGTH])
-        .annotate(membership_id=Subquery(member.values("id")[:1]), membership_role=Subquery(member.values("role")[:1]))
-    )
+    candidates = _keys_with_membership().usable().filter(prefix=secret[: ApiKey.PREFIX_LENGTH])
     if entity_id is not None:
         candidates = candidates.for_entity(entity_id)
     for candidate in candidates:
