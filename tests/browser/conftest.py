@@ -12,6 +12,7 @@ import os
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect, sync_playwright
 
 from tests import factories
@@ -70,3 +71,15 @@ def login(page: Page, user, *, password: str = PASSWORD) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/crm/board")
+
+
+_axe = Axe()
+
+
+def assert_accessible(page: Page, name: str) -> None:
+    """No serious or critical axe-core violations (axe ships inside the package: no network)."""
+    results = _axe.run(page)
+    serious = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+    assert not serious, f"{name}: " + "; ".join(
+        f"{v['id']} ({v['impact']}): {v['help']} at {[node['target'] for node in v['nodes']][:3]}" for v in serious
+    )

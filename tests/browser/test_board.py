@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 from crm.models import Lead, PipelineStage
 from tests import factories
-from tests.browser.conftest import login
+from tests.browser.conftest import assert_accessible, login
 from tests.helpers import ApiClient
 
 pytestmark = pytest.mark.browser
@@ -54,6 +54,9 @@ def test_login_shows_the_seven_default_columns_in_order(page, owner, workspace):
     stage_ids = columns.evaluate_all("columns => columns.map(c => c.dataset.stageId)")
     expected = PipelineStage.objects.for_entity(workspace).order_by("sort_order").values_list("id", flat=True)
     assert stage_ids == [str(pk) for pk in expected]
+    make_lead(workspace, "new", title="Accessible lead", value=Decimal("10.00"))
+    page.reload()
+    assert_accessible(page, "board")
 
 
 def test_dragging_a_card_to_qualified_moves_the_lead_without_reload(page, owner, workspace):

@@ -11,35 +11,24 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from django.test import Client
 from playwright.sync_api import Page, expect
 
 from axiomatic.models import Membership
 from crm.models import Activity
 from tests import factories
-from tests.browser.conftest import PASSWORD, login
+from tests.browser.conftest import PASSWORD, assert_accessible, login
 from tests.helpers import ApiClient
 
 pytestmark = pytest.mark.browser
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 UTC = dt.UTC
-_axe = Axe()
 
 
 def screenshot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
-def assert_accessible(page: Page, name: str) -> None:
-    """No serious or critical axe-core violations (axe ships inside the package: no network)."""
-    results = _axe.run(page)
-    serious = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
-    assert not serious, f"{name}: " + "; ".join(
-        f"{v['id']} ({v['impact']}): {v['help']} at {[node['target'] for node in v['nodes']][:3]}" for v in serious
-    )
 
 
 def api_for(entity, user) -> ApiClient:
