@@ -30,6 +30,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
+from axiomatic import crypto
 from axiomatic.access import MalformedAuthorization, bearer_token, requested_entity_ids
 
 logger = logging.getLogger("axiomatic.idempotency")
@@ -121,7 +122,7 @@ def idempotency_scope(request: HttpRequest, *, key: str, credential: str, body: 
 
 
 def _replay(stored: dict) -> HttpResponse:
-    response = HttpResponse(stored["body"], status=stored["status"])
+    response = HttpResponse(crypto.decrypt(stored["body"]).encode("utf-8"), status=stored["status"])
     for name, value in stored["headers"].items():
         response[name] = value
     response[REPLAYED_HEADER] = "true"
@@ -171,7 +172,9 @@ class IdempotencyMiddleware:
                     {
                         "fingerprint": scope.fingerprint,
                         "status": response.status_code,
-                        "body": bytes(response.content),
+                        # Encrypted at rest: an answer may hold a secret shown once (a webhook
+                        # endpoint's signing secret), and the store keeps it for a day.
+                        "body": crypto.encrypt(response.content.decode("utf-8")),
                         "headers": {name: response[name] for name in _KEPT_HEADERS if response.has_header(name)},
                     },
                     timeout=RESULT_TTL_SECONDS,
@@ -199,7 +202,10 @@ class IdempotencyMiddleware:
     def _answer_stored(self, stored: dict, scope: IdempotencyScope) -> HttpResponse:
         if stored.get("fingerprint") != scope.fingerprint:
             return self._mismatch()
-        return _replay(stored)
+        try:
+            return _replay(stored)
+        except crypto.InvalidToken:  # the encryption key it was stored under has been retired
+            return _error(409, f"The first answer to this {HEADER} can no longer be read; use a new key.")
 
     @staticmethod
     def _mismatch() -> JsonResponse:

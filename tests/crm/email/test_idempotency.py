@@ -6,6 +6,7 @@ import json
 import threading
 
 import pytest
+from django.core.cache import caches
 from django.db import connections
 from django.test import Client
 
@@ -29,6 +30,18 @@ def test_same_key_and_body_replays_the_first_response(api):
     assert "Idempotent-Replayed" not in first
     assert second["Content-Type"].startswith("application/json")
     assert Company.objects.count() == 1
+
+
+def test_stored_answers_are_encrypted_at_rest(api):
+    """The store keeps answers a day, and some hold a secret shown once (a webhook endpoint's)."""
+    first = api.post("/companies", {"name": "Plaintext Probe"}, headers=_key("k-enc"))
+    backend = caches["default"]
+    redis = backend._cache.get_client()
+    stored = b"".join(redis.get(key) or b"" for key in redis.scan_iter(match=f"{backend.key_prefix}:*"))
+    assert stored  # the answer is kept...
+    assert b"Plaintext Probe" not in stored  # ...but cannot be read there
+    replay = api.post("/companies", {"name": "Plaintext Probe"}, headers=_key("k-enc"))
+    assert replay["Idempotent-Replayed"] == "true" and replay.json() == first.json()
 
 
 def test_json_key_order_and_spacing_do_not_matter(api):
