@@ -1014,7 +1014,8 @@ def gaps_section(
         names = ", ".join(spec.label for spec in ratio_missed)
         lines.append(
             f"- **p50 ≤ 1.5 × (trivial + SQL)** ({names}). The trivial endpoint answers in {trivial:.1f} ms "
-            "because it is answered before Django's middleware, authentication and DRF run; the companies "
+            "because it is answered by the second middleware, before the rest of them, authentication and DRF "
+            "run; the companies "
             f"page's own SQL takes {page.sql_ms:.1f} ms. The page adds "
             f"{page.p50 - trivial - page.sql_ms:.1f} ms of Python to that, the same for a 20-company entity: "
             "the API key lookup (one query, under row-level security), setting the request's entity for "
