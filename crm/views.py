@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from django.db.models import QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
@@ -19,7 +18,7 @@ from axiomatic.pages import entity_page
 from crm.choices import ActivityType, StageKind
 from crm.models import Lead, PipelineStage
 from crm.selectors import board as board_selectors
-from crm.selectors.board import board_columns, board_leads, lead_days_in_stage
+from crm.selectors.board import BoardSelection, board_columns, lead_days_in_stage
 from crm.selectors.owners import UNASSIGNED
 from crm.selectors.pipeline import stages_in_order
 from crm.selectors.timeline import lead_timeline as timeline_of
@@ -44,9 +43,9 @@ class BoardFilters:
             q=request.GET.get("q", "").replace("\x00", "").strip()[:200],  # PostgreSQL text cannot hold NUL
         )
 
-    def leads(self, request) -> QuerySet[Lead]:
+    def selection(self, request) -> BoardSelection:
         owner = {"": None, "me": request.user.pk, UNASSIGNED: UNASSIGNED}[self.owner]
-        return board_leads(entity=request.entity, owner=owner, title_contains=self.q)
+        return BoardSelection(entity=request.entity, owner=owner, title_contains=self.q)
 
     @property
     def query_string(self) -> str:
@@ -65,7 +64,7 @@ def board(request):
     stages = _stages(request)
     context = {
         "stages": stages,
-        "columns": board_columns(leads=filters.leads(request), stages=stages),
+        "columns": board_columns(selection=filters.selection(request), stages=stages),
         "filters": filters,
         "owner_filters": OWNER_FILTERS,
         "open_stages": [s for s in stages if s.kind == StageKind.OPEN],
@@ -87,7 +86,7 @@ def board_column(request, stage_id):
     filters = BoardFilters.from_request(request)
     stages = _stages(request)
     stage = _stage_or_404(stages, stage_id)
-    (column,) = board_columns(leads=filters.leads(request), stages=[stage])
+    (column,) = board_columns(selection=filters.selection(request), stages=[stage])
     return render(request, "crm/_column.html", {"column": column, "stages": stages, "filters": filters})
 
 
@@ -102,7 +101,9 @@ def board_column_cards(request, stage_id):
         page = min(max(int(request.GET.get("page", "2")), 1), MAX_PAGE)
     except ValueError:
         page = 2
-    cards, has_more = board_selectors.board_column_cards(leads=filters.leads(request), stage=stage, page=page)
+    cards, has_more = board_selectors.board_column_cards(
+        leads=filters.selection(request).leads(), stage=stage, page=page
+    )
     context = {
         "cards": cards,
         "has_more": has_more,

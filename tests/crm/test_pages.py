@@ -143,12 +143,21 @@ def test_board_filters_by_owner_and_title(signed_in, entity, user):
     assert titles({"q": "%"}) == []
     assert titles({"q": "be\x00ta"}) == ["Theirs beta"]  # a NUL is dropped, not sent to PostgreSQL
 
+    # The counts follow the filters too: by owner from the maintained figures, by title from the leads.
+    def count(query):
+        html = column_html(signed_in.get("/crm/board", query).content.decode(), factories.stage(entity, "new"))
+        return int(re.search(r'data-lead-count="(\d+)"', html).group(1))
+
+    assert [count({}), count({"owner": "me"}), count({"owner": "unassigned"}), count({"q": "a"})] == [3, 1, 1, 3]
+    assert count({"q": "gamma"}) == 1
+
 
 def test_board_query_count_does_not_grow_with_leads(signed_in, entity, django_assert_max_num_queries):
     for n in range(3):
         factories.make_lead(entity, title=f"Few {n}", company=factories.make_company(entity))
     signed_in.get("/crm/board")  # the first visit also saves the session
-    with django_assert_max_num_queries(10) as few:
+    # Session, user, entity and role, stages, the figures, the columns' card ids, the cards.
+    with django_assert_max_num_queries(11) as few:
         signed_in.get("/crm/board")
     for n in range(40):
         factories.make_lead(entity, "qualified", title=f"Many {n}", company=factories.make_company(entity), value=n)
