@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from django.db import connection, transaction
 from django.db.models import Q
+from django.test.utils import CaptureQueriesContext
 
+from axiomatic import ordering
 from axiomatic.tenancy import set_transaction_entity
 from crm.api.contacts import FullName
 from crm.models import Company, Contact, Lead
@@ -46,3 +48,40 @@ def test_contact_name_search_uses_the_full_name_index(entity):
         queryset = Contact.objects.annotate(n=FullName("first_name", "last_name"))
         plan = _plan(queryset.filter(n__icontains="ada love")[:51])
     assert "crm_contact_name_trgm" in plan, plan
+
+
+def test_a_search_with_few_matches_is_sorted_not_walked(api, entity, monkeypatch):
+    """Matches PostgreSQL expects to be few are ordered by one row value, which no index serves,
+    so they are found through the trigram index and sorted (a surname's matches sit together in
+    the name order, where walking the name index for them read the whole table). Many expected
+    matches keep the plain order. Either way the rows and their order are the same."""
+    for n in range(12):
+        factories.make_contact(entity, first_name=f"Ann {n % 3}", last_name=("Zhang", "Abara")[n % 2])
+
+    def search() -> tuple[list[str], str]:
+        with CaptureQueriesContext(connection) as queries:
+            body = api.get("/contacts", {"q": "zhang", "pageSize": 4}).json()
+        # Read now: the next request clears the connection's query log.
+        (page_sql,) = [q["sql"] for q in queries.captured_queries if "LIMIT 5" in q["sql"]]
+        ids = [row["id"] for row in body["contacts"]]
+        cursor = body["nextCursor"]
+        while cursor:
+            body = api.get("/contacts", {"q": "zhang", "cursor": cursor}).json()
+            ids += [row["id"] for row in body["contacts"]]
+            cursor = body["nextCursor"]
+        return ids, page_sql
+
+    expected = [
+        str(pk)
+        for pk in Contact.objects.filter(entity=entity, last_name="Zhang")
+        .order_by("last_name", "first_name", "id")
+        .values_list("pk", flat=True)
+    ]
+    sorted_ids, sorted_sql = search()
+    assert sorted_ids == expected
+    assert 'ORDER BY ("crm_contact"."last_name", "crm_contact"."first_name", "crm_contact"."id") ASC' in sorted_sql
+
+    monkeypatch.setattr(ordering, "SORT_MATCHES_UP_TO", 0)  # as if many matches were expected
+    walked_ids, walked_sql = search()
+    assert walked_ids == expected
+    assert 'ORDER BY "crm_contact"."last_name" ASC, "crm_contact"."first_name" ASC' in walked_sql

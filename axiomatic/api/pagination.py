@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core import signing
-from django.db import connection, models
-from django.db.models import F, Func, OrderBy, Q, QuerySet, Value
+from django.db import connection
+from django.db.models import F, OrderBy, Q, QuerySet, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.sql import Query
 from rest_framework import exceptions
@@ -35,6 +35,7 @@ from rest_framework.pagination import BasePagination
 from rest_framework.response import Response
 
 from axiomatic.counters import counter_subquery, counters_supported
+from axiomatic.ordering import RowValue, order_matches, row_fields
 
 _INTEGER = re.compile(r"[+-]?\d{1,9}")
 DEFAULT_PAGE_SIZE = 50
@@ -127,29 +128,6 @@ def _leading_bound(keys: list[OrderKey], values: list[Any]) -> Q:
     return bound | Q(**{f"{key.field}__isnull": True}) if key.nulls_last else bound
 
 
-class _RowValue(Func):
-    """`(a, b, c)`: a row value, compared column by column in one comparison."""
-
-    function = ""
-    output_field = models.Field()
-
-
-def _row_comparable(model, keys: list[OrderKey], values: list[Any]) -> list[models.Field] | None:
-    """The keys' model fields when the order can be one row-value comparison: every key in one
-    direction, no NULL-able key (a NULL in a row value compares as unknown), plain columns."""
-    if len({key.descending for key in keys}) != 1 or any(
-        key.nulls_last or value is None for key, value in zip(keys, values, strict=True)
-    ):
-        return None
-    fields = []
-    for key in keys:
-        field = model._meta.pk if key.field == "pk" else model._meta.get_field(key.field)
-        if field.is_relation or not field.concrete or field.null:
-            return None
-        fields.append(field)
-    return fields
-
-
 def keyset_after(queryset: QuerySet, keys: list[OrderKey], values: list[Any]) -> QuerySet:
     """The rows of `queryset` strictly after `values` in the order `keys`.
 
@@ -158,11 +136,13 @@ def keyset_after(queryset: QuerySet, keys: list[OrderKey], values: list[Any]) ->
     expanded OR form scanned every row of the cursor's surname). Otherwise the expanded form, with
     a redundant range on the first column so the index scan still starts near the cursor.
     """
-    fields = _row_comparable(queryset.model, keys, values)
+    fields = None
+    if not any(key.nulls_last for key in keys):
+        fields = row_fields(queryset.model, [(key.field, key.descending) for key in keys], values)
     if fields is None:
         return queryset.filter(_leading_bound(keys, values) & _after(keys, values))
-    columns = _RowValue(*(F(field.attname) for field in fields))
-    bound = _RowValue(*(Value(value, output_field=field) for field, value in zip(fields, values, strict=True)))
+    columns = RowValue(*(F(field.attname) for field in fields))
+    bound = RowValue(*(Value(value, output_field=field) for field, value in zip(fields, values, strict=True)))
     lookup = "lt" if keys[0].descending else "gt"
     return queryset.alias(_cursor_row=columns).filter(**{f"_cursor_row__{lookup}": bound})
 
@@ -193,6 +173,13 @@ class EntityPagination(BasePagination):
         filters = sorted((k, v) for k, vs in request.query_params.lists() if k not in PAGINATION_PARAMS for v in vs)
         self.scope = self._scope(request, filters)
         total = self._total_expression(queryset, request, view, filtered=bool(filters))
+
+        # A text search (the view's `search_params`): its matches are sorted when few (see
+        # axiomatic.ordering), instead of walking the ordering index for them.
+        if any(request.query_params.get(name) for name in getattr(view, "search_params", ())) and not any(
+            key.nulls_last for key in self.keys
+        ):
+            queryset = order_matches(queryset, [(key.field, key.descending) for key in self.keys])
 
         offset = 0
         if cursor is not None:

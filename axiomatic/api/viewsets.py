@@ -55,6 +55,9 @@ class EntityScopedViewSet(viewsets.GenericViewSet):
     action_roles: dict[str, str] = {}
     # The maintained counter (axiomatic.counters) that is this list's exact unfiltered total.
     total_counter: str | None = None
+    # Query parameters that are text searches (trigram-indexed): their matches may be sorted
+    # rather than found by walking the ordering index (axiomatic.ordering).
+    search_params: tuple[str, ...] = ()
     parent = None  # the resolved parent row, for nested routes
     item_key = "item"
     list_key = "items"

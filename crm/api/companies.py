@@ -141,6 +141,7 @@ class CompanyViewSet(ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, 
     list_key = "companies"
     ordering = ("name", "id")
     total_counter = "company"
+    search_params = ("q",)
 
     def perform_create(self, serializer):
         return company_create(entity=self.request.entity, **serializer.validated_data)

@@ -261,6 +261,7 @@ class ContactViewSet(ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, 
     list_key = "contacts"
     ordering = ("last_name", "first_name", "id")
     total_counter = "contact"
+    search_params = ("q",)
 
     def narrow_queryset(self, queryset):
         return queryset.annotate(primary_company_id=primary_company_id())

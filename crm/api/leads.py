@@ -351,6 +351,7 @@ class LeadViewSet(ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, Des
     list_key = "leads"
     ordering = ("-updated_at", "id")
     total_counter = "lead"
+    search_params = ("q",)
 
     def narrow_queryset(self, queryset):
         return queryset.select_related("stage")

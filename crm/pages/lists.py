@@ -25,7 +25,7 @@ class ListSpec:
     filterset_class: type
     filter_names: tuple[str, ...]
     cursor_kinds: Sequence[Callable[[str], object]]
-    page: Callable[..., KeysetPage]  # (queryset, after=...) -> KeysetPage
+    page: Callable[..., KeysetPage]  # (queryset, after=..., search=...) -> KeysetPage
     template: str
     rows_template: str
 
@@ -46,7 +46,12 @@ def render_list(request, spec: ListSpec, queryset: QuerySet, extra: dict | None 
         [] if filterset.is_valid() else [f"{name}: {' '.join(messages)}" for name, messages in filterset.errors.items()]
     )
     after = cursor_decode(request.GET.get("after", ""), spec.cursor_kinds)
-    page = KeysetPage(rows=[], next_after=None) if filter_errors else spec.page(filterset.qs, after=after)
+    searching = bool(data.get("q"))  # a text search: its matches may be sorted (axiomatic.ordering)
+    page = (
+        KeysetPage(rows=[], next_after=None)
+        if filter_errors
+        else spec.page(filterset.qs, after=after, search=searching)
+    )
     base_query = {"entityId": str(request.entity.pk), **data}
     context = {
         "rows": page.rows,

@@ -17,6 +17,8 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
+from axiomatic.ordering import order_matches
+
 
 def _column(field: str) -> tuple[str, bool]:
     return (field[1:], True) if field.startswith("-") else (field, False)
@@ -61,14 +63,20 @@ def cursor_of(row: Any, order: tuple[str, ...]) -> tuple:
     return tuple(values)
 
 
-def keyset_page(queryset: QuerySet, *, order: tuple[str, ...], after: tuple | None, size: int) -> KeysetPage:
+def keyset_page(
+    queryset: QuerySet, *, order: tuple[str, ...], after: tuple | None, size: int, search: bool = False
+) -> KeysetPage:
     """`size` rows of `queryset` in `order`, after the cursor `after` (from the start when None).
 
-    Reads `size + 1` rows to learn whether another page follows: no COUNT(*).
+    Reads `size + 1` rows to learn whether another page follows: no COUNT(*). `search`: the
+    queryset is a text search's matches, which are sorted rather than walked for when PostgreSQL
+    expects few of them (`axiomatic.ordering.order_matches`).
     """
     rows = queryset.order_by(*order)
     if after is not None:
         rows = rows.filter(keyset_after(order, after))
+    if search:
+        rows = order_matches(rows, [_column(field) for field in order])
     fetched = list(rows[: size + 1])
     page = fetched[:size]
     return KeysetPage(rows=page, next_after=cursor_of(page[-1], order) if len(fetched) > size else None)

@@ -21,9 +21,12 @@ PAGE_SIZE = 50
 RELATED_LIMIT = 50
 
 
-def company_list_page(companies: QuerySet[Company], *, after: tuple | None, size: int = PAGE_SIZE) -> KeysetPage:
-    """A page of (already entity-scoped and filtered) companies, with their owner."""
-    return keyset_page(companies.select_related("owner"), order=COMPANY_ORDER, after=after, size=size)
+def company_list_page(
+    companies: QuerySet[Company], *, after: tuple | None, size: int = PAGE_SIZE, search: bool = False
+) -> KeysetPage:
+    """A page of (already entity-scoped and filtered) companies, with their owner. `search`: the
+    filter includes a text search (see `keyset_page`)."""
+    return keyset_page(companies.select_related("owner"), order=COMPANY_ORDER, after=after, size=size, search=search)
 
 
 def with_primary_company(contacts: QuerySet[Contact]) -> QuerySet[Contact]:
@@ -36,10 +39,12 @@ def with_primary_company(contacts: QuerySet[Contact]) -> QuerySet[Contact]:
     )
 
 
-def contact_list_page(contacts: QuerySet[Contact], *, after: tuple | None, size: int = PAGE_SIZE) -> KeysetPage:
+def contact_list_page(
+    contacts: QuerySet[Contact], *, after: tuple | None, size: int = PAGE_SIZE, search: bool = False
+) -> KeysetPage:
     """A page of (already entity-scoped and filtered) contacts, with their primary company."""
     contacts = with_primary_company(contacts.select_related("owner"))
-    return keyset_page(contacts, order=CONTACT_ORDER, after=after, size=size)
+    return keyset_page(contacts, order=CONTACT_ORDER, after=after, size=size, search=search)
 
 
 def _bounded(queryset: QuerySet, limit: int) -> tuple[list, bool]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from django.db.models import CharField, F, Func, Q, QuerySet, Value
 
 from axiomatic.models import Entity
+from axiomatic.ordering import order_matches
 from crm.models import Company, Contact, Lead
 
 GROUP_LIMIT = 8
@@ -77,7 +78,8 @@ def _group(key: str, label: str, queryset: QuerySet, limit: int) -> SearchGroup:
 
 
 def search_companies(*, entity: Entity, words: list[str]) -> QuerySet[Company]:
-    return _matching(Company.objects.for_entity(entity), words, ("name",)).order_by("name", "id")
+    matches = _matching(Company.objects.for_entity(entity), words, ("name",)).order_by("name", "id")
+    return order_matches(matches, [("name", False), ("id", False)])
 
 
 def contact_search_name() -> Func:
@@ -94,7 +96,8 @@ def contact_search_name() -> Func:
 
 def search_contacts(*, entity: Entity, words: list[str]) -> QuerySet[Contact]:
     contacts = Contact.objects.for_entity(entity).alias(search_name=contact_search_name())
-    return _matching(contacts, words, ("search_name", "email")).order_by("last_name", "first_name", "id")
+    matches = _matching(contacts, words, ("search_name", "email")).order_by("last_name", "first_name", "id")
+    return order_matches(matches, [("last_name", False), ("first_name", False), ("id", False)])
 
 
 def search_leads(*, entity: Entity, words: list[str]) -> QuerySet[Lead]:
