@@ -13,8 +13,9 @@ What it does, in order:
    default, keys under a per-run prefix). The only difference is the settings module
    bench/settings.py, which adds the `X-Bench-Queries` response header (SQL statements per
    request). The API rate limit is lifted so the load phase is not answered 429.
-3. One client, one request at a time: every request below, a warm-up and then `--samples` times
-   (fewer once `--budget` seconds are spent on one request), p50 and p99 of the client-side time.
+3. One client, one request at a time: every request below, warmed up, then `--samples` rounds
+   of one sample of each request in turn (a row stops early once `--budget` seconds are spent on
+   it), p50 and p99 of the client-side time. Interleaving puts passing load on every row alike.
    The trivial endpoint (`/livez`: no database) and the equivalent plain SQL (psycopg, as the
    app's database role, with the entity set, client-side binding as Django does) are measured in
    the same run; `ratio` = p50 / (trivial p50 + SQL p50).
@@ -611,18 +612,29 @@ class PlainSql:
 # --- measuring -----------------------------------------------------------------------------------
 
 
-def measure(result: Result, get: Callable[[], tuple[int, float, int | None]], *, samples: int, budget: float) -> None:
-    for _ in range(2):  # warm-up: connections, caches, the worker's first use of this view
-        get()
-    started = time.perf_counter()
-    for n in range(samples):
-        status, ms, queries = get()
-        result.samples.append(ms)
-        result.statuses[status] = result.statuses.get(status, 0) + 1
-        if queries is not None:
-            result.queries.append(queries)
-        if n >= 4 and time.perf_counter() - started > budget:
-            break
+Getter = Callable[[], tuple[int, float, int | None]]
+
+
+def measure_interleaved(rows: list[tuple[Result, Getter, int]], *, budget: float) -> None:
+    """Each row's samples, one sample of every row in turn (after two warm-ups each): a burst of
+    load from elsewhere on the machine lands on all rows alike, so the ratios between rows (a
+    cursor page against page 1, the large entity against the small one) compare like with like.
+    A row stops early once it has 5 samples and has used `budget` seconds."""
+    for _, get, _ in rows:
+        for _ in range(2):  # warm-up: connections, caches, the worker's first use of this view
+            get()
+    spent = [0.0] * len(rows)
+    for n in range(max((samples for _, _, samples in rows), default=0)):
+        for index, (result, get, samples) in enumerate(rows):
+            if n >= samples or (n >= 5 and spent[index] > budget):
+                continue
+            started = time.perf_counter()
+            status, ms, queries = get()
+            spent[index] += time.perf_counter() - started
+            result.samples.append(ms)
+            result.statuses[status] = result.statuses.get(status, 0) + 1
+            if queries is not None:
+                result.queries.append(queries)
 
 
 def follow_cursor(http_client: Http, path: str, depth: int) -> tuple[str | None, int, str]:
@@ -914,7 +926,8 @@ def report(
         + (f" (load average {data.seed_load} as it ended)" if data.seed_load else "")
         + f"; then VACUUM (ANALYZE) {data.vacuum_seconds:.0f} s. Seeded {data.seeded_at:%Y-%m-%d %H:%M} UTC"
         + (" (reused by this run)." if data.reused else " (by this run)."),
-        f"- Latency: one client, sequential requests, {args.samples} samples after 2 warm-ups "
+        f"- Latency: one client, sequential requests, {args.samples} samples after 2 warm-ups, taken in rounds of "
+        "one sample of every request (so load passing on the machine touches every row alike) "
         f"(fewer once a request has used {args.budget:g} s; admin pages {args.admin_samples}), client-side time "
         "including the TCP connect. p99 of fewer than 100 samples is their maximum. "
         "`SQL ms` is the equivalent plain SQL's p50 through psycopg (same role, entity set, client-side "
@@ -1271,16 +1284,12 @@ def run(args) -> int:
                 spec.sql = None
 
         admin = admin_session(port, admin_email, admin_password)
+        rows = []
         for spec in specs:
             result = results[spec.key]
-            if spec.key == "large_vs_small":
-                source = results["companies_p1"]
-                result.samples, result.statuses, result.queries = source.samples, source.statuses, source.queries
-                continue
-            if not spec.path:
+            if spec.key == "large_vs_small" or not spec.path:
                 continue
             path = spec.path.format(large=data.large, small=data.small)
-            log(f"measuring {spec.label}")
             if spec.admin:
 
                 def get(path=path):
@@ -1290,7 +1299,7 @@ def run(args) -> int:
                     queries = response.headers.get(QUERIES_HEADER)
                     return response.status_code, ms, int(queries) if queries else None
 
-                measure(result, get, samples=args.admin_samples, budget=args.budget)
+                rows.append((result, get, args.admin_samples))
             else:
                 key = keys["small"] if spec.entity == "small" else keys["large"]
 
@@ -1298,10 +1307,21 @@ def run(args) -> int:
                     status, ms, queries, _ = client.get(path, key=key)
                     return status, ms, queries
 
-                measure(result, get, samples=args.samples, budget=args.budget)
-            if spec.sql:
+                rows.append((result, get, args.samples))
+        log(f"measuring {len(rows)} requests, one sample of each in turn")
+        measure_interleaved(rows, budget=args.budget)
+        source = results["companies_p1"]
+        large_vs_small = results["large_vs_small"]
+        large_vs_small.samples, large_vs_small.statuses, large_vs_small.queries = (
+            source.samples,
+            source.statuses,
+            source.queries,
+        )
+        log("timing the plain SQL of each request")
+        for spec in specs:
+            if spec.sql and spec.path:
                 entity = data.small if spec.entity == "small" else data.large
-                result.sql_ms = sql.time(spec.sql, spec.sql_params, entity, max(5, min(args.samples, 20)))
+                results[spec.key].sql_ms = sql.time(spec.sql, spec.sql_params, entity, max(5, min(args.samples, 20)))
 
         page1 = f"/api/crm/companies?entityId={data.large}"
         log("where companies page 1 spends its time (in process, cProfile)")
