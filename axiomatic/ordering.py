@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connections, models
 from django.db.models import F, Func, QuerySet
 
@@ -57,8 +58,11 @@ def row_fields(model, order: list[tuple[str, bool]], values: list[Any] | None = 
 
 def expected_rows(queryset: QuerySet) -> float:
     """The planner's estimate of the rows `queryset` matches (EXPLAIN only: nothing is run)."""
-    plan = json.loads(queryset.order_by().values("pk").explain(format="json"))
-    return float(plan[0]["Plan"]["Plan Rows"])
+    try:
+        plan = json.loads(queryset.order_by().values("pk").explain(format="json"))
+        return float(plan[0]["Plan"]["Plan Rows"])
+    except (EmptyResultSet, ValueError):  # a filter Django knows matches nothing (`pk__in=[]`): no plan
+        return 0.0
 
 
 def order_matches(queryset: QuerySet, order: list[tuple[str, bool]]) -> QuerySet:

@@ -85,3 +85,9 @@ def test_a_search_with_few_matches_is_sorted_not_walked(api, entity, monkeypatch
     walked_ids, walked_sql = search()
     assert walked_ids == expected
     assert 'ORDER BY "crm_contact"."last_name" ASC, "crm_contact"."first_name" ASC' in walked_sql
+
+
+def test_ordering_a_search_that_matches_nothing_by_construction(entity):
+    """`pk__in=[]` compiles to no SQL at all: the estimate is then 0, not an error."""
+    nothing = Contact.objects.filter(pk__in=[]).order_by("last_name", "first_name", "id")
+    assert list(ordering.order_matches(nothing, [("last_name", False), ("first_name", False), ("id", False)])) == []
