@@ -110,7 +110,7 @@ def _first_cards(leads: QuerySet[Lead], stage_ids: list) -> list[Lead]:
         ordered.filter(stage_id=stage_id).values_list("pk", flat=True)[:COLUMN_PAGE_SIZE] for stage_id in stage_ids
     ]
     ids = list(per_stage[0].union(*per_stage[1:], all=True))
-    return list(_cards(Lead.objects.filter(pk__in=ids)).order_by(*CARD_ORDER)) if ids else []
+    return list(_cards(leads.filter(pk__in=ids)).order_by(*CARD_ORDER)) if ids else []
 
 
 def board_columns(*, selection: BoardSelection, stages: list[PipelineStage]) -> list[Column]:
