@@ -53,6 +53,12 @@ class Activity(TenantModel):
             models.Index(fields=["entity", "contact", "-occurred_at", "id"], name="activity_entity_cont_time_idx"),
             # /tasks: dueAt ascending, undated last, per assignee.
             models.Index(fields=["entity", "assignee", "type", "due_at"], name="activity_entity_assignee_idx"),
+            # Every task soonest due first, undated last (`GET /tasks` without a status).
+            models.Index(
+                fields=["entity", "due_at", "id"],
+                condition=models.Q(type=ActivityType.TASK),
+                name="activity_task_due_idx",
+            ),
             # Someone's open tasks soonest due first (the tasks page's groups, the dashboard by
             # assignee): only open tasks, in the page's order, so a group reads its 51 rows.
             models.Index(
