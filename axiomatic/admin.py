@@ -183,6 +183,20 @@ ADMIN_COUNT_CAP = 10_000
 _UNFILTERING_PARAMS = {"p", "o", "_changelist_filters", "_to_field", "_popup"}
 
 
+class ReadOnlyAdminMixin:
+    """For rows only the system writes (maintained figures, history, the change feed): staff may
+    look, never add, edit or delete."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class ScalablePaginator(Paginator):
     """The admin's paginator for tables of millions of rows.
 
@@ -338,7 +352,7 @@ class EntityScopedAdmin(StaffScopeMixin, admin.ModelAdmin):
 
 
 @admin.register(EntityCounter)
-class EntityCounterAdmin(StaffScopeMixin, admin.ModelAdmin):
+class EntityCounterAdmin(ReadOnlyAdminMixin, StaffScopeMixin, admin.ModelAdmin):
     """The maintained totals, read-only: database triggers keep them, nobody edits them."""
 
     list_display = ["name", "value", "entity"]
@@ -347,18 +361,9 @@ class EntityCounterAdmin(StaffScopeMixin, admin.ModelAdmin):
     ordering = ["entity", "name"]
     list_select_related = ["entity"]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(Change)
-class ChangeAdmin(StaffScopeMixin, admin.ModelAdmin):
+class ChangeAdmin(ReadOnlyAdminMixin, StaffScopeMixin, admin.ModelAdmin):
     """The change feed, read-only: services record it with the writes, retention removes it."""
 
     list_display = ["seq", "type", "object_id", "occurred_at", "actor_type", "entity"]
@@ -367,12 +372,3 @@ class ChangeAdmin(StaffScopeMixin, admin.ModelAdmin):
     ordering = ["-id"]
     list_select_related = ["entity"]
     show_full_result_count = False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

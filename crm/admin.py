@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 
 from axiomatic import errors
-from axiomatic.admin import EntityScopedAdmin
+from axiomatic.admin import EntityScopedAdmin, ReadOnlyAdminMixin
 from axiomatic.models import Membership
 from crm.models import (
     Activity,
@@ -215,7 +215,7 @@ class PipelineStageAdmin(EntityScopedAdmin):
 
 
 @admin.register(PipelineFigure)
-class PipelineFigureAdmin(EntityScopedAdmin):
+class PipelineFigureAdmin(ReadOnlyAdminMixin, EntityScopedAdmin):
     """The pipeline's maintained figures, read-only: the leads' trigger keeps them."""
 
     list_display = ["stage", "currency", "owner_id", "lead_count", "value_sum", "weighted_sum", "entity"]
@@ -223,15 +223,6 @@ class PipelineFigureAdmin(EntityScopedAdmin):
     ordering = ["entity", "stage", "currency"]
     list_select_related = ["entity", "stage"]
     readonly_fields = []
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class LeadEventInline(admin.TabularInline):
@@ -249,7 +240,7 @@ class LeadEventInline(admin.TabularInline):
 
 
 @admin.register(LeadEvent)
-class LeadEventAdmin(admin.ModelAdmin):
+class LeadEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Every timeline event, searchable across leads; read-only (history is written by services)."""
 
     list_display = ["occurred_at", "kind", "summary", "lead", "actor_type", "actor_name", "entity"]
@@ -257,15 +248,6 @@ class LeadEventAdmin(admin.ModelAdmin):
     search_fields = ["lead__title"]
     ordering = ["-occurred_at", "-id"]
     list_select_related = ["lead", "entity"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class _EntityRowsForm(forms.ModelForm):

@@ -7,7 +7,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from axiomatic.admin import ADMIN_COUNT_CAP
-from crm.models import Activity, Company, Contact, Lead
+from axiomatic.models import EntityCounter
+from axiomatic.models_changes import Change
+from crm.models import Activity, Company, Contact, Lead, LeadEvent, PipelineFigure
 from marketing.models import MarketingListMember
 from tests import factories
 
@@ -132,3 +134,25 @@ def test_no_change_list_scans_by_date(admin_client):
 
     for model in (Activity, Lead, Contact, Company):
         assert admin.site._registry[model].date_hierarchy is None
+
+
+@pytest.mark.parametrize(
+    "model_path,row",
+    [
+        ("axiomatic/entitycounter", lambda e: EntityCounter.objects.filter(entity=e).first()),
+        ("crm/pipelinefigure", lambda e: PipelineFigure.objects.filter(entity=e).first()),
+        ("crm/leadevent", lambda e: LeadEvent.objects.filter(entity=e).first()),
+        ("axiomatic/change", lambda e: Change.objects.filter(entity=e).first()),
+    ],
+)
+def test_rows_the_system_keeps_are_read_only_in_the_admin(admin_client, api, entity, model_path, row):
+    """Maintained figures, timelines and the change feed: listed and shown, never added, edited or deleted."""
+    lead = api.post("/leads", {"title": "Kept by the system", "value": "10"}).json()["lead"]
+    api.patch(f"/leads/{lead['id']}", {"title": "Renamed"})
+    kept = row(entity)
+    assert kept is not None
+    assert admin_client.get(f"/admin/{model_path}/").status_code == 200
+    assert admin_client.get(f"/admin/{model_path}/{kept.pk}/change/").status_code == 200  # shown read-only
+    assert admin_client.get(f"/admin/{model_path}/add/").status_code == 403
+    assert admin_client.post(f"/admin/{model_path}/{kept.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert type(kept).objects.filter(pk=kept.pk).exists()

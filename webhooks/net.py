@@ -13,7 +13,6 @@ A URL is checked when an endpoint is saved and again at every delivery, after DN
 
 from __future__ import annotations
 
-import email.utils
 import ipaddress
 import socket
 import time
@@ -24,6 +23,8 @@ import certifi
 import urllib3
 from django.conf import settings
 from urllib3.exceptions import HTTPError as Urllib3Error
+
+from axiomatic.retry_after import parse_retry_after
 
 MAX_URL_LENGTH = 2000
 RESPONSE_BODY_LIMIT = 4096  # bytes kept in the deliveries log
@@ -159,22 +160,6 @@ class HttpResult:
         return self.status is not None and 200 <= self.status < 300 and not self.error
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """`Retry-After` as seconds (delta-seconds or an HTTP date), capped at a day; None if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(min(int(value), MAX_RETRY_AFTER_SECONDS))
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return float(min(max(when.timestamp() - time.time(), 0.0), MAX_RETRY_AFTER_SECONDS))
-
-
 class Sender:
     """POSTs to one URL for a while (one task's run): the URL is checked and resolved once, when
     created, and one kept-alive connection to the checked address serves every request."""
@@ -252,7 +237,7 @@ class Sender:
             error = f"Redirects are not followed ({status})"
         elif not 200 <= status < 300:
             error = f"HTTP {status}"
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), cap=MAX_RETRY_AFTER_SECONDS)
         # Kept alive only when the answer was read to its end and the server keeps the connection.
         keep = (
             not error

@@ -7,15 +7,15 @@ about an error (retry, refresh the token, give up) is the email service's job, n
 
 from __future__ import annotations
 
-import email.utils
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import requests
 from django.conf import settings
+
+from axiomatic.retry_after import parse_retry_after as read_retry_after
 
 logger = logging.getLogger("crm.providers")
 
@@ -83,23 +83,8 @@ class RefreshRefused(ProviderError):
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date), capped at 10 minutes."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when is None:
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+    """Seconds from a provider's Retry-After header, capped at 10 minutes."""
+    return read_retry_after(value, cap=MAX_RETRY_AFTER_SECONDS)
 
 
 def _error_text(response: requests.Response) -> str:
