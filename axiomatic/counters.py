@@ -12,6 +12,7 @@ count rows instead.
 from __future__ import annotations
 
 from django.db import connection as default_connection
+from django.db import migrations
 from django.db.models import BigIntegerField, Subquery, Value
 from django.db.models.functions import Coalesce
 
@@ -87,3 +88,20 @@ DELETE FROM {COUNTER_TABLE} WHERE name IN (SELECT DISTINCT key FROM {table} AS r
     CROSS JOIN LATERAL (VALUES {_keys_values(keys)}) AS k(key));
 """
     return forward, reverse
+
+
+def replace_counting_keys(table: str, old: list[str], new: list[str]) -> migrations.RunPython:
+    """A migration operation that re-installs `table`'s counting triggers with the keys `new`
+    instead of `old` (recounting every row once), and back again when reversed. PostgreSQL only."""
+
+    def swap(keys_from: list[str], keys_to: list[str]):
+        def run(apps, schema_editor) -> None:
+            if not counters_supported(schema_editor.connection):
+                return
+            with schema_editor.connection.cursor() as cursor:
+                cursor.execute(counting_triggers_sql(table, keys_from)[1])
+                cursor.execute(counting_triggers_sql(table, keys_to)[0])
+
+        return run
+
+    return migrations.RunPython(swap(old, new), swap(new, old), elidable=False)

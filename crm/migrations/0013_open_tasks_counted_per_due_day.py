@@ -4,7 +4,7 @@ dashboard's overdue figure sums a few day counters instead of counting every ove
 
 from django.db import migrations
 
-from axiomatic.counters import counting_triggers_sql
+from axiomatic.counters import replace_counting_keys
 
 OLD_KEYS = [
     "'activity'",
@@ -18,21 +18,7 @@ NEW_KEYS = [
 ]
 
 
-def _swap(schema_editor, old: list[str], new: list[str]) -> None:
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    with schema_editor.connection.cursor() as cursor:
-        cursor.execute(counting_triggers_sql("crm_activity", old)[1])
-        cursor.execute(counting_triggers_sql("crm_activity", new)[0])
-
-
 class Migration(migrations.Migration):
     dependencies = [("crm", "0012_admin_order_indexes_carry_the_entity")]
 
-    operations = [
-        migrations.RunPython(
-            lambda apps, editor: _swap(editor, OLD_KEYS, NEW_KEYS),
-            lambda apps, editor: _swap(editor, NEW_KEYS, OLD_KEYS),
-            elidable=False,
-        )
-    ]
+    operations = [replace_counting_keys("crm_activity", OLD_KEYS, NEW_KEYS)]
