@@ -153,29 +153,11 @@ def endpoint_of(response) -> WebhookEndpoint:
 # --- a real Celery worker ---------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
 def worker_on(broker_url: str):
     """A real worker (solo pool, in a thread) on `broker_url`, consuming this run's own queue."""
-    from celery.contrib.testing.worker import start_worker
-    from celery.signals import task_postrun
+    from tests.crm.email.conftest import running_worker
 
-    from tests.crm.email.conftest import QUEUE, _close_db_connections, celery_on_broker
-
-    with celery_on_broker(broker_url) as app:
-        with contextlib.suppress(Exception), app.connection_for_write() as conn:
-            conn.default_channel.queue_purge(QUEUE)
-        task_postrun.connect(_close_db_connections, weak=False)
-        try:
-            with start_worker(
-                app, pool="solo", concurrency=1, perform_ping_check=False, queues=[QUEUE], shutdown_timeout=20
-            ) as worker:
-                yield worker
-        finally:
-            task_postrun.disconnect(_close_db_connections)
-            with contextlib.suppress(Exception), app.connection_for_write() as conn:
-                queue = app.amqp.queues[QUEUE](conn.default_channel)
-                queue.declare()
-                queue.delete()
+    return running_worker(broker_url)
 
 
 @pytest.fixture
