@@ -98,8 +98,7 @@ def types_filter(patterns: list[str]) -> Q:
 # --- the change object ------------------------------------------------------------------------------
 
 
-def change_object(change: Change) -> dict:
-    """The change as the feed answers it (parsed `data` / `previous`)."""
+def _envelope(change: Change, data, previous) -> dict:
     return {
         "id": change.event_id,
         "seq": change.seq,
@@ -108,26 +107,21 @@ def change_object(change: Change) -> dict:
         "objectId": change.object_id,
         "occurredAt": iso_utc(change.occurred_at),
         "actor": {"type": change.actor_type, "id": change.actor_id},
-        "data": orjson.loads(change.data),
-        "previous": orjson.loads(change.previous) if change.previous is not None else None,
+        "data": data,
+        "previous": previous,
     }
+
+
+def change_object(change: Change) -> dict:
+    """The change as the feed answers it (parsed `data` / `previous`)."""
+    previous = orjson.loads(change.previous) if change.previous is not None else None
+    return _envelope(change, orjson.loads(change.data), previous)
 
 
 def change_body(change: Change) -> bytes:
     """The change as a webhook body: the same object, `data`/`previous` spliced in as stored."""
-    return orjson.dumps(
-        {
-            "id": change.event_id,
-            "seq": change.seq,
-            "type": change.type,
-            "objectType": change.object_type,
-            "objectId": change.object_id,
-            "occurredAt": iso_utc(change.occurred_at),
-            "actor": {"type": change.actor_type, "id": change.actor_id},
-            "data": orjson.Fragment(change.data),
-            "previous": orjson.Fragment(change.previous) if change.previous is not None else None,
-        }
-    )
+    previous = orjson.Fragment(change.previous) if change.previous is not None else None
+    return orjson.dumps(_envelope(change, orjson.Fragment(change.data), previous))
 
 
 # --- reading ----------------------------------------------------------------------------------------
