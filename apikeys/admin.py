@@ -12,6 +12,8 @@ from django.utils.cache import add_never_cache_headers
 
 from apikeys.models import SCOPE_CHOICES, ApiKey
 from apikeys.services import api_key_issue, api_key_revoke
+from axiomatic.admin import StaffScopeMixin
+from axiomatic.models import User
 
 
 class ApiKeyAddForm(forms.ModelForm):
@@ -30,7 +32,13 @@ class ApiKeyAddForm(forms.ModelForm):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(StaffScopeMixin, admin.ModelAdmin):
+    """Keys of the administered entities (list, revoke: as admins do on /settings/api-keys).
+
+    A key acts as its user, so staff who are not superusers issue keys only for themselves, in an
+    entity they administer; only superusers issue a key for someone else.
+    """
+
     list_display = ["name", "prefix", "entity", "user", "status", "created_at", "last_used_at", "expires_at"]
     list_filter = ["revoked_at", "expires_at", "entity"]
     search_fields = ["name", "prefix", "user__email", "entity__name"]
@@ -46,6 +54,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else [*self.readonly_fields, "entity", "user"]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "user" and not request.user.is_superuser:
+            kwargs["queryset"] = User.objects.filter(pk=request.user.pk)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change):
         if change:

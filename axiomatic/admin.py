@@ -2,51 +2,97 @@
 
 import uuid
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import get_fields_from_path
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.paginator import Paginator
 from django.db import router, transaction
 from django.db.models import Q, Sum
+from django.http import HttpResponseRedirect
 from django.utils.functional import cached_property
 
-from axiomatic import changes
+from axiomatic import changes, errors
+from axiomatic.admin_site import administered_entity_ids
 from axiomatic.counters import counters_supported
 from axiomatic.errors import DomainError
 from axiomatic.forms import add_domain_error
 from axiomatic.models import Change, Entity, EntityCounter, Membership, User
-from axiomatic.roles import ADMIN, OWNER
-
-
-def administered_entity_ids(request) -> set | None:
-    """The entities a staff user administers (admin or owner there); None for superusers (all).
-
-    Superusers run the whole service; other staff work only on the entities where they hold the
-    admin or owner role, with the same role rules as the API and the pages.
-    """
-    if request.user.is_superuser:
-        return None
-    if not request.user.is_authenticated:
-        return set()  # the admin's sign-in page asks before anyone signed in
-    cached = getattr(request, "_administered_entity_ids", None)
-    if cached is None:
-        cached = set(
-            Membership.objects.filter(user=request.user, role__in=[ADMIN, OWNER]).values_list("entity_id", flat=True)
-        )
-        request._administered_entity_ids = cached
-    return cached
+from axiomatic.rls import bypass_rls
+from axiomatic.roles import OWNER
+from axiomatic.services import membership_ensure, membership_remove, membership_set_role
 
 
 def owned_entity_ids(request) -> set | None:
-    """Entities where the staff user is owner (may change roles); None for superusers."""
-    if request.user.is_superuser:
+    """Entities where the staff user is owner (may change roles and people); None for superusers."""
+    ids = administered_entity_ids(request)
+    if ids is None:
         return None
-    if not request.user.is_authenticated:
-        return set()
-    return set(Membership.objects.filter(user=request.user, role=OWNER).values_list("entity_id", flat=True))
+    cached = getattr(request, "_owned_entity_ids", None)
+    if cached is None:
+        cached = set(
+            Membership.objects.filter(user=request.user, role=OWNER, entity_id__in=ids).values_list(
+                "entity_id", flat=True
+            )
+        )
+        request._owned_entity_ids = cached
+    return cached
+
+
+def entity_lookup(model) -> str | None:
+    """The lookup from `model` to the entity its rows belong to, or None for shared models.
+
+    `id` for the entity itself, `memberships__entity` for users (a user is seen through the
+    entities they are a member of), `entity` for every tenant model.
+    """
+    if model is Entity:
+        return "id"
+    if model is User:
+        return "memberships__entity"
+    if any(field.name == "entity" and field.is_relation for field in model._meta.get_fields()):
+        return "entity"
+    return None
+
+
+def scope_queryset(queryset, request, path: str | None = None):
+    """`queryset` narrowed to the rows of the entities the staff user administers.
+
+    Superusers see every row. A tenant model (or `path` given) is filtered on its entity; a
+    model with no entity (groups, permissions) is not tenant data and is left as it is.
+    """
+    ids = administered_entity_ids(request)
+    path = path or entity_lookup(queryset.model)
+    if ids is None or path is None:
+        return queryset
+    scoped = queryset.filter(**{f"{path}__in": ids})
+    return scoped.distinct() if "__" in path else scoped  # a user may be in several of them
+
+
+class ScopedRelatedFieldListFilter(admin.RelatedFieldListFilter):
+    """A change-list filter over a relation that offers only the staff user's rows (entities,
+    users, marketing lists, stages, ...), never another entity's names."""
+
+    def field_choices(self, field, request, model_admin):
+        related = field.related_model
+        ordering = self.field_admin_ordering(field, request, model_admin) or related._meta.ordering or ["pk"]
+        target = (
+            field.remote_field.get_related_field().attname if hasattr(field.remote_field, "get_related_field") else "pk"
+        )
+        rows = scope_queryset(related._default_manager.all(), request).order_by(*ordering)
+        return [(getattr(row, target), str(row)) for row in rows]
 
 
 class StaffScopeMixin:
-    """Limits a model admin (and its relation choices) to the entities the staff user administers.
+    """Limits a model admin (and its relation choices and filters) to the entities the staff user
+    administers; superusers see all.
+
+    Every admin of a model with an entity (directly or through a parent) derives from it (a test
+    walks the admin registry). What it scopes: the change list, and through it the change,
+    delete and history views and the actions; the add and change forms' relation choices (so a
+    posted foreign id is "not a valid choice"); autocomplete and raw-id look-ups (which list the
+    related model's own, scoped, admin); and the change-list filters over relations. Beneath it,
+    PostgreSQL's row-level security shows a staff user who is not a superuser only the rows of
+    those entities (`axiomatic.admin_site`).
 
     `entity_path` is the lookup from the admin's model to its entity (`entity`, or `id` for the
     entity itself, `memberships__entity` for users).
@@ -54,31 +100,83 @@ class StaffScopeMixin:
 
     entity_path = "entity"
 
-    def _scope(self, queryset, request, path: str):
-        ids = administered_entity_ids(request)
-        if ids is None:
-            return queryset
-        scoped = queryset.filter(**{f"{path}__in": ids})
-        return scoped.distinct() if "__" in path else scoped  # a user may be in several of them
-
     def get_queryset(self, request):
-        return self._scope(super().get_queryset(request), request, self.entity_path)
+        return scope_queryset(super().get_queryset(request), request, self.entity_path)
+
+    def _scoped_choices(self, db_field, request, kwargs):
+        if "queryset" not in kwargs and entity_lookup(db_field.related_model) is not None:
+            base = self.get_field_queryset(None, db_field, request)
+            if base is None:
+                base = db_field.related_model._default_manager.all()
+            kwargs["queryset"] = scope_queryset(base, request)
+        return kwargs
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        ids = administered_entity_ids(request)
-        if ids is not None:
-            related = db_field.related_model
-            if related is Entity:
-                kwargs["queryset"] = Entity.objects.filter(pk__in=ids)
-            elif related is User:
-                kwargs["queryset"] = User.objects.filter(memberships__entity_id__in=ids).distinct()
-            elif any(field.name == "entity" for field in related._meta.get_fields()):
-                kwargs["queryset"] = related._default_manager.filter(entity_id__in=ids)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+        return super().formfield_for_foreignkey(db_field, request, **self._scoped_choices(db_field, request, kwargs))
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        return super().formfield_for_manytomany(db_field, request, **self._scoped_choices(db_field, request, kwargs))
+
+    def get_list_filter(self, request):
+        return [_scoped_filter(self.model, item) for item in super().get_list_filter(request)]
 
     def has_module_permission(self, request):
         ids = administered_entity_ids(request)
         return super().has_module_permission(request) and (ids is None or bool(ids))
+
+
+def _scoped_filter(model, item):
+    """A list_filter entry with its relation filters replaced by `ScopedRelatedFieldListFilter`."""
+    if isinstance(item, str):
+        field = get_fields_from_path(model, item)[-1]
+        return (item, ScopedRelatedFieldListFilter) if field.is_relation else item
+    if isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[1], type):
+        name, filter_class = item
+        if issubclass(filter_class, admin.RelatedFieldListFilter) and not issubclass(
+            filter_class, ScopedRelatedFieldListFilter
+        ):
+            return (name, ScopedRelatedFieldListFilter)
+    return item
+
+
+class ServiceRefusalsMixin:
+    """The services' rules shown as form errors in the admin.
+
+    Saves go through the apps' services (in `save_model`/`save_formset`). When a service refuses
+    with a `DomainError`, the whole save is rolled back and the form is shown again with the
+    service's own message on the field it names — the admin keeps no copy of the rule. A refused
+    deletion goes back to the object with the service's message.
+    """
+
+    def _changeform_view(self, request, object_id, form_url, extra_context):
+        try:
+            with transaction.atomic(using=router.db_for_write(self.model)):
+                return super()._changeform_view(request, object_id, form_url, extra_context)
+        except DomainError as error:
+            # Render the same submission again; the form reports the refusal (nothing was saved).
+            request._domain_error = error
+            return super()._changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form_class = super().get_form(request, obj, change=change, **kwargs)
+        error = getattr(request, "_domain_error", None)
+        if error is None:
+            return form_class
+
+        class RefusedByService(form_class):
+            def _post_clean(self):
+                super()._post_clean()
+                add_domain_error(self, error)
+
+        return RefusedByService
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            with transaction.atomic(using=router.db_for_write(self.model)):
+                return super().delete_view(request, object_id, extra_context)
+        except DomainError as error:
+            self.message_user(request, error.message, level=messages.ERROR)
+            return HttpResponseRedirect(request.path.rsplit("/delete/", 1)[0] + "/change/")
 
 
 class MembershipInline(StaffScopeMixin, admin.TabularInline):
@@ -100,8 +198,30 @@ class MembershipInline(StaffScopeMixin, admin.TabularInline):
         return request.user.is_superuser and super().has_delete_permission(request, obj)
 
 
+def user_changeable_by(request, user: User) -> bool:
+    """Whether the staff user may change `user` (profile, email, active flag, password).
+
+    Superusers may change anyone. Other staff only people whose every membership is in an entity
+    they own — never a superuser, never someone who also belongs (as member, staff or owner)
+    to an entity they do not own: changing them would reach into that other entity.
+    """
+    owned = owned_entity_ids(request)
+    if owned is None:
+        return True
+    if user.is_superuser or not owned:
+        return False
+    with bypass_rls("staff admin: whether a user belongs to entities the staff user does not own"):
+        entity_ids = set(Membership.objects.filter(user=user).values_list("entity_id", flat=True))
+    return bool(entity_ids) and entity_ids <= owned
+
+
 @admin.register(User)
 class UserAdmin(StaffScopeMixin, DjangoUserAdmin):
+    """People. Superusers manage everyone; other staff see the members of the entities they
+    administer and change only those wholly within entities they own (`user_changeable_by`),
+    which covers the password view too. Staff rights, permissions and groups are granted by
+    superusers only."""
+
     entity_path = "memberships__entity"
     ordering = ["email"]
     list_display = ["email", "name", "is_staff", "is_active", "date_joined"]
@@ -119,12 +239,19 @@ class UserAdmin(StaffScopeMixin, DjangoUserAdmin):
     def get_readonly_fields(self, request, obj=None):
         readonly = list(super().get_readonly_fields(request, obj))
         if not request.user.is_superuser:
-            # Only superusers hand out staff rights; a shared user's password is theirs to change.
-            readonly += ["is_staff", "is_superuser", "groups", "user_permissions", "password"]
+            readonly += ["is_staff", "is_superuser", "groups", "user_permissions", "last_login", "date_joined"]
         return readonly
+
+    def has_change_permission(self, request, obj=None):
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or user_changeable_by(request, obj))
 
     def has_add_permission(self, request):
         return request.user.is_superuser and super().has_add_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        # A user's memberships may span entities; removing someone from one is the membership's delete.
+        return request.user.is_superuser and super().has_delete_permission(request, obj)
 
 
 @admin.register(Entity)
@@ -144,12 +271,21 @@ class EntityAdmin(StaffScopeMixin, admin.ModelAdmin):
         return request.user.is_superuser and super().has_delete_permission(request, obj)
 
 
-@admin.register(Membership)
-class MembershipAdmin(StaffScopeMixin, admin.ModelAdmin):
-    """Memberships of the administered entities; only owners (and superusers) change roles."""
+class MembershipAdminForm(forms.ModelForm):
+    class Meta:
+        model = Membership
+        fields = ["user", "entity", "role"]
 
+
+@admin.register(Membership)
+class MembershipAdmin(ServiceRefusalsMixin, StaffScopeMixin, admin.ModelAdmin):
+    """Memberships of the administered entities; only owners (and superusers) add, change roles
+    or remove, through the same services as the operator commands (the last owner stays, a
+    removed member's keys are revoked)."""
+
+    form = MembershipAdminForm
     list_display = ["user", "entity", "role", "created_at"]
-    list_filter = ["role"]
+    list_filter = ["role", "entity"]
     search_fields = ["user__email", "entity__name"]
     autocomplete_fields = ["user", "entity"]
     list_select_related = ["user", "entity"]
@@ -157,6 +293,10 @@ class MembershipAdmin(StaffScopeMixin, admin.ModelAdmin):
     def _may_manage(self, request, obj) -> bool:
         owned = owned_entity_ids(request)
         return owned is None or (obj is not None and obj.entity_id in owned)
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        return [*readonly, "user", "entity"] if obj is not None else readonly
 
     def has_change_permission(self, request, obj=None):
         allowed = super().has_change_permission(request, obj)
@@ -176,6 +316,29 @@ class MembershipAdmin(StaffScopeMixin, admin.ModelAdmin):
         if db_field.name == "entity" and owned is not None:
             field.queryset = field.queryset.filter(pk__in=owned)  # roles are given by owners only
         return field
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            if Membership.objects.filter(entity=obj.entity, user=obj.user).exists():
+                raise errors.Conflict(f"{obj.user.email} is already a member of {obj.entity.name}.", field="user")
+            created = membership_ensure(user=obj.user, entity=obj.entity, role=obj.role)
+            obj.pk, obj._state.adding = created.pk, False
+            return
+        membership_set_role(entity=obj.entity, user=obj.user, role=form.cleaned_data["role"])
+
+    def delete_model(self, request, obj):
+        membership_remove(entity=obj.entity, user=obj.user)
+
+    def delete_queryset(self, request, queryset):
+        refused = []
+        for membership in queryset.select_related("user", "entity"):
+            try:
+                with transaction.atomic(using=router.db_for_write(Membership)):
+                    membership_remove(entity=membership.entity, user=membership.user)
+            except DomainError as error:
+                refused.append(f"{membership}: {error.message}")
+        for message in refused:
+            self.message_user(request, message, level=messages.ERROR)
 
 
 ADMIN_COUNT_CAP = 10_000
@@ -229,16 +392,13 @@ class ScalablePaginator(Paginator):
         return self._get_page([rows[pk] for pk in ids if pk in rows], number, self)
 
 
-class EntityScopedAdmin(StaffScopeMixin, admin.ModelAdmin):
+class EntityScopedAdmin(ServiceRefusalsMixin, StaffScopeMixin, admin.ModelAdmin):
     """The base of every tenant model's admin: entity as a filter, related rows fetched with the
     list, and the services' rules shown as form errors.
 
     A saved row's entity is read-only: moving it would leave its memberships, leads and
-    activities in the old entity, pointing across tenants.
-
-    Saves go through the apps' services (in `save_model`/`save_formset`). When a service refuses
-    with a `DomainError`, the whole save is rolled back and the form is shown again with the
-    service's own message on the field it names — the admin keeps no copy of the rule.
+    activities in the old entity, pointing across tenants. Saves go through the apps' services,
+    whose refusals read as form errors (`ServiceRefusalsMixin`).
     """
 
     list_select_related = ["entity"]
@@ -327,28 +487,6 @@ class EntityScopedAdmin(StaffScopeMixin, admin.ModelAdmin):
             self.message_user(request, refusal, level=messages.WARNING)
         if len(refusals) > 10:
             self.message_user(request, f"… and {len(refusals) - 10} more refused.", level=messages.WARNING)
-
-    def _changeform_view(self, request, object_id, form_url, extra_context):
-        try:
-            with transaction.atomic(using=router.db_for_write(self.model)):
-                return super()._changeform_view(request, object_id, form_url, extra_context)
-        except DomainError as error:
-            # Render the same submission again; the form reports the refusal (nothing was saved).
-            request._domain_error = error
-            return super()._changeform_view(request, object_id, form_url, extra_context)
-
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        form_class = super().get_form(request, obj, change=change, **kwargs)
-        error = getattr(request, "_domain_error", None)
-        if error is None:
-            return form_class
-
-        class RefusedByService(form_class):
-            def _post_clean(self):
-                super()._post_clean()
-                add_domain_error(self, error)
-
-        return RefusedByService
 
 
 @admin.register(EntityCounter)

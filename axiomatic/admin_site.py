@@ -1,9 +1,16 @@
-"""The staff admin's site: every admin view runs under the named row-level-security bypass.
+"""The staff admin's site: every admin view runs inside the entities its staff user may see.
 
-Staff manage every entity's rows (entities, members, keys, CRM data), so after the admin's own
-staff check each view runs in `bypass_rls`, and so does the rendering of the template response
-it returns (whose lazy queries Django would otherwise run after the view, outside the bypass);
-the sign-in page is not wrapped. Installed through `axiomatic.apps.AdminConfig` in INSTALLED_APPS.
+- A superuser runs the whole service: their admin views run under the named row-level-security
+  bypass.
+- Any other staff user works only on the entities where they are admin or owner
+  (`administered_entity_ids`). Their admin views run in `entities_scope` of exactly those
+  entities, so besides the admin classes' own scoping (`axiomatic.admin.StaffScopeMixin`),
+  PostgreSQL refuses every other entity's rows: a scope forgotten in an admin class shows
+  nothing rather than another tenant's data.
+
+The scope also covers the rendering of the template response a view returns (whose lazy queries
+Django would otherwise run after the view, outside it). The sign-in page is not wrapped.
+Installed through `axiomatic.apps.AdminConfig` in INSTALLED_APPS.
 """
 
 from __future__ import annotations
@@ -13,14 +20,41 @@ from functools import update_wrapper
 from django.contrib import admin
 from django.template.response import SimpleTemplateResponse
 
-from axiomatic.rls import bypass_rls
+from axiomatic.models import Membership
+from axiomatic.rls import bypass_rls, entities_scope
+from axiomatic.roles import ADMIN, OWNER
 
-ADMIN_BYPASS_REASON = "staff admin: staff manage the rows of every entity"
+ADMIN_BYPASS_REASON = "staff admin of a superuser: superusers manage the rows of every entity"
+_CACHE_ATTRIBUTE = "_administered_entity_ids"
 
 
-def _bypassed(view):
+def administered_entity_ids(request) -> set | None:
+    """The entities a staff user administers (admin or owner there); None for superusers (all).
+
+    Superusers run the whole service; other staff work only on the entities where they hold the
+    admin or owner role, with the same role rules as the API and the pages. Read once per request
+    (under the named bypass: the staff user's memberships are in several entities).
+    """
+    user = request.user
+    if user.is_superuser and user.is_active:
+        return None
+    if not user.is_authenticated:
+        return set()  # the admin's sign-in page asks before anyone signed in
+    cached = getattr(request, _CACHE_ATTRIBUTE, None)
+    if cached is None:
+        with bypass_rls("staff admin: which entities the staff user administers"):
+            cached = set(
+                Membership.objects.filter(user=user, role__in=[ADMIN, OWNER]).values_list("entity_id", flat=True)
+            )
+        setattr(request, _CACHE_ATTRIBUTE, cached)
+    return cached
+
+
+def _in_staff_scope(view):
     def inner(request, *args, **kwargs):
-        with bypass_rls(ADMIN_BYPASS_REASON):
+        ids = administered_entity_ids(request)
+        scope = bypass_rls(ADMIN_BYPASS_REASON) if ids is None else entities_scope(sorted(ids, key=str))
+        with scope:
             response = view(request, *args, **kwargs)
             if isinstance(response, SimpleTemplateResponse):
                 response.render()
@@ -31,4 +65,4 @@ def _bypassed(view):
 
 class AdminSite(admin.AdminSite):
     def admin_view(self, view, cacheable=False):
-        return super().admin_view(_bypassed(view), cacheable)
+        return super().admin_view(_in_staff_scope(view), cacheable)

@@ -9,8 +9,10 @@ What the database enforces:
 - Every table with an `entity_id` column has ROW LEVEL SECURITY enabled and forced, with one
   policy (`entity_isolation`): a row is visible, updatable, deletable and insertable only when
   its `entity_id` equals the transaction's `app.entity_id` (`set_transaction_entity`, one query
-  per request) — or while the one named bypass, `app.rls_bypass = 'on'`, is set, which only
-  `bypass_rls(reason)` does. No entity and no bypass: no rows, and every INSERT is refused.
+  per request), or is one of the transaction's `app.entity_ids` (`entities_scope`: the staff
+  admin of a user who is not a superuser, who sees the entities they administer and no other) —
+  or while the one named bypass, `app.rls_bypass = 'on'`, is set, which only `bypass_rls(reason)`
+  does. No entity and no bypass: no rows, and every INSERT is refused.
 - The application's queries run as `settings.DB_APP_ROLE` (default `axiomatic_app`): a role that
   owns no table, is not a superuser and has no BYPASSRLS, entered with `SET ROLE` once per new
   connection (`on_connection_created`), also when DATABASE_URL names a superuser.
@@ -20,8 +22,13 @@ What the database enforces:
   table added by any later migration is covered the same day.
 
 Where the bypass is used (each call names its reason): the API key lookup when the key is not
-in the entity the request names, the pages' entity switcher, the staff admin, the operator
-commands, migrations, the stuck-email check, and a task reading which entity its row is in.
+in the entity the request names, the pages' entity switcher, the superuser's staff admin (other
+staff run in `entities_scope`; the bypass only finds which entities they administer and whether
+a user they would change belongs to entities they do not own), the operator commands,
+migrations and `flush`, the stuck-email check, and a task reading which entity its row is in.
+
+The application role has no TRUNCATE (it ignores row-level security); `flush` (tests, operators
+resetting a database) runs as the tables' owner like `migrate`.
 
 The bypass is a transaction setting any SQL on the connection could set: this is a guard against
 a forgotten ORM filter, not against SQL injection.
@@ -43,23 +50,28 @@ from django.db.backends.base.base import NO_DB_ALIAS
 logger = logging.getLogger("axiomatic.rls")
 
 ENTITY_SETTING = "app.entity_id"
+# The staff admin's entities for a staff user who is not a superuser: a PostgreSQL array literal.
+ENTITY_LIST_SETTING = "app.entity_ids"
 BYPASS_SETTING = "app.rls_bypass"
 ENTITY_COLUMN = "entity_id"
 POLICY_NAME = "entity_isolation"
 # Stored as the policy's comment: a policy whose comment differs is rewritten by the next migrate.
-POLICY_VERSION = "axiomatic-rls-2"
+POLICY_VERSION = "axiomatic-rls-3"
 # Each setting is read in a scalar subquery, which PostgreSQL evaluates once per statement (an
 # InitPlan) and compares as a parameter; a bare current_setting() would be called for every row
 # the statement reads, which tripled the cost of counting tens of thousands of index entries.
 POLICY_EXPRESSION = (
     f"(SELECT current_setting('{BYPASS_SETTING}', true)) = 'on'"
     f" OR {ENTITY_COLUMN} = (SELECT nullif(current_setting('{ENTITY_SETTING}', true), '')::uuid)"
+    f" OR {ENTITY_COLUMN} = ANY ((SELECT nullif(current_setting('{ENTITY_LIST_SETTING}', true), ''))::uuid[])"
 )
 MIGRATION = ("axiomatic", "0003_row_level_security")
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 # Aliases whose connection currently acts as its login user (the owner), i.e. inside `migrate`.
 _owner_aliases: set[str] = set()
+# Aliases inside `flush`: owner too, but its post_migrate signal need not re-apply policies.
+_flush_aliases: set[str] = set()
 _ROLE_MARK = "_axiomatic_app_role"  # on a raw (possibly pooled) connection that already did SET ROLE
 
 
@@ -175,6 +187,23 @@ def entity_scope(entity_id, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[Scope]
         yield Scope()
         return
     with _setting(connection, ENTITY_SETTING, str(entity_id) if entity_id else "") as scope:
+        yield scope
+
+
+@contextmanager
+def entities_scope(entity_ids: Iterable, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[Scope]:
+    """The block's statements see the rows of exactly these entities (none when empty).
+
+    For the staff admin of a user who is not a superuser: they administer a few entities and
+    may see all of them at once, but no other. A forgotten scope in an admin class is then
+    refused by PostgreSQL too, rather than shown (the superuser's admin keeps the bypass).
+    """
+    connection = connections[using]
+    if not _is_postgresql(connection):
+        yield Scope()
+        return
+    value = "{" + ",".join(str(uuid.UUID(str(entity_id))) for entity_id in entity_ids) + "}"
+    with _setting(connection, ENTITY_LIST_SETTING, value) as scope:
         yield scope
 
 
@@ -325,7 +354,10 @@ def _grant(cursor, connection, role: str) -> None:
     schema = connection.ops.quote_name(schema)
     if not has_usage:
         cursor.execute(f"GRANT USAGE ON SCHEMA {schema} TO {quoted}")
-    tables, sequences = "SELECT, INSERT, UPDATE, DELETE, TRUNCATE", "USAGE, SELECT, UPDATE"
+    # No TRUNCATE: it empties a table whatever the row-level security policy says.
+    tables, sequences = "SELECT, INSERT, UPDATE, DELETE", "USAGE, SELECT, UPDATE"
+    cursor.execute(f"REVOKE TRUNCATE ON ALL TABLES IN SCHEMA {schema} FROM {quoted}")
+    cursor.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} REVOKE TRUNCATE ON TABLES FROM {quoted}")
     cursor.execute(f"GRANT {tables} ON ALL TABLES IN SCHEMA {schema} TO {quoted}")
     cursor.execute(f"GRANT {sequences} ON ALL SEQUENCES IN SCHEMA {schema} TO {quoted}")
     cursor.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT {tables} ON TABLES TO {quoted}")
@@ -399,15 +431,26 @@ def rls_uninstall(connection) -> None:
             cursor.execute(f"ALTER TABLE {quoted} DISABLE ROW LEVEL SECURITY")
 
 
+@contextmanager
+def flush_session(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+    """`owner_session` for `flush`, which TRUNCATEs every table: a right the app role lacks."""
+    _flush_aliases.add(using)
+    try:
+        with owner_session(using):
+            yield
+    finally:
+        _flush_aliases.discard(using)
+
+
 def on_post_migrate(sender, using=DEFAULT_DB_ALIAS, apps=None, **kwargs) -> None:
-    """After every `migrate` (not after `flush`, which also sends post_migrate but runs as the app
-    role): the same install over all tenant tables, so one added by a later migration of any app
-    is covered. Only once the RLS migration is applied (migrating back before it removes RLS)."""
+    """After every `migrate` (not after `flush`, which also sends post_migrate): the same install
+    over all tenant tables, so one added by a later migration of any app is covered. Only once
+    the RLS migration is applied (migrating back before it removes RLS)."""
     from django.apps import apps as global_apps
     from django.db.migrations.recorder import MigrationRecorder
 
     connection = connections[using]
-    if not _is_postgresql(connection) or using not in _owner_aliases:
+    if not _is_postgresql(connection) or using not in _owner_aliases or using in _flush_aliases:
         return
     if MIGRATION not in MigrationRecorder(connection).applied_migrations():
         return

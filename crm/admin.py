@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 
 from axiomatic import errors
-from axiomatic.admin import EntityScopedAdmin, ReadOnlyAdminMixin
+from axiomatic.admin import EntityScopedAdmin, ReadOnlyAdminMixin, StaffScopeMixin
 from axiomatic.models import Membership
 from crm.models import (
     Activity,
@@ -62,7 +62,7 @@ class ContactAdminForm(forms.ModelForm):
         fields = ["entity", "first_name", "last_name", "email", "phone", "title", "owner", "linkedin_url", "notes"]
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(StaffScopeMixin, admin.TabularInline):
     model = CompanyMembership
     fk_name = "contact"
     extra = 0
@@ -225,7 +225,7 @@ class PipelineFigureAdmin(ReadOnlyAdminMixin, EntityScopedAdmin):
     readonly_fields = []
 
 
-class LeadEventInline(admin.TabularInline):
+class LeadEventInline(StaffScopeMixin, admin.TabularInline):
     """The lead's timeline, read-only: history is written by services, never edited."""
 
     model = LeadEvent
@@ -240,7 +240,7 @@ class LeadEventInline(admin.TabularInline):
 
 
 @admin.register(LeadEvent)
-class LeadEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class LeadEventAdmin(ReadOnlyAdminMixin, StaffScopeMixin, admin.ModelAdmin):
     """Every timeline event, searchable across leads; read-only (history is written by services)."""
 
     list_display = ["occurred_at", "kind", "summary", "lead", "actor_type", "actor_name", "entity"]

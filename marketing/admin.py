@@ -5,13 +5,13 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.db.models import Count
 
-from axiomatic.admin import EntityScopedAdmin
+from axiomatic.admin import EntityScopedAdmin, StaffScopeMixin
 from crm.admin import ContactAdmin
 from marketing.models import MarketingList, MarketingListMember, MemberSource
 from marketing.services import MAX_IDS_PER_ADD, list_add_contacts, member_unsubscribe
 
 
-class MarketingListMemberInline(admin.TabularInline):
+class MarketingListMemberInline(StaffScopeMixin, admin.TabularInline):
     """The newest members of a list, read-only (adds come through `list_add_contacts`)."""
 
     model = MarketingListMember
