@@ -27,7 +27,7 @@ class AxiomaticConfig(AppConfig):
 
 
 class AdminConfig(admin_apps.AdminConfig):
-    """django.contrib.admin with `axiomatic.admin_site.AdminSite` (row-level security bypass)."""
+    """django.contrib.admin with `axiomatic.admin_site.AdminSite` (each view in the staff user's entities)."""
 
     default = False  # not the config of the `axiomatic` entry in INSTALLED_APPS
     default_site = "axiomatic.admin_site.AdminSite"

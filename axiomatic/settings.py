@@ -25,7 +25,7 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "t
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "axiomatic.apps.AdminConfig",  # django.contrib.admin; its site runs under the named RLS bypass
+    "axiomatic.apps.AdminConfig",  # django.contrib.admin; each view inside the staff user's entities (RLS)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
