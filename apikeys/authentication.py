@@ -7,19 +7,10 @@ from rest_framework import authentication, exceptions
 
 from apikeys.middleware import api_key_mark_used
 from apikeys.services import api_key_authenticate
-from axiomatic import errors
-from axiomatic.access import MalformedAuthorization, bearer_token, requested_entity_ids, single_entity_id
+from axiomatic.access import MalformedAuthorization, bearer_token
 from axiomatic.api.throttling import auth_failure_record, auth_failures_check
-from axiomatic.rls import set_request_entity
-
-
-def _named_entity_id(request):
-    """The entity the query string or `x-entity-id` names (the body is not read here), or None
-    when there is none or it is unusable: the entity check answers that later (400)."""
-    try:
-        return single_entity_id(requested_entity_ids(query=request.query_params, body=None, meta=request.META))
-    except errors.Invalid:
-        return None
+from axiomatic.tenancy.database import enter_entity
+from axiomatic.tenancy.resolve import named_entity_id_or_none
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -44,8 +35,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         auth_failures_check(request)
         # Row-level security: the key is looked up inside the entity the request names, which is
         # the transaction's entity from now on (the entity check then needs no query of its own).
-        entity_id = _named_entity_id(request)
-        in_entity = entity_id is not None and set_request_entity(request, entity_id)
+        entity_id = named_entity_id_or_none(query=request.query_params, meta=request.META)
+        in_entity = entity_id is not None and enter_entity(entity_id, request=request)
         api_key = api_key_authenticate(token, entity_id=entity_id if in_entity else None)
         if api_key is None:
             auth_failure_record(request)

@@ -13,7 +13,6 @@ from django.http import HttpResponseRedirect
 from django.utils.functional import cached_property
 
 from axiomatic import changes, errors
-from axiomatic.admin_site import administered_entity_ids
 from axiomatic.counters import counters_supported
 from axiomatic.errors import DomainError
 from axiomatic.forms import add_domain_error
@@ -21,6 +20,7 @@ from axiomatic.models import Change, Entity, EntityCounter, Membership, User
 from axiomatic.rls import bypass_rls
 from axiomatic.roles import OWNER
 from axiomatic.services import membership_ensure, membership_remove, membership_set_role
+from axiomatic.tenancy.resolve import administered_entity_ids
 
 
 def owned_entity_ids(request) -> set | None:

@@ -20,34 +20,10 @@ from functools import update_wrapper
 from django.contrib import admin
 from django.template.response import SimpleTemplateResponse
 
-from axiomatic.models import Membership
 from axiomatic.rls import bypass_rls, entities_scope
-from axiomatic.roles import ADMIN, OWNER
+from axiomatic.tenancy.resolve import administered_entity_ids
 
 ADMIN_BYPASS_REASON = "staff admin of a superuser: superusers manage the rows of every entity"
-_CACHE_ATTRIBUTE = "_administered_entity_ids"
-
-
-def administered_entity_ids(request) -> set | None:
-    """The entities a staff user administers (admin or owner there); None for superusers (all).
-
-    Superusers run the whole service; other staff work only on the entities where they hold the
-    admin or owner role, with the same role rules as the API and the pages. Read once per request
-    (under the named bypass: the staff user's memberships are in several entities).
-    """
-    user = request.user
-    if user.is_superuser and user.is_active:
-        return None
-    if not user.is_authenticated:
-        return set()  # the admin's sign-in page asks before anyone signed in
-    cached = getattr(request, _CACHE_ATTRIBUTE, None)
-    if cached is None:
-        with bypass_rls("staff admin: which entities the staff user administers"):
-            cached = set(
-                Membership.objects.filter(user=user, role__in=[ADMIN, OWNER]).values_list("entity_id", flat=True)
-            )
-        setattr(request, _CACHE_ATTRIBUTE, cached)
-    return cached
 
 
 def _in_staff_scope(view):

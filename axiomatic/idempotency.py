@@ -31,7 +31,8 @@ from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
 from axiomatic import crypto
-from axiomatic.access import MalformedAuthorization, bearer_token, requested_entity_ids
+from axiomatic.access import MalformedAuthorization, bearer_token
+from axiomatic.tenancy.resolve import requested_entity_ids
 
 logger = logging.getLogger("axiomatic.idempotency")
 

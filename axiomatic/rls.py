@@ -8,8 +8,8 @@ What the database enforces:
 
 - Every table with an `entity_id` column has ROW LEVEL SECURITY enabled and forced, with one
   policy (`entity_isolation`): a row is visible, updatable, deletable and insertable only when
-  its `entity_id` equals the transaction's `app.entity_id` (`set_transaction_entity`, one query
-  per request), or is one of the transaction's `app.entity_ids` (`entities_scope`: the staff
+  its `entity_id` equals the transaction's `app.entity_id` (`axiomatic.tenancy.database.enter_entity`,
+  one query per request), or is one of the transaction's `app.entity_ids` (`entities_scope`: the staff
   admin of a user who is not a superuser, who sees the entities they administer and no other) —
   or while the one named bypass, `app.rls_bypass = 'on'`, is set, which only `bypass_rls(reason)`
   does. No entity and no bypass: no rows, and every INSERT is refused.
@@ -110,8 +110,8 @@ class Scope:
 
     def enter_entity_after(self, entity_id) -> bool:
         """Make `entity_id` the transaction's entity when the block ends, in the same statement
-        that ends it (one query fewer than `set_transaction_entity` after the block); it then
-        lasts until the transaction ends. Like `set_transaction_entity`, nothing outside a
+        that ends it (one query fewer than `enter_entity` after the block); it then
+        lasts until the transaction ends. Like `enter_entity`, nothing outside a
         transaction (False)."""
         if not self._local:
             return False
@@ -180,7 +180,7 @@ def entity_scope(entity_id, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[Scope]
 
     For work outside a request's transaction that spans several transactions (a Celery task, the
     mailbox callback that talks to the provider between queries). In a request use
-    `set_transaction_entity`, which lasts until the transaction ends.
+    `axiomatic.tenancy.database.enter_entity`, which lasts until the transaction ends.
     """
     connection = connections[using]
     if not _is_postgresql(connection):
@@ -205,22 +205,6 @@ def entities_scope(entity_ids: Iterable, *, using: str = DEFAULT_DB_ALIAS) -> It
     value = "{" + ",".join(str(uuid.UUID(str(entity_id))) for entity_id in entity_ids) + "}"
     with _setting(connection, ENTITY_LIST_SETTING, value) as scope:
         yield scope
-
-
-def set_request_entity(request, entity_id) -> bool:
-    """`set_transaction_entity` once per request: the API's authentication may already have set
-    the entity the request names (to look the key up inside it), and the entity check then needs
-    no second query. False when nothing was set (not in a transaction, or not PostgreSQL)."""
-    from axiomatic.tenancy import set_transaction_entity
-
-    http_request = getattr(request, "_request", request)
-    value = str(entity_id)
-    if getattr(http_request, "_rls_entity_id", None) == value:
-        return True
-    if not set_transaction_entity(value):
-        return False
-    http_request._rls_entity_id = value
-    return True
 
 
 def row_entity_id(model, pk, *, using: str = DEFAULT_DB_ALIAS) -> uuid.UUID | None:

@@ -24,10 +24,10 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from axiomatic import errors
-from axiomatic.access import membership_of
-from axiomatic.pages import SESSION_ENTITY_KEY, entity_page
-from axiomatic.rls import entity_scope
+from axiomatic.pages import entity_page
 from axiomatic.roles import ADMIN, is_admin, require_role
+from axiomatic.tenancy.database import entity_scope
+from axiomatic.tenancy.resolve import remember_page_entity, require_membership
 from crm.choices import EmailChannel
 from crm.email.connections import (
     connection_connect,
@@ -130,11 +130,11 @@ def callback(request: HttpRequest, channel: str) -> HttpResponse:
 
 
 def _callback_in_entity(request: HttpRequest, channel: str, config, flow: dict) -> HttpResponse:
-    membership = membership_of(request.user, flow["entityId"])
-    if membership is None:
-        raise PermissionDenied("You are not a member of that entity.")
-    entity = membership.entity
-    request.session[SESSION_ENTITY_KEY] = str(entity.pk)
+    try:
+        entity = require_membership(request.user, flow["entityId"]).entity
+    except errors.Forbidden as error:
+        raise PermissionDenied(error.message) from None
+    remember_page_entity(request, entity.pk)
     back = HttpResponseRedirect(_list_url(entity.pk))
 
     if request.GET.get("error"):

@@ -16,7 +16,7 @@ from django.db import DatabaseError, ProgrammingError, connection, connections, 
 from apikeys.models import ApiKey
 from axiomatic import rls
 from axiomatic.models import Entity, Membership
-from axiomatic.tenancy import set_transaction_entity
+from axiomatic.tenancy.database import enter_entity
 from crm.choices import EmailStatus
 from crm.models import Company, OutboundEmail, PipelineStage
 from crm.tasks import send_outbound_email
@@ -142,7 +142,7 @@ def test_an_api_key_of_another_entity_is_still_a_403_and_a_wrong_key_a_401(api, 
 
 def test_with_the_entity_set_only_its_rows_and_writes_for_another_entity_fail(companies, entity, other_entity):
     with app_context(), transaction.atomic():
-        assert set_transaction_entity(entity.pk)
+        assert enter_entity(entity.pk)
         assert list(Company.objects.values_list("name", flat=True)) == ["Ours"]
         assert set(Membership.objects.values_list("entity_id", flat=True)) == {entity.pk}
         assert set(ApiKey.objects.values_list("entity_id", flat=True)) <= {entity.pk}
@@ -154,7 +154,7 @@ def test_the_policy_reads_its_settings_once_per_statement_not_once_per_row(compa
     """The settings are InitPlans (parameters `$n` in the row filter): a `current_setting()` call
     in the filter itself would run for every row a count or a deep page reads."""
     with app_context(), transaction.atomic():
-        assert set_transaction_entity(entity.pk)
+        assert enter_entity(entity.pk)
         plan = "\n".join(row[0] for row in _fetch("EXPLAIN SELECT count(*) FROM crm_company"))
     assert "InitPlan" in plan
     filters = [line for line in plan.splitlines() if "Filter:" in line]
@@ -172,7 +172,7 @@ def test_with_no_entity_set_no_rows_and_no_writes(companies, entity):
 
 def test_the_named_bypass_shows_every_entity_and_ends_with_its_block(companies, entity):
     with app_context(), transaction.atomic():
-        set_transaction_entity(entity.pk)
+        enter_entity(entity.pk)
         with rls.bypass_rls("test: the bypass is seen"):
             assert sorted(Company.objects.values_list("name", flat=True)) == ["Ours", "Theirs"]
         assert list(Company.objects.values_list("name", flat=True)) == ["Ours"]  # the entity is still set

@@ -8,7 +8,7 @@ from django.db.models import Q
 from django.test.utils import CaptureQueriesContext
 
 from axiomatic import ordering
-from axiomatic.tenancy import set_transaction_entity
+from axiomatic.tenancy.database import enter_entity
 from crm.api.contacts import FullName
 from crm.models import Company, Contact, Lead
 from tests import factories
@@ -31,7 +31,7 @@ def _plan(queryset) -> str:
 def test_search_uses_its_trigram_index_as_the_app_role(entity, model, condition, index):
     factories.make_company(entity, name="Acme Co")
     with transaction.atomic():
-        set_transaction_entity(entity.pk)
+        enter_entity(entity.pk)
         with connection.cursor() as cursor:
             cursor.execute("SELECT current_user")
             (role,) = cursor.fetchone()
@@ -44,7 +44,7 @@ def test_search_uses_its_trigram_index_as_the_app_role(entity, model, condition,
 
 def test_contact_name_search_uses_the_full_name_index(entity):
     with transaction.atomic():
-        set_transaction_entity(entity.pk)
+        enter_entity(entity.pk)
         queryset = Contact.objects.annotate(n=FullName("first_name", "last_name"))
         plan = _plan(queryset.filter(n__icontains="ada love")[:51])
     assert "crm_contact_name_trgm" in plan, plan

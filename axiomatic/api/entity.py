@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from axiomatic import errors
-from axiomatic.access import ENTITY_PARAM, requested_entity_ids, require_membership, single_entity_id
 from axiomatic.models import Membership
-from axiomatic.rls import set_request_entity
+from axiomatic.tenancy.resolve import ENTITY_PARAM, named_entity_id, require_membership
 
 __all__ = ["ENTITY_PARAM", "resolve_membership"]
 
@@ -18,7 +17,7 @@ def resolve_membership(request) -> Membership:
     key's, or a user who is not a member.
     """
     body = request.data if request.method not in ("GET", "HEAD", "OPTIONS") else None
-    entity_id = single_entity_id(requested_entity_ids(query=request.query_params, body=body, meta=request.META))
+    entity_id = named_entity_id(query=request.query_params, body=body, meta=request.META)
     api_key = getattr(request, "auth", None)
     key_entity_id = getattr(api_key, "entity_id", None)
     if key_entity_id is not None and key_entity_id != entity_id:
@@ -26,7 +25,5 @@ def resolve_membership(request) -> Membership:
     key_membership = getattr(api_key, "membership", None)
     if isinstance(key_membership, Membership):
         return key_membership  # read with the key, in the same query
-    # Row-level security: the membership is read inside the entity the request names (setting it
-    # only narrows what this transaction sees; a non-member gets the 403 and nothing else runs).
-    set_request_entity(request, entity_id)
-    return require_membership(request.user, entity_id)
+    # Row-level security: the membership is read inside the entity the request names.
+    return require_membership(request.user, entity_id, request=request)

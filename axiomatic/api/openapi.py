@@ -39,8 +39,8 @@ import jsonschema
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
-from axiomatic.access import ENTITY_PARAM
 from axiomatic.api.serializers import MONEY_PATTERN, ApiDateTimeField, MoneyField
+from axiomatic.tenancy.resolve import ENTITY_PARAM
 from axiomatic.timestamps import MIN_YEAR
 
 _CRUD_VERBS = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rest_framework import exceptions, permissions
 
 from axiomatic.api.entity import resolve_membership
-from axiomatic.rls import set_request_entity
 from axiomatic.roles import MEMBER, require_role
+from axiomatic.tenancy.database import enter_entity
 
 
 class IsAuthenticated(permissions.BasePermission):
@@ -25,7 +25,7 @@ class HasEntity(permissions.BasePermission):
     def has_permission(self, request, view) -> bool:
         request.membership = resolve_membership(request)
         request.entity = request.membership.entity
-        set_request_entity(request, request.entity.pk)  # no query if the authentication already did
+        enter_entity(request.entity.pk, request=request)  # no query if the authentication already did
         return True
 
 

@@ -204,7 +204,7 @@ def test_column_partial_of_another_entitys_stage_is_404(signed_in, other_entity)
 def test_entity_query_parameter_of_a_non_member_entity_is_refused(signed_in, entity, other_entity):
     response = signed_in.get("/crm/board", {"entityId": str(other_entity.pk)})
     assert response.status_code == 403
-    assert signed_in.get("/crm/board", {"entityId": "not-a-uuid"}).status_code == 404
+    assert signed_in.get("/crm/board", {"entityId": "not-a-uuid"}).status_code == 400
     assert signed_in.session.get(SESSION_ENTITY_KEY) != str(other_entity.pk)
 
 
@@ -213,7 +213,7 @@ def test_switching_to_a_non_member_entity_is_refused(signed_in, entity, other_en
     response = signed_in.post("/entity/switch", {"entity_id": str(other_entity.pk), "next": "/crm/board"})
     assert response.status_code == 403
     assert signed_in.session[SESSION_ENTITY_KEY] == str(entity.pk)
-    assert signed_in.post("/entity/switch", {"entity_id": "nope"}).status_code == 404
+    assert signed_in.post("/entity/switch", {"entity_id": "nope"}).status_code == 400
 
 
 def test_switching_entities_is_remembered_in_the_session(signed_in, user, entity, other_entity):

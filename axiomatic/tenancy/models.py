@@ -1,16 +1,15 @@
-"""The one place rows are tied to an entity (tenant).
+"""Rows tied to an entity (tenant).
 
 Every tenant-owned model derives from `TenantModel`; its default manager only offers
 `for_entity(entity)` as the way into the rows of one entity, which the base API viewset, the
-services and the Celery tasks all use. The current entity is also written into the request's
-database transaction (`app.entity_id`) so PostgreSQL row-level security can key on it.
+services and the Celery tasks all use.
 """
 
 from __future__ import annotations
 
 import uuid
 
-from django.db import connection, models
+from django.db import models
 from django.db.models.functions import Lower
 
 
@@ -42,17 +41,3 @@ class TenantModel(models.Model):
 
     class Meta:
         abstract = True
-
-
-def set_transaction_entity(entity_id) -> bool:
-    """Expose the current entity to the database transaction (for row-level security).
-
-    `set_config(..., true)` is transaction-local, so it cannot leak into another request that
-    reuses the connection. SQLite (the demo database) has no such setting and skips it. True when
-    the setting was made; outside a transaction it is not (`axiomatic.rls.entity_scope` is).
-    """
-    if connection.vendor == "postgresql" and connection.in_atomic_block:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('app.entity_id', %s, true)", [str(entity_id)])
-        return True
-    return False
