@@ -13,17 +13,40 @@ from axiomatic.tenancy.database import enter_entity
 from axiomatic.tenancy.resolve import named_entity_id_or_none
 
 
+# The outcome of a request's authentication, kept on its HttpRequest (see `authenticate`).
+_OUTCOME = "_api_key_authentication"
+_NOT_YET = object()
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     """Authenticates a request by its API key; `request.auth` is then the `ApiKey`.
 
     A request without an Authorization header is left to the next class (browser sessions); any
     Authorization header that is not a usable key is a 401 with `WWW-Authenticate: Bearer`.
     Failures count against the client address; past the limit its Bearer requests are a 429.
+
+    A request is authenticated once: the outcome — (user, key), nothing, or the refusal — is kept
+    on the HttpRequest and given again to any later asker. The idempotency middleware asks before
+    the view does; without this a failed key would be counted twice against the address's budget,
+    and the view would have to decide a second time what the middleware already knew.
     """
 
     keyword = "Bearer"
 
     def authenticate(self, request):
+        http_request = getattr(request, "_request", request)
+        outcome = getattr(http_request, _OUTCOME, _NOT_YET)
+        if outcome is _NOT_YET:
+            try:
+                outcome = self._authenticate(request)
+            except exceptions.APIException as exc:  # 401, or 429 past the failure budget
+                outcome = exc
+            setattr(http_request, _OUTCOME, outcome)
+        if isinstance(outcome, exceptions.APIException):
+            raise outcome
+        return outcome
+
+    def _authenticate(self, request):
         try:
             token = bearer_token(request.META)
         except MalformedAuthorization as exc:

@@ -26,7 +26,7 @@ from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from redis.exceptions import RedisError
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
@@ -53,14 +53,19 @@ def _error(status: int, message: str) -> JsonResponse:
 
 def _bearer_identity(request: HttpRequest) -> str | None:
     """The id of the usable credential behind `Authorization: Bearer`, found by the API's own
-    authentication classes (REST_FRAMEWORK settings), or None when it is not usable."""
+    authentication classes (REST_FRAMEWORK settings), or None when it is not usable.
+
+    The classes keep their outcome on the HttpRequest (one authentication per request): a refusal
+    here (401, or 429 past the address's failure budget) is not counted again when the view asks,
+    and the view answers it with its own status, headers and error envelope.
+    """
     drf_request = Request(request)
     for authentication_class in api_settings.DEFAULT_AUTHENTICATION_CLASSES:
         if issubclass(authentication_class, SessionAuthentication):
             continue
         try:
             result = authentication_class().authenticate(drf_request)
-        except AuthenticationFailed:
+        except APIException:
             return None
         if result is not None:
             return str(getattr(result[1], "pk", result[1]))
@@ -148,7 +153,7 @@ class IdempotencyMiddleware:
             return _error(400, f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.")
         credential = _credential(request)
         if credential is None:
-            return self.get_response(request)  # answered 401 by the view; nothing to remember
+            return self.get_response(request)  # refused by the view (401, 429); nothing to remember
         try:
             body = request.body
         except RequestDataTooBig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 from django.core.cache import caches
@@ -98,6 +99,51 @@ def test_revoked_key_gets_401_not_a_replay(api):
     api.post("/companies", {"name": "Acme"}, headers=_key("k-revoked"))
     api_key_revoke(api_key=api.api_key)
     assert_error(api.post("/companies", {"name": "Acme"}, headers=_key("k-revoked")), 401)
+
+
+def _from_address(address: str, secret: str, entity) -> ApiClient:
+    return ApiClient(Client(REMOTE_ADDR=address), secret=secret, entity=entity, user=None)
+
+
+def _fresh_minute(margin: float = 3.0) -> None:
+    """The failure budget counts in one-minute windows; start well inside one."""
+    remaining = 60 - (time.time() % 60)
+    if remaining < margin:
+        time.sleep(remaining + 0.05)
+
+
+def test_a_failed_bearer_post_with_a_key_counts_once_against_the_address(settings, entity):
+    """The middleware and the view share one authentication: a wrong key is one failure, not two."""
+    settings.API_AUTH_FAILURE_LIMIT_PER_MINUTE = 3
+    _fresh_minute()
+    guesser = "198.51.100.90"
+    for attempt in range(3):
+        refused = _from_address(guesser, f"ak_wrong-{attempt}-123456", entity).post(
+            "/companies", {"name": "Acme"}, headers=_key(f"guess-{attempt}")
+        )
+        assert_error(refused, 401)
+        assert refused["WWW-Authenticate"] == "Bearer"
+    # The fourth is past the budget of three: had each counted twice, the second would have been.
+    assert_error(_from_address(guesser, "ak_wrong-3-123456", entity).get("/companies"), 429)
+    assert not Company.objects.exists()
+
+
+def test_past_the_failure_budget_a_post_with_a_key_is_429_with_retry_after(settings, api, entity):
+    settings.API_AUTH_FAILURE_LIMIT_PER_MINUTE = 1
+    _fresh_minute()
+    guesser = "198.51.100.91"
+    assert_error(_from_address(guesser, "ak_wrong-one-123456", entity).post("/companies", {"name": "A"}), 401)
+    for secret in ("ak_wrong-two-123456", api.secret):  # a valid key too: no oracle for guesses
+        refused = _from_address(guesser, secret, entity).post("/companies", {"name": "A"}, headers=_key("k-429"))
+        body = assert_error(refused, 429)
+        assert "Too many failed authentications" in body["error"]
+        assert 1 <= int(refused["Retry-After"]) <= 61
+    assert not Company.objects.exists()
+    # Elsewhere the same key and Idempotency-Key work and replay as usual.
+    elsewhere = _from_address("203.0.113.91", api.secret, entity)
+    first = elsewhere.post("/companies", {"name": "A"}, headers=_key("k-429"))
+    again = elsewhere.post("/companies", {"name": "A"}, headers=_key("k-429"))
+    assert first.status_code == 201 and again["Idempotent-Replayed"] == "true"
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "naïve", "line\tbreak"])
