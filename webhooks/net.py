@@ -5,7 +5,9 @@ A URL is checked when an endpoint is saved and again at every delivery, after DN
 - `https://` only (`http://` too with `WEBHOOK_ALLOW_HTTP=1`), a host, no user:password part;
 - every address the host resolves to must be public: loopback, private, link-local, multicast,
   reserved, unspecified, shared (CGNAT), documentation, IPv4-mapped/6to4/Teredo forms of those,
-  … are refused (loopback is allowed with `WEBHOOK_ALLOW_LOOPBACK=1`, for local development);
+  … are refused (loopback is allowed with `WEBHOOK_ALLOW_LOOPBACK=1`, for local development).
+  The refusal says only that the host is not allowed — never the address, its kind, or whether
+  the name resolved — so saving endpoints cannot map the server's network (the log says why);
 - the connection goes to the checked address itself (the host name only in `Host` and TLS SNI /
   certificate check), so a second DNS answer cannot point the request elsewhere, and redirects
   are never followed (a 3xx is a failed attempt).
@@ -14,6 +16,7 @@ A URL is checked when an endpoint is saved and again at every delivery, after DN
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import time
 from dataclasses import dataclass
@@ -25,6 +28,8 @@ from django.conf import settings
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from axiomatic.retry_after import parse_retry_after
+
+logger = logging.getLogger("webhooks")
 
 MAX_URL_LENGTH = 2000
 RESPONSE_BODY_LIMIT = 4096  # bytes kept in the deliveries log
@@ -124,11 +129,20 @@ def resolve(host: str, port: int) -> tuple[str, ...]:
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
-        raise UrlRefused(f"The host {host} cannot be resolved.") from None
+        found = []
     addresses = tuple(dict.fromkeys(info[4][0] for info in found))
     if not addresses:
-        raise UrlRefused(f"The host {host} cannot be resolved.")
+        logger.info("Webhook host %s refused: it does not resolve", host)
+        raise host_not_allowed(host)
     return addresses
+
+
+def host_not_allowed(host: str) -> UrlRefused:
+    """The one refusal for a host that does not resolve, or resolves to any address that is not
+    public. It names only the host as written: the address it resolved to, the kind of address
+    (loopback, private, ...) or whether the name exists at all would tell whoever saves endpoints
+    what the server's network and DNS hold. The operator's log says why."""
+    return UrlRefused(f"The host {host} is not allowed: webhooks go only to hosts whose addresses are all public.")
 
 
 def check_url(url: str) -> Target:
@@ -138,9 +152,8 @@ def check_url(url: str) -> Target:
     for address in addresses:
         problem = address_problem(address)
         if problem:
-            raise UrlRefused(
-                f"The host {host} resolves to {problem} ({address}); webhooks go to public addresses only."
-            )
+            logger.info("Webhook host %s refused: it resolves to %s (%s)", host, problem, address)
+            raise host_not_allowed(host)
     return Target(scheme, host, port, path, host_header, addresses)
 
 
