@@ -6,8 +6,6 @@ live in `webhooks.services` and `webhooks.feed`; the views validate and translat
 
 from __future__ import annotations
 
-import re
-
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -38,7 +36,6 @@ from webhooks.services import (
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
-_INTEGER = re.compile(r"^[0-9]{1,4}$")
 
 
 class Gone(exceptions.APIException):
@@ -127,12 +124,9 @@ class ChangeFeedViewSet(ListMixin, EntityScopedViewSet):
         entity_id = request.entity.pk
         params = request.query_params
         limit_text = params.get("limit")
-        if limit_text is None:
-            limit = DEFAULT_LIMIT
-        elif not _INTEGER.match(limit_text.strip()) or not 1 <= int(limit_text) <= MAX_LIMIT:
+        limit = DEFAULT_LIMIT if limit_text is None else feed.whole_number(limit_text, minimum=1, maximum=MAX_LIMIT)
+        if limit is None:
             raise exceptions.ValidationError({"limit": [f"limit must be an integer from 1 to {MAX_LIMIT}."]})
-        else:
-            limit = int(limit_text)
         try:
             patterns = feed.parse_patterns(params.get("types") or "", field="types")
             cursor = params.get("cursor")
@@ -203,7 +197,7 @@ class EmptyBodySerializer(ApiSerializer):
 
 class ReplaySerializer(ApiSerializer):
     from_seq = serializers.IntegerField(
-        min_value=1, max_value=2**62, help_text="Deliver again every matching change from this seq on."
+        min_value=1, max_value=feed.MAX_SEQ, help_text="Deliver again every matching change from this seq on."
     )
 
     class Meta:

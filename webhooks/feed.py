@@ -41,6 +41,9 @@ TEST_EVENT_TYPE = "webhook.test"
 MAX_PATTERNS = 50
 _PATTERN = re.compile(r"^[a-z_*]+(\.[a-z_*]+)?$|^\*$")
 CURSOR_LATEST = "latest"
+# The largest seq a client may name (`fromSeq` of a replay): far above any feed, inside bigint.
+MAX_SEQ = 2**62
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")  # ASCII digits, as in JSON; 19 digits pass MAX_SEQ
 
 
 class FeedError(ValueError):
@@ -49,6 +52,21 @@ class FeedError(ValueError):
     def __init__(self, message: str, *, field: str, gone: bool = False):
         super().__init__(message)
         self.message, self.field, self.gone = message, field, gone
+
+
+def whole_number(text: str, *, minimum: int, maximum: int) -> int | None:
+    """`text` (surrounding spaces aside) as an integer from `minimum` to `maximum`, or None.
+
+    Written as the API reads numbers: ASCII digits only, as in a JSON number. Python's `int()`
+    would also take other scripts' digits (Arabic-Indic "٣", fullwidth "３") and `str.isdigit()`
+    even characters `int()` refuses ("²"); one rule for the API's text parameters and the
+    settings page keeps them answering alike, with a 400 for anything else, never a 500.
+    """
+    text = text.strip()
+    if not _WHOLE_NUMBER.fullmatch(text):
+        return None
+    value = int(text)
+    return value if minimum <= value <= maximum else None
 
 
 # --- event types ------------------------------------------------------------------------------------

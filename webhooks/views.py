@@ -50,11 +50,14 @@ def _act(request, action: str) -> None:
         event_id = endpoint_send_test(endpoint=endpoint)
         messages.success(request, f"Sent a test event ({event_id}) to {endpoint.url}; see its deliveries.")
     elif action == "replay":
-        text = (request.POST.get("from_seq") or "").strip()
-        if not text.isdigit():
-            raise errors.Invalid("Give the seq to replay from (a whole number from 1).", field="from_seq")
-        endpoint_replay(endpoint=endpoint, from_seq=int(text))
-        messages.success(request, f"Replaying every matching change from seq {text} to {endpoint.url}.")
+        from_seq = feed.whole_number(request.POST.get("from_seq") or "", minimum=1, maximum=feed.MAX_SEQ)
+        if from_seq is None:  # the API's rule for fromSeq (webhooks.api.ReplaySerializer)
+            raise errors.Invalid(
+                f"Give the seq to replay from: a whole number from 1 to {feed.MAX_SEQ}, in digits 0-9.",
+                field="from_seq",
+            )
+        endpoint_replay(endpoint=endpoint, from_seq=from_seq)
+        messages.success(request, f"Replaying every matching change from seq {from_seq} to {endpoint.url}.")
 
 
 @never_cache

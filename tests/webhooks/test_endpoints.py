@@ -301,3 +301,21 @@ def test_the_page_is_for_admins_and_shows_the_secret_once(client, entity, user, 
     assert endpoint.enabled is True and endpoint.delivered_seq == 1
     page = client.get(f"/settings/webhooks?entityId={entity.pk}")
     assert b"hooks.example.com" in page.content and b"Replay" in page.content
+
+
+@pytest.mark.parametrize("text", ["٣", "３", "²", "", "0", "-1", "1.0", "3e2", "9" * 5000, str(2**62 + 1)])
+def test_the_page_refuses_a_replay_seq_the_api_refuses(client, entity, user, resolves, numbered, text):
+    """The page reads `from_seq` as the API reads `fromSeq` (ASCII digits, 1 to 2**62): other
+    scripts' digits, superscripts or a number too long for int() are a clear error, never a 500."""
+    client.force_login(user)
+    client.post(f"/settings/webhooks?entityId={entity.pk}", {"action": "create", "url": "https://hooks.example.com/in"})
+    endpoint = WebhookEndpoint.objects.get(entity=entity)
+    before = (endpoint.delivered_seq, endpoint.generation)
+    url = f"/settings/webhooks?entityId={entity.pk}"
+    replay = client.post(url, {"action": "replay", "endpoint": endpoint.pk, "from_seq": text}, follow=True)
+    assert replay.status_code == 200 and b"Give the seq to replay from" in replay.content
+    endpoint.refresh_from_db()
+    assert (endpoint.delivered_seq, endpoint.generation) == before
+    assert client.post(url, {"action": "replay", "endpoint": endpoint.pk, "from_seq": " 2 "}).status_code == 302
+    endpoint.refresh_from_db()
+    assert endpoint.delivered_seq == 1 and endpoint.generation == before[1] + 1

@@ -299,7 +299,15 @@ def test_types_filter_with_wildcards_and_the_limit(api, start):
     rest = api.get("/changes", {"cursor": page["nextCursor"], "limit": 2}).json()
     assert [c["type"] for c in rest["changes"]] == ["lead.stage_changed"] and rest["hasMore"] is False
     assert rest["changes"][0]["seq"] == page["changes"][-1]["seq"] + 1
-    for bad in ({"limit": "0"}, {"limit": "501"}, {"limit": "ten"}, {"types": "nothing.here"}, {"types": "lead.%"}):
+    for bad in (
+        {"limit": "0"},
+        {"limit": "501"},
+        {"limit": "ten"},
+        {"limit": "٣"},
+        {"limit": "9" * 5000},
+        {"types": "nothing.here"},
+        {"types": "lead.%"},
+    ):
         response = api.get("/changes", bad)
         assert response.status_code == 400, (bad, response.content)
         assert next(iter(bad)) in response.json()["details"]
