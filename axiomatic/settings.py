@@ -197,13 +197,28 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 
 # --- Security ---------------------------------------------------------------------------------
-# Plain HTTP unless SECURE_SSL_REDIRECT=1; then cookies are HTTPS-only and HSTS is sent.
+# Plain HTTP unless the deployment says it is HTTPS-only: SECURE_SSL_REDIRECT=1 (the app redirects
+# http:// itself), or SESSION_COOKIE_SECURE=1 / CSRF_COOKIE_SECURE=1 when a proxy in front already
+# redirects. Either way the cookies are Secure and HSTS is sent (on https requests, see
+# SECURE_PROXY_SSL_HEADER). docs/operations.md lists the production settings; `manage.py check
+# --deploy` is clean for them (tests/test_security_defaults.py runs it).
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
-SESSION_COOKIE_SECURE = SECURE_SSL_REDIRECT
-CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if SECURE_SSL_REDIRECT else 0, minimum=0)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", SECURE_SSL_REDIRECT)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", SECURE_SSL_REDIRECT)
+_HTTPS_ONLY = SECURE_SSL_REDIRECT or (SESSION_COOKIE_SECURE and CSRF_COOKIE_SECURE)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if _HTTPS_ONLY else 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [
+    # includeSubDomains and preload bind every subdomain of the host (preload: in browsers' built-in
+    # lists, for good); that is the operator's decision about their domain, not the app's default.
+    # They stay off until SECURE_HSTS_INCLUDE_SUBDOMAINS=1 / SECURE_HSTS_PRELOAD=1.
+    "security.W005",
+    "security.W021",
+]
+if _HTTPS_ONLY and not SECURE_SSL_REDIRECT:
+    # Secure cookies without the app's redirect: the deployment has said its proxy redirects http://.
+    SILENCED_SYSTEM_CHECKS.append("security.W008")
 # Behind a TLS-terminating proxy: SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO trusts that header's
 # "https" (only set it when the proxy always overwrites the header). Unset: no header is trusted.
 _proxy_ssl_header = env_str("SECURE_PROXY_SSL_HEADER", "").strip()

@@ -193,6 +193,68 @@ def test_ssl_redirect_makes_cookies_secure_and_turns_on_hsts():
     assert settings_in({"SECURE_SSL_REDIRECT": "1", "SECURE_HSTS_SECONDS": "600"})["SECURE_HSTS_SECONDS"] == 600
 
 
+def test_secure_cookies_without_the_apps_redirect_for_a_proxy_that_redirects():
+    values = settings_in({"SESSION_COOKIE_SECURE": "1", "CSRF_COOKIE_SECURE": "1"})
+    assert values["SECURE_SSL_REDIRECT"] is False
+    assert values["SESSION_COOKIE_SECURE"] is True and values["CSRF_COOKIE_SECURE"] is True
+    assert values["SECURE_HSTS_SECONDS"] >= 31536000
+    # Each can also be turned off on its own with the redirect on.
+    values = settings_in({"SECURE_SSL_REDIRECT": "1", "CSRF_COOKIE_SECURE": "0"})
+    assert values["SESSION_COOKIE_SECURE"] is True and values["CSRF_COOKIE_SECURE"] is False
+
+
+def documented_production_settings() -> dict[str, str]:
+    """The `sh` block under "Production settings (HTTPS)" in docs/operations.md, with its
+    placeholders (`<...>`) filled in."""
+    from cryptography.fernet import Fernet
+
+    text = (ROOT / "docs" / "operations.md").read_text()
+    section = text.split("### Production settings (HTTPS)", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    env = dict(line.split("=", 1) for line in block.splitlines() if line.strip())
+    fills = {
+        "SECRET_KEY": "x9" * 25 + "Qz-_" * 5,
+        "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+    }
+    env = {name: fills.get(name, value.replace("<password>", "pw")) for name, value in env.items()}
+    assert not [value for value in env.values() if "<" in value], env
+    return env
+
+
+def check_deploy(env: dict[str, str]) -> subprocess.CompletedProcess:
+    scrub = (*_SCRUB, "SESSION_COOKIE_", "CSRF_", "ALLOWED_HOSTS", "DJANGO_SETTINGS_MODULE", "TRUSTED_PROXY")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(scrub)}
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "DEBUG"],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_check_deploy_is_clean_for_the_documented_production_settings():
+    env = documented_production_settings()
+    assert env["DEBUG"] == "0" and env["SECURE_SSL_REDIRECT"] == "1"
+    result = check_deploy(env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (2 silenced)." in result.stdout, result.stdout + result.stderr
+
+
+def test_check_deploy_is_clean_when_the_proxy_redirects_and_the_cookies_are_secure():
+    env = {**documented_production_settings(), "SECURE_SSL_REDIRECT": "0"}
+    env.update(SESSION_COOKIE_SECURE="1", CSRF_COOKIE_SECURE="1")
+    result = check_deploy(env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues (3 silenced)" in result.stdout
+    # Plain HTTP is not production: the check says so (cookies, HSTS, redirect).
+    result = check_deploy({**env, "SESSION_COOKIE_SECURE": "0", "CSRF_COOKIE_SECURE": "0"})
+    assert result.returncode != 0
+    for check in ("security.W004", "security.W008", "security.W012", "security.W016"):
+        assert check in result.stdout + result.stderr
+
+
 def test_proxy_ssl_header_and_oauth_base_url_are_opt_in_settings():
     values = settings_in(
         {"SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO", "OAUTH_REDIRECT_BASE_URL": "https://crm.example.com/"}
