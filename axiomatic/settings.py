@@ -130,9 +130,12 @@ LOGIN_REDIRECT_URL = "/crm/board"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 # --- Sign-in protection (django-axes; the rule and the design are in axiomatic/signin.py) -------
-# LOGIN_FAILURE_LIMIT failed sign-ins per email, or 5x that per client address, within 15 minutes
-# lock that email / address for 15 minutes, the right password included.
+# Within 15 minutes, LOGIN_FAILURE_LIMIT failed sign-ins for one email from one client address lock
+# that email from that address; LOGIN_EMAIL_FAILURE_LIMIT for one email from all addresses lock it
+# everywhere; 5x LOGIN_FAILURE_LIMIT from one address (any emails) lock that address. Each lock
+# lasts 15 minutes, the right password included. IPv6 clients are counted per /64.
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=1)
+LOGIN_EMAIL_FAILURE_LIMIT = env_int("LOGIN_EMAIL_FAILURE_LIMIT", 10 * LOGIN_FAILURE_LIMIT, minimum=LOGIN_FAILURE_LIMIT)
 AUTHENTICATION_BACKENDS = [
     "axiomatic.signin.SignInLockoutBackend",  # first: refuses a locked email/address before any password check
     "django.contrib.auth.backends.ModelBackend",

@@ -1,9 +1,20 @@
 """Sign-in protection, built on django-axes.
 
-The rule: after `LOGIN_FAILURE_LIMIT` (default 10) failed sign-ins for one email, or 5 × that
-from one client address, within 15 minutes, further attempts for that email or that address are
-refused for 15 minutes, the right password included. A successful sign-in does not reset another
-address's count.
+The rule, within 15 minutes (each lock lasts 15 minutes, the right password included):
+
+- `LOGIN_FAILURE_LIMIT` (default 10) failed sign-ins for one email **from one client address**
+  lock that email from that address only. Someone who knows an owner's email cannot lock the
+  owner out from anywhere else; the owner signs in as usual from their own address.
+- `LOGIN_EMAIL_FAILURE_LIMIT` (default 10 × `LOGIN_FAILURE_LIMIT`) failed sign-ins for one email
+  from all addresses together lock that email everywhere: the ceiling on a password guessed from
+  many addresses at once. As each address stops counting at its own limit, reaching it takes at
+  least `LOGIN_EMAIL_FAILURE_LIMIT / LOGIN_FAILURE_LIMIT` addresses.
+- `ADDRESS_LIMIT_FACTOR` (5) × `LOGIN_FAILURE_LIMIT` failed sign-ins from one client address,
+  whatever the emails, lock that address for every email (one address spraying many emails).
+- The client address is counted as `axiomatic.client_address.client_address` gives it: an IPv4
+  address, or the /64 network of an IPv6 address (one client holds a whole /64, and could
+  otherwise start a fresh count with each of its addresses). A successful sign-in does not reset
+  another address's count.
 
 How axes is used (settings under "Sign-in protection"):
 
@@ -14,10 +25,11 @@ How axes is used (settings under "Sign-in protection"):
   address and user agent, with a count and the time of the latest failure; a row drops out 15
   minutes after its latest failure). The database handler keeps tests isolated like any other
   row, and every web process sees the same counts.
-- Axes compares one number with one limit. With `AXES_LOCKOUT_PARAMETERS = ["username",
-  "ip_address"]` it would lock an address after as few failures as an email; `get_failures`
-  below therefore reports `max(failures of the email, failures of the address // 5)`, so the one
-  limit `AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT` means 10 per email and 50 per address.
+- Axes compares one number with one limit (`AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT`).
+  `get_failures` below therefore reports the largest of the three counts, each scaled to that
+  limit: the (email, address) count as it is, the email's count × limit / email limit, the
+  address's count ÷ `ADDRESS_LIMIT_FACTOR`; so it reaches the limit exactly when one of the three
+  reaches its own.
 - A lock lasts 15 minutes from the failure that set it: that failure dates every failure it
   counted to its own time (so older ones cannot age out early), and attempts made while locked
   are refused and not counted (`AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False`), however
@@ -34,16 +46,19 @@ How axes is used (settings under "Sign-in protection"):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from axes.attempts import get_cool_off_threshold
 from axes.backends import AxesStandaloneBackend
 from axes.handlers.database import AxesDatabaseHandler
 from axes.helpers import get_client_username, get_cool_off, get_failure_limit
 from axes.models import AccessAttempt
+from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.db.models import Q, Sum
 from django.shortcuts import render
 
-# An address may fail this many times the per-email limit before it is locked.
+# An address may fail this many times the per-(email, address) limit, across emails, before it is locked.
 ADDRESS_LIMIT_FACTOR = 5
 _USERNAME_MAX = 255  # axes' column
 
@@ -76,26 +91,42 @@ def _failures(attempts) -> int:
     return attempts.aggregate(total=Sum("failures_since_start"))["total"] or 0
 
 
-class SignInAttemptHandler(AxesDatabaseHandler):
-    """Axes' database handler with the per-address limit at 5 × the per-email limit."""
+@dataclass(frozen=True)
+class _Count:
+    """The recent failures of one kind (an email from an address, an email, an address)."""
 
-    def _counted(self, request, credentials) -> tuple[Q | None, int, Q | None, int]:
-        """The recent failures of the attempt's email and of its address: (filter, count) each."""
+    rows: Q | None  # the AccessAttempt rows counted; None when the attempt has no such key
+    failures: int
+    limit: int
+
+    @property
+    def reached(self) -> bool:
+        return self.rows is not None and self.failures >= self.limit
+
+
+class SignInAttemptHandler(AxesDatabaseHandler):
+    """Axes' database handler with the three limits of the module docstring."""
+
+    def _counts(self, request, credentials) -> tuple[_Count, _Count, _Count]:
+        """The recent failures of the attempt's (email, address), of its email and of its address."""
         recent = AccessAttempt.objects.filter(attempt_time__gte=get_cool_off_threshold(request))
         username = get_client_username(request, credentials)
         address = getattr(request, "axes_ip_address", None)
-        by_email = Q(username=username) if username else None
-        by_address = Q(ip_address=address) if address else None
+        pair_limit = get_failure_limit(request, credentials)
+
+        def count(rows: Q | None, limit: int) -> _Count:
+            return _Count(rows, _failures(recent.filter(rows)) if rows is not None else 0, limit)
+
         return (
-            by_email,
-            _failures(recent.filter(by_email)) if by_email else 0,
-            by_address,
-            _failures(recent.filter(by_address)) if by_address else 0,
+            count(Q(username=username, ip_address=address) if username and address else None, pair_limit),
+            count(Q(username=username) if username else None, settings.LOGIN_EMAIL_FAILURE_LIMIT),
+            count(Q(ip_address=address) if address else None, pair_limit * ADDRESS_LIMIT_FACTOR),
         )
 
     def get_failures(self, request, credentials=None) -> int:
-        _, by_email, _, by_address = self._counted(request, credentials)
-        return max(by_email, by_address // ADDRESS_LIMIT_FACTOR)
+        limit = get_failure_limit(request, credentials)
+        # Each count scaled to axes' one limit: it reaches `limit` exactly when it reaches its own.
+        return max(count.failures * limit // count.limit for count in self._counts(request, credentials))
 
     def user_login_failed(self, sender, credentials, request=None, **kwargs):
         already_locked = getattr(request, "axes_locked_out", False)
@@ -104,13 +135,10 @@ class SignInAttemptHandler(AxesDatabaseHandler):
             return
         # This failure set the lock: date the failures it counted to now, so the lock lasts the
         # full 15 minutes even when the first of them are older.
-        limit = get_failure_limit(request, credentials)
-        email_filter, by_email, address_filter, by_address = self._counted(request, credentials)
         locked = Q(pk__in=[])
-        if email_filter is not None and by_email >= limit:
-            locked |= email_filter
-        if address_filter is not None and by_address // ADDRESS_LIMIT_FACTOR >= limit:
-            locked |= address_filter
+        for count in self._counts(request, credentials):
+            if count.reached:
+                locked |= count.rows
         threshold = get_cool_off_threshold(request)
         AccessAttempt.objects.filter(locked, attempt_time__gte=threshold).update(attempt_time=request.axes_attempt_time)
 
