@@ -12,7 +12,6 @@ from axiomatic.api.throttling import auth_failure_record, auth_failures_check
 from axiomatic.tenancy.database import enter_entity
 from axiomatic.tenancy.resolve import named_entity_id_or_none
 
-
 # The outcome of a request's authentication, kept on its HttpRequest (see `authenticate`).
 _OUTCOME = "_api_key_authentication"
 _NOT_YET = object()
