@@ -94,6 +94,30 @@ def staff_client(staff_user):
 
 
 @pytest.fixture
+def scoped_staff(entity, other_entity):
+    """Staff who is not a superuser, with every model permission: admin of `entity`, a mere member
+    of `other_entity` (so the admin must keep them out of it)."""
+    from django.contrib.auth.models import Permission
+
+    from axiomatic.models import Membership
+
+    person = factories.make_user(name="Stef Staff")
+    person.is_staff = True
+    person.save(update_fields=["is_staff"])
+    person.user_permissions.set(Permission.objects.all())
+    Membership.objects.create(user=person, entity=entity, role=Membership.Role.ADMIN)
+    Membership.objects.create(user=person, entity=other_entity, role=Membership.Role.MEMBER)
+    return person
+
+
+@pytest.fixture
+def scoped_staff_client(scoped_staff):
+    client = Client()
+    client.force_login(scoped_staff)
+    return client
+
+
+@pytest.fixture
 def signed_in(client, user, entity):
     """The test client signed in as `user` (a member of `entity`), for the browser pages."""
     client.force_login(user)

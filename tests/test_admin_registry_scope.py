@@ -15,15 +15,14 @@ import json
 import pytest
 from django.contrib import admin
 from django.contrib.admin.filters import RelatedFieldListFilter
-from django.contrib.auth.models import Permission
 from django.db import transaction
 from django.forms import ModelChoiceField
 from django.http import JsonResponse
-from django.test import Client, RequestFactory
+from django.test import RequestFactory
 from django.utils import timezone
 
 from axiomatic.admin import StaffScopeMixin, entity_lookup
-from axiomatic.models import Entity, Membership, User
+from axiomatic.models import Entity, User
 from crm.models import Lead, OutboundEmail, OutboundEmailConnection
 from crm.services.actors import Actor
 from crm.services.leads import lead_save_new
@@ -80,25 +79,6 @@ def _model(label: str):
 # --- a staff user who administers A, and rows of every registered model in A and in B -------------
 
 
-@pytest.fixture
-def staff(entity, other_entity):
-    """Staff with every model permission, admin of `entity`, a mere member of `other_entity`."""
-    person = factories.make_user(name="Stef Staff")
-    person.is_staff = True
-    person.save(update_fields=["is_staff"])
-    person.user_permissions.set(Permission.objects.all())
-    Membership.objects.create(user=person, entity=entity, role=Membership.Role.ADMIN)
-    Membership.objects.create(user=person, entity=other_entity, role=Membership.Role.MEMBER)
-    return person
-
-
-@pytest.fixture
-def staff_of_a(staff):
-    client = Client()
-    client.force_login(staff)
-    return client
-
-
 def _populate(entity: Entity, owner: User, tag: str) -> None:
     """One row of every registered tenant model in `entity` (figures, counters, timeline and
     changes follow from the lead's service)."""
@@ -136,7 +116,7 @@ def _populate(entity: Entity, owner: User, tag: str) -> None:
 
 
 @pytest.fixture
-def world(staff, entity, other_entity, user, other_user):
+def world(scoped_staff, entity, other_entity, user, other_user):
     _populate(entity, user, "Ours")
     _populate(other_entity, other_user, "Theirs")
     return {"ours": entity, "theirs": other_entity}
@@ -182,12 +162,14 @@ def _foreign_ids(world, other_user) -> set[str]:
 
 
 @pytest.mark.parametrize("pair", TENANT_ADMINS, ids=_label)
-def test_a_staff_user_sees_and_reaches_only_their_entities_rows(pair, world, staff_of_a, user, other_user):
+def test_a_staff_user_sees_and_reaches_only_their_entities_rows(
+    pair, world, scoped_staff, scoped_staff_client, user, other_user
+):
     model, model_admin = pair
     ours, theirs = _ours_and_theirs(model, world, user, other_user)
     foreign = _foreign_ids(world, other_user)
 
-    listing = staff_of_a.get(_url(model))
+    listing = scoped_staff_client.get(_url(model))
     assert listing.status_code == 200
     listed = {str(row.pk) for row in listing.context["cl"].result_list}
     assert str(ours.pk) in listed and str(theirs.pk) not in listed
@@ -200,19 +182,21 @@ def test_a_staff_user_sees_and_reaches_only_their_entities_rows(pair, world, sta
 
     # B's row cannot be opened, deleted or looked into: the admin's "does not exist" redirect.
     for suffix in ("change/", "delete/", "history/"):
-        response = staff_of_a.get(_url(model, f"{theirs.pk}/{suffix}"))
+        response = scoped_staff_client.get(_url(model, f"{theirs.pk}/{suffix}"))
         assert response.status_code in (302, 403), (suffix, response.status_code)  # 403: no delete at all
-    assert staff_of_a.get(_url(model, f"{ours.pk}/change/")).status_code == 200
+    assert scoped_staff_client.get(_url(model, f"{ours.pk}/change/")).status_code == 200
 
     # The delete action never reaches B's row, whatever is posted.
-    staff_of_a.post(_url(model), {"action": "delete_selected", "_selected_action": [str(theirs.pk)], "post": "yes"})
+    scoped_staff_client.post(
+        _url(model), {"action": "delete_selected", "_selected_action": [str(theirs.pk)], "post": "yes"}
+    )
     assert model._default_manager.filter(pk=theirs.pk).exists()
 
     # The add form offers only A's related rows.
     request = RequestFactory().get(_url(model, "add/"))
-    request.user = User.objects.get(name="Stef Staff")
+    request.user = scoped_staff
     if model_admin.has_add_permission(request):
-        form = staff_of_a.get(_url(model, "add/")).context["adminform"].form
+        form = scoped_staff_client.get(_url(model, "add/")).context["adminform"].form
         for name, field in form.fields.items():
             if isinstance(field, ModelChoiceField):
                 offered = {str(pk) for pk in field.queryset.values_list("pk", flat=True)}
@@ -220,7 +204,7 @@ def test_a_staff_user_sees_and_reaches_only_their_entities_rows(pair, world, sta
 
     # Autocomplete from this admin's relation fields lists only A's rows.
     for field_name in model_admin.autocomplete_fields:
-        response = staff_of_a.get(
+        response = scoped_staff_client.get(
             "/admin/autocomplete/",
             {"app_label": model._meta.app_label, "model_name": model._meta.model_name, "field_name": field_name},
         )
@@ -241,7 +225,8 @@ def _count_every_company(request):
 
 
 @pytest.mark.parametrize("superuser", [False, True])
-def test_an_admin_view_of_a_staff_user_reads_only_their_entities_even_in_raw_sql(superuser, world, staff):
+def test_an_admin_view_of_a_staff_user_reads_only_their_entities_even_in_raw_sql(superuser, world, scoped_staff):
+    staff = scoped_staff
     staff.is_superuser = superuser
     staff.save(update_fields=["is_superuser"])
     request = RequestFactory().get("/admin/raw/")

@@ -4,29 +4,19 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Permission
-from django.test import Client
 
 from axiomatic.models import Membership
 from tests import factories
 
 
 @pytest.fixture
-def staff(entity, other_entity):
-    """Staff with every model permission, admin of `entity`, a mere member of `other_entity`."""
-    person = factories.make_user(name="Stef Staff")
-    person.is_staff = True
-    person.save(update_fields=["is_staff"])
-    person.user_permissions.set(Permission.objects.all())
-    Membership.objects.create(user=person, entity=entity, role=Membership.Role.ADMIN)
-    Membership.objects.create(user=person, entity=other_entity, role=Membership.Role.MEMBER)
-    return person
+def staff(scoped_staff):
+    return scoped_staff
 
 
 @pytest.fixture
-def staff_client(staff):
-    client = Client()
-    client.force_login(staff)
-    return client
+def staff_client(scoped_staff_client):
+    return scoped_staff_client
 
 
 def test_change_lists_show_only_administered_entities(staff_client, entity, other_entity):
