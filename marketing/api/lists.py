@@ -1,4 +1,4 @@
-"""Views of `/api/marketing/`: lists and their members. Scopes read/write:marketing."""
+"""`/api/marketing/lists` and their members: serializers, filters and views. Scopes read/write:marketing."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import django_filters
 from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import serializers
 
 from axiomatic.api.filters import StrictFilterSet, SubstringFilter
 from axiomatic.api.schema import item_envelope
+from axiomatic.api.serializers import ApiModelSerializer, ApiSerializer
 from axiomatic.api.viewsets import (
     CreateMixin,
     DestroyOkMixin,
@@ -18,9 +20,45 @@ from axiomatic.api.viewsets import (
     PartialUpdateMixin,
     RetrieveMixin,
 )
-from marketing.api.serializers import EmptyBodySerializer, MarketingListMemberSerializer, MarketingListSerializer
 from marketing.models import MarketingList, MarketingListMember, MemberSource, MemberStatus
 from marketing.services import list_create, list_delete, list_update, member_delete, member_unsubscribe
+
+
+class MarketingListSerializer(ApiModelSerializer):
+    """A marketing list."""
+
+    name = serializers.CharField(
+        max_length=200, help_text="1–200 characters, trimmed; unique per entity, case-insensitively (else 409)."
+    )
+    description = serializers.CharField(allow_blank=True, required=False, help_text="Free text; default empty.")
+    member_count = serializers.IntegerField(
+        read_only=True,
+        help_text="Number of member rows on the list, subscribed and unsubscribed alike "
+        "(the `total` of `/lists/{id}/members`).",
+    )
+
+    class Meta:
+        model = MarketingList
+        fields = ["id", "name", "description", "member_count", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class MarketingListMemberSerializer(ApiModelSerializer):
+    """A contact on a marketing list, with the address it was added with."""
+
+    contact_id = serializers.UUIDField(
+        read_only=True, allow_null=True, help_text="The CRM contact; null once that contact has been deleted."
+    )
+    email = serializers.EmailField(read_only=True, help_text="The address the member was added with (a snapshot).")
+
+    class Meta:
+        model = MarketingListMember
+        fields = ["id", "contact_id", "email", "status", "source", "added_at"]
+        read_only_fields = fields
+
+
+class EmptyBodySerializer(ApiSerializer):
+    """Routes that take no body still refuse unknown fields (`entityId` is allowed)."""
 
 
 class MarketingListFilter(StrictFilterSet):
