@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import django_filters
 from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers
 
-from axiomatic.api.filters import StrictFilterSet, SubstringFilter
 from axiomatic.api.schema import item_envelope
 from axiomatic.api.serializers import ApiModelSerializer, ApiSerializer
 from axiomatic.api.viewsets import (
@@ -20,7 +18,8 @@ from axiomatic.api.viewsets import (
     PartialUpdateMixin,
     RetrieveMixin,
 )
-from marketing.models import MarketingList, MarketingListMember, MemberSource, MemberStatus
+from marketing.filters import MarketingListFilter, MarketingListMemberFilter
+from marketing.models import MarketingList, MarketingListMember
 from marketing.services import list_create, list_delete, list_update, member_delete, member_unsubscribe
 
 
@@ -59,14 +58,6 @@ class MarketingListMemberSerializer(ApiModelSerializer):
 
 class EmptyBodySerializer(ApiSerializer):
     """Routes that take no body still refuse unknown fields (`entityId` is allowed)."""
-
-
-class MarketingListFilter(StrictFilterSet):
-    q = SubstringFilter(field_name="name", help_text="Case-insensitive substring of the name")
-
-    class Meta:
-        model = MarketingList
-        fields = ["q"]
 
 
 @extend_schema_view(
@@ -120,15 +111,6 @@ class MarketingListViewSet(
 
     def perform_destroy(self, instance):
         list_delete(marketing_list=instance)
-
-
-class MarketingListMemberFilter(StrictFilterSet):
-    status = django_filters.ChoiceFilter(choices=MemberStatus.choices, help_text="subscribed or unsubscribed")
-    source = django_filters.ChoiceFilter(choices=MemberSource.choices, help_text="How the member was added")
-
-    class Meta:
-        model = MarketingListMember
-        fields = ["status", "source"]
 
 
 @extend_schema_view(
