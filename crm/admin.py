@@ -7,6 +7,7 @@ from django.contrib.admin.helpers import ActionForm
 from axiomatic import errors
 from axiomatic.admin import EntityScopedAdmin, ReadOnlyAdminMixin, StaffScopeMixin
 from axiomatic.models import Membership
+from crm.forms import API_MESSAGES
 from crm.models import (
     Activity,
     Company,
@@ -47,6 +48,11 @@ class CompanyAdminForm(forms.ModelForm):
             "entity", "name", "role", "status", "owner", "domain", "website", "phone", "email", "industry",
             "address_line1", "address_line2", "city", "region", "postal_code", "country", "notes",
         ]  # fmt: skip
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():  # a value too long reads as the API and the pages say it
+            field.error_messages["max_length"] = API_MESSAGES["max_length"]
 
     def clean_domain(self) -> str | None:
         return errors.field_rule(company_domain_normalise, self.cleaned_data.get("domain"))

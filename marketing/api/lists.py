@@ -83,7 +83,6 @@ class MarketingListViewSet(
     queryset = MarketingList.objects.all()
     serializer_class = MarketingListSerializer
     filterset_class = MarketingListFilter
-    scope_family = "marketing"
     operation_noun = "MarketingList"  # listMarketingLists, ... (axiomatic.api.openapi)
     item_key = "list"
     list_key = "lists"
@@ -130,7 +129,6 @@ class MarketingListMemberViewSet(ListMixin, DestroyOkMixin, EntityScopedViewSet)
     queryset = MarketingListMember.objects.all()
     serializer_class = MarketingListMemberSerializer
     filterset_class = MarketingListMemberFilter
-    scope_family = "marketing"
     item_key = "member"
     list_key = "members"
     ordering = ("-added_at", "id")
