@@ -39,6 +39,7 @@ from django.db.models import F, Model, QuerySet
 from django.db.models.deletion import Collector
 from django.utils import timezone
 
+from axiomatic.db import is_postgres
 from axiomatic.models import EntityCounter
 from axiomatic.models_changes import Change
 from axiomatic.representations import represent, represent_many
@@ -301,7 +302,7 @@ def record(records: Iterable[ChangeRecord | None], *, using: str = DEFAULT_DB_AL
     if not rows:
         return 0
     connection = connections[using]
-    if connection.vendor == "postgresql":
+    if is_postgres(connection):
         # One statement whatever the number of changes: arrays, not one parameter per value.
         columns = ("event_id", "entity_id", "type", "object_type", "object_id", "actor_type", "actor_id", "data")
         params = [now, *([getattr(row, name) for row in rows] for name in columns), [row.previous for row in rows]]
