@@ -44,10 +44,7 @@ class CompanyAdminForm(forms.ModelForm):
 
     class Meta:
         model = Company
-        fields = [
-            "entity", "name", "role", "status", "owner", "domain", "website", "phone", "email", "industry",
-            "address_line1", "address_line2", "city", "region", "postal_code", "country", "notes",
-        ]  # fmt: skip
+        fields = "__all__"  # noqa: DJ007 - the admin chooses the fields, as it would without this form
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -31,7 +31,7 @@ class MarketingListMemberInline(StaffScopeMixin, admin.TabularInline):
 class MarketingListAdminForm(forms.ModelForm):
     class Meta:
         model = MarketingList
-        fields = ["entity", "name", "description"]
+        fields = "__all__"  # noqa: DJ007 - the admin chooses the fields, as it would without this form
 
     def _get_validation_exclusions(self):
         return {*super()._get_validation_exclusions(), "name"}  # a taken name: the service's 409 sentence
