@@ -16,8 +16,9 @@ webhooks; both carry the change objects recorded here. The rules:
 - Who acted: the `Actor` a service is given, else the request being served (an API key, a
   signed-in user: `ChangeActorMiddleware`), else the system (tasks, commands).
 
-The core knows no app: apps declare their feed objects with `register_object_type` and their
-representations with `axiomatic.representations.register_representation` when they start.
+The core knows no app: apps declare their feed objects (and any actions beyond created, updated
+and deleted) with `register_object_type` and their representations with
+`axiomatic.representations.register_representation` when they start.
 Listeners (`add_listener`, e.g. webhook delivery) hear which entities recorded changes, inside
 the transaction, to act after commit.
 """
@@ -38,6 +39,7 @@ from django.db.models import F, Model, QuerySet
 from django.db.models.deletion import Collector
 from django.utils import timezone
 
+from axiomatic.db import is_postgres
 from axiomatic.models import EntityCounter
 from axiomatic.models_changes import Change
 from axiomatic.representations import represent, represent_many
@@ -45,6 +47,7 @@ from axiomatic.representations import represent, represent_many
 SEQ_COUNTER = "changes.seq"  # the entity's last seq (axiomatic_entitycounter), kept by the trigger
 PRUNED_COUNTER = "changes.pruned"  # the entity's highest seq removed by retention
 SYSTEM_ACTOR = ("system", None)
+CRUD_ACTIONS = ("created", "updated", "deleted")
 WITH_PREVIOUS = ("updated", "stage_changed")  # the actions whose changes carry `previous`
 
 Loader = Callable[[QuerySet], QuerySet]
@@ -60,6 +63,11 @@ class ObjectType:
     # Other feed objects whose representation derives from these rows ({model: pks}), e.g. a
     # contact's companyId from its primary membership: a deletion records their update too.
     touches: Touches | None = None
+    extra_actions: tuple[str, ...] = ()  # beyond CRUD_ACTIONS, e.g. lead.stage_changed
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        return (*CRUD_ACTIONS, *self.extra_actions)
 
 
 _object_types: dict[type[Model], ObjectType] = {}
@@ -67,10 +75,26 @@ _listeners: list[Callable[[set], None]] = []
 
 
 def register_object_type(
-    model: type[Model], name: str, *, loader: Loader | None = None, touches: Touches | None = None
+    model: type[Model],
+    name: str,
+    *,
+    loader: Loader | None = None,
+    touches: Touches | None = None,
+    extra_actions: tuple[str, ...] = (),
 ) -> None:
-    """Declare `model` a feed object named `name` (`company`, `lead`, ...), from `AppConfig.ready`."""
-    _object_types[model] = ObjectType(name, loader, touches)
+    """Declare `model` a feed object named `name` (`company`, `lead`, ...), from `AppConfig.ready`.
+
+    This registry is the one list of object and event types: the feed's `types` filter, the
+    webhook endpoints' choices and the catalogue in docs/webhooks.md all derive from it."""
+    _object_types[model] = ObjectType(name, loader, touches, tuple(extra_actions))
+
+
+def event_types() -> tuple[str, ...]:
+    """Every registered `<objectType>.<action>`: the CRUD actions of each type in registration
+    order, then the extra actions."""
+    declared = list(_object_types.values())
+    crud = [f"{item.name}.{action}" for item in declared for action in CRUD_ACTIONS]
+    return (*crud, *(f"{item.name}.{action}" for item in declared for action in item.extra_actions))
 
 
 def object_type_of(model: type[Model]) -> str | None:
@@ -239,6 +263,8 @@ def _record_of(instance, action, data, previous, actor) -> ChangeRecord:
     name = object_type_of(type(instance))
     if name is None:
         raise LookupError(f"{type(instance).__name__} is not a feed object (register_object_type)")
+    if action not in _object_types[type(instance)._meta.concrete_model].actions:
+        raise LookupError(f"{name}.{action} is not a registered event type (register_object_type)")
     return ChangeRecord(instance.entity_id, name, str(instance.pk), action, data, previous, actor_ref(actor))
 
 
@@ -276,7 +302,7 @@ def record(records: Iterable[ChangeRecord | None], *, using: str = DEFAULT_DB_AL
     if not rows:
         return 0
     connection = connections[using]
-    if connection.vendor == "postgresql":
+    if is_postgres(connection):
         # One statement whatever the number of changes: arrays, not one parameter per value.
         columns = ("event_id", "entity_id", "type", "object_type", "object_id", "actor_type", "actor_id", "data")
         params = [now, *([getattr(row, name) for row in rows] for name in columns), [row.previous for row in rows]]

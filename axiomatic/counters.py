@@ -16,6 +16,7 @@ from django.db import migrations
 from django.db.models import BigIntegerField, Subquery, Value
 from django.db.models.functions import Coalesce
 
+from axiomatic.db import is_postgres
 from axiomatic.models import EntityCounter
 
 COUNTER_TABLE = EntityCounter._meta.db_table
@@ -23,7 +24,7 @@ COUNTER_TABLE = EntityCounter._meta.db_table
 
 def counters_supported(connection=default_connection) -> bool:
     """Counters are maintained only on PostgreSQL."""
-    return connection.vendor == "postgresql"
+    return is_postgres(connection)
 
 
 def counter_value(entity_id, name: str) -> int:

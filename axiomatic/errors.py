@@ -12,7 +12,13 @@ shows them in camelCase (`companyId`), forms map them onto their own fields.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
 from uuid import UUID
+
+from django.core.exceptions import ValidationError
+
+T = TypeVar("T")
 
 
 class DomainError(Exception):
@@ -77,3 +83,13 @@ class LimitExceeded(DomainError):
     def __init__(self, message: str | None = None, *, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+def field_rule(rule: Callable[..., T], *args, **kwargs) -> T:
+    """Run a service's field rule (a normaliser that raises `Invalid`) inside a form's or a
+    serializer's field validation, where the refusal must be a field error: Django forms and DRF
+    serializers both turn Django's `ValidationError` into one, with the service's own sentence."""
+    try:
+        return rule(*args, **kwargs)
+    except Invalid as error:
+        raise ValidationError(error.message) from None

@@ -1,4 +1,4 @@
-"""`Idempotency-Key` on every POST under /api/crm.
+"""`Idempotency-Key` on every POST under the API mounts that take it (`/api/crm/`).
 
 A client that is unsure whether its POST arrived sends it again with the same key: it gets the
 first response again (status and body, plus `Idempotent-Replayed: true`) and nothing is created
@@ -32,6 +32,7 @@ from rest_framework.settings import api_settings
 
 from axiomatic import crypto
 from axiomatic.access import MalformedAuthorization, bearer_token
+from axiomatic.mounts import takes_idempotency_key
 from axiomatic.tenancy.resolve import requested_entity_ids
 
 logger = logging.getLogger("axiomatic.idempotency")
@@ -42,7 +43,6 @@ MAX_KEY_LENGTH = 255
 RESULT_TTL_SECONDS = 24 * 60 * 60
 # Longer than any request may run (a crashed process must not block its key for a day).
 LOCK_TTL_SECONDS = 5 * 60
-PATH_PREFIX = "/api/crm/"
 _KEPT_HEADERS = ("Content-Type", "Location")
 CACHE_ERRORS = (RedisError, OSError)
 
@@ -140,14 +140,14 @@ def _valid_key(key: str) -> bool:
 
 
 class IdempotencyMiddleware:
-    """Replays successful POSTs under /api/crm that repeat an `Idempotency-Key`."""
+    """Replays successful POSTs (under the API mounts that take keys) that repeat an `Idempotency-Key`."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest):
         key = request.headers.get(HEADER)
-        if key is None or request.method != "POST" or not request.path.startswith(PATH_PREFIX):
+        if key is None or request.method != "POST" or not takes_idempotency_key(request.path):
             return self.get_response(request)
         if not _valid_key(key):
             return _error(400, f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.")

@@ -24,8 +24,10 @@ import json
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
-from django.db import connections, models
+from django.db import models
 from django.db.models import F, Func, QuerySet
+
+from axiomatic.db import is_postgres
 
 SORT_MATCHES_UP_TO = 10_000
 
@@ -69,7 +71,7 @@ def order_matches(queryset: QuerySet, order: list[tuple[str, bool]]) -> QuerySet
     """`queryset`, a search's matches already ordered by `order` ([(field, descending)]), ordered
     the same way by one row value when PostgreSQL expects few matches (see the module docstring);
     otherwise unchanged."""
-    if connections[queryset.db].vendor != "postgresql":
+    if not is_postgres(queryset.db):
         return queryset
     fields = row_fields(queryset.model, order)
     if fields is None or expected_rows(queryset) > SORT_MATCHES_UP_TO:

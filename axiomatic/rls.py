@@ -47,6 +47,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.base.base import NO_DB_ALIAS
 
+from axiomatic.db import is_postgres
+
 logger = logging.getLogger("axiomatic.rls")
 
 ENTITY_SETTING = "app.entity_id"
@@ -84,7 +86,7 @@ def app_role() -> str:
 
 
 def _is_postgresql(connection) -> bool:
-    return connection.vendor == "postgresql"
+    return is_postgres(connection)
 
 
 # --- the named bypass and the entity scope --------------------------------------------------

@@ -11,7 +11,7 @@ from axiomatic.api.docs import DocsView, SchemaView
 urlpatterns = [
     path("api/crm/", include("crm.api.urls")),
     path("api/crm/", include("marketing.api.prospecting_urls")),
-    path("api/crm/", include("webhooks.api_urls")),  # the change feed and webhook endpoints
+    path("api/crm/", include("webhooks.api.urls")),  # the change feed and webhook endpoints
     path("api/marketing/", include("marketing.api.urls")),
     path("api/schema", SchemaView.as_view(), name="schema"),
     path("api/docs", DocsView.as_view(url_name="schema"), name="docs"),
@@ -33,7 +33,6 @@ urlpatterns = [
     # Browser pages.
     path("", RedirectView.as_view(url="/crm/board", query_string=True), name="home"),
     path("entity/switch", pages.entity_switch, name="entity-switch"),
-    path("crm/", include("crm.connections")),  # /crm/connections*: mailbox OAuth pages
     path("crm/", include("crm.urls")),
     path("settings/", include("apikeys.urls")),
     path("settings/", include("webhooks.urls")),

@@ -7,6 +7,7 @@ from django.contrib.admin.helpers import ActionForm
 from axiomatic import errors
 from axiomatic.admin import EntityScopedAdmin, ReadOnlyAdminMixin, StaffScopeMixin
 from axiomatic.models import Membership
+from crm.forms import API_MESSAGES
 from crm.models import (
     Activity,
     Company,
@@ -19,6 +20,12 @@ from crm.models import (
 )
 from crm.services.activities import activity_save_new, activity_update
 from crm.services.actors import Actor
+from crm.services.companies import (
+    company_country_normalise,
+    company_create,
+    company_domain_normalise,
+    company_update,
+)
 from crm.services.contacts import (
     contact_create,
     contact_memberships_save,
@@ -30,8 +37,36 @@ from crm.services.leads import lead_move_stage, lead_save_new, lead_update
 from crm.services.pipeline import stage_resolve, stage_save_new, stage_update
 
 
+class CompanyAdminForm(forms.ModelForm):
+    """The company's fields; the domain and country are checked and normalised by the company
+    service's own rules (as the API and the pages are), and a taken domain is the service's 409
+    sentence rather than the model constraint's."""
+
+    class Meta:
+        model = Company
+        fields = "__all__"  # noqa: DJ007 - the admin chooses the fields, as it would without this form
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():  # a value too long reads as the API and the pages say it
+            field.error_messages["max_length"] = API_MESSAGES["max_length"]
+
+    def clean_domain(self) -> str | None:
+        return errors.field_rule(company_domain_normalise, self.cleaned_data.get("domain"))
+
+    def clean_country(self) -> str:
+        return errors.field_rule(company_country_normalise, self.cleaned_data.get("country"))
+
+    def _get_validation_exclusions(self):
+        return {*super()._get_validation_exclusions(), "domain"}  # uniqueness: the service's rule
+
+
 @admin.register(Company)
 class CompanyAdmin(EntityScopedAdmin):
+    """Saves go through the company service: the domain normalised, `archived_at` kept with the
+    status, the change recorded."""
+
+    form = CompanyAdminForm
     list_display = ["name", "domain", "role", "status", "owner", "entity", "created_at"]
     list_filter = ["role", "status", "entity"]
     # Substring search on the name (trigram index); ids, emails and domains match exactly.
@@ -51,6 +86,22 @@ class CompanyAdmin(EntityScopedAdmin):
     list_select_related = ["entity", "owner"]
     autocomplete_fields = ["entity", "owner"]
     readonly_fields = [*EntityScopedAdmin.readonly_fields, "archived_at"]
+
+    def save_model(self, request, obj, form, change):
+        fields = {name: form.cleaned_data[name] for name in form.changed_data if name in form.cleaned_data}
+        fields.pop("entity", None)
+        if not change:
+            created = company_create(entity=form.cleaned_data["entity"], **fields)
+            obj.pk, obj.domain, obj.country, obj.archived_at = (
+                created.pk,
+                created.domain,
+                created.country,
+                created.archived_at,
+            )
+            obj._state.adding = False
+            return
+        company_update(company=Company.objects.get(pk=obj.pk), **fields)
+        obj.refresh_from_db()
 
 
 class ContactAdminForm(forms.ModelForm):

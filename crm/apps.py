@@ -7,6 +7,11 @@ class CrmConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from axiomatic.mounts import register_api
+
+        # /api/crm/ (also the change feed, webhooks and prospecting): keys need read:crm / write:crm.
+        register_api(prefix="/api/crm/", scope_family="crm", idempotent_posts=True)
+
         from crm import signals  # noqa: F401  (connects the default-stages receiver)
         from crm.api import representations
 

@@ -3,27 +3,21 @@
 The forms only shape input; the rules live in the services (`crm.services.companies`,
 `crm.services.contacts`, `crm.services.activities`), whose refusals a view shows on the form with
 `axiomatic.forms.add_domain_error`, so a duplicate domain or a nameless contact reads exactly as
-the API says it. Field checks the API makes itself (a domain, a country code, a member as owner,
-a company of the entity) use the API's sentences too.
+the API says it. A company's domain and country go through the service's own normalisers (as the
+API's serializer and the admin do); the member and company pickers use the API's sentences.
 """
 
 from __future__ import annotations
 
-import re
-
 from django import forms
 from django.utils import timezone
-from rest_framework.exceptions import ValidationError as ApiValidationError
 
+from axiomatic.errors import field_rule
 from axiomatic.models import Entity, User
-from crm.api.companies import normalise_domain
 from crm.choices import CompanyRole, CompanyStatus
 from crm.models import Company
+from crm.services.companies import company_country_normalise, company_domain_normalise
 from crm.services.contacts import contact_email_normalise
-
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
-COUNTRY_MESSAGE = "Use an ISO 3166-1 alpha-2 code such as DE."
-
 
 # The API's (Django REST framework's) wording of the checks both make, so a form says what the API says.
 API_MESSAGES = {
@@ -102,19 +96,10 @@ class CompanyForm(forms.Form):
         self.order_fields(["name", "role", "status", "owner"])
 
     def clean_domain(self) -> str | None:
-        value = self.cleaned_data["domain"]
-        if not value:
-            return None
-        try:
-            return normalise_domain(value)  # the API's own check and message
-        except ApiValidationError as exc:
-            raise forms.ValidationError([str(message) for message in exc.detail]) from None
+        return field_rule(company_domain_normalise, self.cleaned_data["domain"])
 
     def clean_country(self) -> str:
-        value = self.cleaned_data["country"].strip().upper()
-        if value and not _COUNTRY.match(value):
-            raise forms.ValidationError(COUNTRY_MESSAGE)
-        return value
+        return field_rule(company_country_normalise, self.cleaned_data["country"])
 
     @classmethod
     def initial_of(cls, company: Company) -> dict:

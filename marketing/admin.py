@@ -8,7 +8,7 @@ from django.db.models import Count
 from axiomatic.admin import EntityScopedAdmin, StaffScopeMixin
 from crm.admin import ContactAdmin
 from marketing.models import MarketingList, MarketingListMember, MemberSource
-from marketing.services import MAX_IDS_PER_ADD, list_add_contacts, member_unsubscribe
+from marketing.services import MAX_IDS_PER_ADD, list_add_contacts, list_create, list_update, member_unsubscribe
 
 
 class MarketingListMemberInline(StaffScopeMixin, admin.TabularInline):
@@ -28,8 +28,21 @@ class MarketingListMemberInline(StaffScopeMixin, admin.TabularInline):
         return super().get_queryset(request).select_related("contact")
 
 
+class MarketingListAdminForm(forms.ModelForm):
+    class Meta:
+        model = MarketingList
+        fields = "__all__"  # noqa: DJ007 - the admin chooses the fields, as it would without this form
+
+    def _get_validation_exclusions(self):
+        return {*super()._get_validation_exclusions(), "name"}  # a taken name: the service's 409 sentence
+
+
 @admin.register(MarketingList)
 class MarketingListAdmin(EntityScopedAdmin):
+    """Saves go through `list_create` / `list_update` (names unique per entity ignoring case, the
+    change recorded), so the admin refuses a taken name with the API's sentence."""
+
+    form = MarketingListAdminForm
     list_display = ["name", "entity", "member_count", "created_at"]
     list_filter = ["entity"]
     search_fields = ["name", "description"]
@@ -42,6 +55,15 @@ class MarketingListAdmin(EntityScopedAdmin):
     def get_queryset(self, request):
         # One GROUP BY for the whole changelist page instead of a count per row.
         return super().get_queryset(request).annotate(member_count=Count("members"))
+
+    def save_model(self, request, obj, form, change):
+        fields = {name: form.cleaned_data[name] for name in form.changed_data if name in ("name", "description")}
+        if not change:
+            obj.pk = list_create(entity=form.cleaned_data["entity"], **fields).pk
+            obj._state.adding = False
+            return
+        list_update(marketing_list=MarketingList.objects.get(pk=obj.pk), **fields)
+        obj.refresh_from_db()
 
     @admin.display(description="members", ordering="member_count")
     def member_count(self, obj) -> int:

@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from axiomatic import changes, errors
+from axiomatic.db import is_postgres
 from axiomatic.models import Entity
 from axiomatic.uniqueness import ensure_unique, save_unique
 from crm.models import Company, CompanyMembership, Contact, Lead
@@ -159,7 +160,7 @@ def list_add_contacts(
     )
     if locked.first() is None:
         raise errors.NotFound("Marketing list not found.")  # deleted since the caller loaded it
-    add = _add_in_sql if connection.vendor == "postgresql" else _add_in_python
+    add = _add_in_sql if is_postgres() else _add_in_python
     result = add(
         marketing_list=marketing_list,
         contact_ids=contact_ids,

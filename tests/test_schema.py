@@ -10,6 +10,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework import serializers
 
 from axiomatic.api.viewsets import EntityScopedViewSet, ListMixin
+from axiomatic.mounts import api_mounts
 from crm.models import Company
 
 COMPANY_LIST = "/api/crm/companies"
@@ -205,7 +206,7 @@ def _api_routes(patterns, prefix=""):
             yield route, pattern
 
 
-SCOPED_PREFIXES = ("api/crm/", "api/marketing/")
+SCOPED_PREFIXES = tuple(mount.prefix.lstrip("/") for mount in api_mounts())  # as the apps registered them
 
 
 def test_every_crm_and_marketing_route_uses_the_entity_scoped_base_viewset():

@@ -9,8 +9,8 @@ from django.test.utils import CaptureQueriesContext
 
 from axiomatic import ordering
 from axiomatic.tenancy.database import enter_entity
-from crm.api.contacts import FullName
 from crm.models import Company, Contact, Lead
+from crm.selectors.contacts import FullName
 from tests import factories
 
 SEARCHES = [

@@ -22,21 +22,6 @@ from axiomatic import changes as feed
 from axiomatic.models import Change, EntityCounter
 from axiomatic.timestamps import iso_utc
 
-OBJECT_TYPES = (
-    "company",
-    "contact",
-    "company_membership",
-    "lead",
-    "activity",
-    "pipeline_stage",
-    "marketing_list",
-    "marketing_list_member",
-    "outbound_email",
-)
-EVENT_TYPES = tuple(
-    [f"{name}.{action}" for name in OBJECT_TYPES for action in ("created", "updated", "deleted")]
-    + ["lead.stage_changed", "outbound_email.sent", "outbound_email.failed"]
-)
 TEST_EVENT_TYPE = "webhook.test"
 MAX_PATTERNS = 50
 _PATTERN = re.compile(r"^[a-z_*]+(\.[a-z_*]+)?$|^\*$")
@@ -89,7 +74,7 @@ def parse_patterns(value, *, field: str) -> list[str]:
         if len(pattern) > 64 or not _PATTERN.match(pattern):
             raise FeedError(f"{pattern!r} is not an event type pattern such as lead.* or contact.created.", field=field)
         regex = re.compile(_regex(pattern))
-        if not any(regex.match(name) for name in (*EVENT_TYPES, TEST_EVENT_TYPE)):
+        if not any(regex.match(name) for name in (*feed.event_types(), TEST_EVENT_TYPE)):
             raise FeedError(f"{pattern!r} matches no event type.", field=field)
     return patterns
 

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from axiomatic import changes as feed_core
 from axiomatic.celery import app
+from axiomatic.db import is_postgres
 from axiomatic.models import Change, EntityCounter
 from axiomatic.rls import bypass_rls, entity_scope, row_entity_id
 from webhooks import delivery
@@ -120,7 +121,7 @@ def clean_up() -> dict:
 
 
 def _mark_pruned(entity_id, top: int) -> None:
-    if connection.vendor == "postgresql":
+    if is_postgres():
         table = EntityCounter._meta.db_table
         with connection.cursor() as cursor:
             cursor.execute(

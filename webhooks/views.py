@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from axiomatic import errors
+from axiomatic import changes, errors
 from axiomatic.pages import entity_page
 from axiomatic.roles import ADMIN, is_admin
 from webhooks import feed
@@ -96,7 +96,7 @@ def webhooks_page(request):
         "created": created and {"endpoint": created[0], "secret": created[1]},
         "form": form,
         "form_error": form_error,
-        "event_types": feed.EVENT_TYPES,
+        "event_types": changes.event_types(),
         "latest_seq": feed.max_visible_seq(request.entity.pk),
     }
     return render(request, "settings/webhooks.html", context)

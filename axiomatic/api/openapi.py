@@ -40,6 +40,7 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
 from axiomatic.api.serializers import MONEY_PATTERN, ApiDateTimeField, MoneyField
+from axiomatic.mounts import api_mount
 from axiomatic.tenancy.resolve import ENTITY_PARAM
 from axiomatic.timestamps import MIN_YEAR
 
@@ -54,7 +55,6 @@ _CRUD_VERBS = {
 _PLURAL_ACTIONS = {"list"}
 _HTTP_METHODS = ("get", "put", "post", "patch", "delete")
 _PATH_PARAM = re.compile(r"{(\w+)}")
-_MAIN_APP = "crm"
 
 ENTITY_BODY_PROPERTY = {
     "type": "string",
@@ -130,10 +130,10 @@ def operation_tag(path: str) -> str | None:
     parts = [part for part in path.strip("/").split("/") if part]
     if len(parts) < 3 or parts[0] != "api" or parts[2].startswith("{"):
         return None
-    app, resource = parts[1], parts[2]
-    if app == _MAIN_APP or resource.startswith(app):
-        return resource
-    return f"{app}-{resource}"
+    resource = parts[2]
+    mount = api_mount(path)
+    prefix = mount.tag_prefix if mount is not None else f"{parts[1]}-"
+    return resource if resource.startswith(prefix.rstrip("-")) else f"{prefix}{resource}"
 
 
 # --- fields -------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from rest_framework import serializers
 
 from axiomatic.api import openapi  # registers the field extensions (money, timestamps)
 from axiomatic.api.entity import ENTITY_PARAM
+from axiomatic.mounts import takes_idempotency_key
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -136,7 +137,7 @@ class ApiAutoSchema(AutoSchema):
         params = super().get_override_parameters()
         if self._scoped():
             params = [ENTITY_PARAMETER, *params]
-        if self.method == "POST" and self.path.startswith("/api/crm/"):
+        if self.method == "POST" and takes_idempotency_key(self.path):
             params = [*params, IDEMPOTENCY_KEY_PARAMETER]
         return params
 
@@ -176,7 +177,7 @@ class ApiAutoSchema(AutoSchema):
             codes += ["409", "413", "415"]
         elif self._scoped() and self.method == "DELETE":
             codes += ["413", "415"]  # the body (even of a DELETE) is read for `entityId`
-        if self._scoped() and self.method == "POST" and self.path.startswith("/api/crm/"):
+        if self._scoped() and self.method == "POST" and takes_idempotency_key(self.path):
             codes.append("422")
         if self._scoped():
             codes.append("503")

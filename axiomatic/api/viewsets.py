@@ -1,7 +1,8 @@
 """The base viewset: the one place where API requests are authenticated, scoped and wrapped.
 
 Subclasses declare `queryset` (any tenant model), `serializer_class`, `filterset_class`,
-`scope_family`, `item_key`/`list_key` and `ordering`. They narrow rows through
+`item_key`/`list_key` and `ordering`; `scope_family` defaults to the one the app registered for
+the route's prefix (`axiomatic.mounts`). They narrow rows through
 `narrow_queryset()`; they cannot override `get_queryset()`, the authentication or the permission
 classes (refused when the class is defined), so no view can forget the entity.
 """
@@ -18,6 +19,7 @@ from rest_framework.response import Response
 from axiomatic.api.pagination import EntityPagination
 from axiomatic.api.permissions import HasEntity, HasRole, HasScope, IsAuthenticated
 from axiomatic.api.throttling import ApiKeyRateThrottle
+from axiomatic.mounts import scope_family_of
 
 _SEALED = ("get_queryset", "get_object", "authentication_classes", "permission_classes")
 
@@ -40,6 +42,16 @@ class ParentResource:
         return exceptions.NotFound()  # "Not found.", as for every other path id
 
 
+class _RegisteredScopeFamily:
+    """`view.scope_family` unless a view sets its own: the family its app registered for the
+    request's path (`axiomatic.mounts.register_api`)."""
+
+    def __get__(self, view, owner=None):
+        if view is None:
+            return self
+        return scope_family_of(view.request.path)
+
+
 class EntityScopedViewSet(viewsets.GenericViewSet):
     # Authentication classes come from REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] (API keys,
     # then sessions), so the core names no app; subclasses may not replace them.
@@ -49,7 +61,7 @@ class EntityScopedViewSet(viewsets.GenericViewSet):
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     lookup_value_converter = "uuid"
 
-    scope_family = "crm"
+    scope_family: str = _RegisteredScopeFamily()  # type: ignore[assignment]
     parent_resource: ParentResource | None = None
     # The role each action needs beyond `member` (e.g. {"create": "admin"}); read on every request.
     action_roles: dict[str, str] = {}

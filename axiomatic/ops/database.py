@@ -21,6 +21,8 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
 from django.db.backends.base.base import NO_DB_ALIAS
 
+from axiomatic.db import is_postgres
+
 WEB, TASK, COMMAND = "web", "task", "command"
 _role: str | None = None
 # `manage.py runserver` serves web requests; any other command is a command.
@@ -68,7 +70,7 @@ def _set_statement_timeout(connection, timeout_ms: int) -> None:
 def on_connection_created(sender, connection, **kwargs) -> None:
     """`connection_created`: outside web processes, replace the web statement timeout. The
     maintenance connection (CREATE/DROP DATABASE, e.g. for the test database) has none."""
-    if connection.vendor != "postgresql":
+    if not is_postgres(connection):
         return
     timeout = 0 if connection.alias == NO_DB_ALIAS else statement_timeout_ms()
     if timeout is None or getattr(connection.connection, _TIMEOUT_MARK, None) == timeout:
@@ -80,12 +82,12 @@ def on_pre_migrate(sender, using=DEFAULT_DB_ALIAS, **kwargs) -> None:
     """Migrations run without a statement timeout, whichever process runs them (e.g. the test
     database's set-up inside pytest); `on_post_migrate` puts the process's own back."""
     connection = connections[using]
-    if connection.vendor == "postgresql":
+    if is_postgres(connection):
         _set_statement_timeout(connection, 0)
 
 
 def on_post_migrate(sender, using=DEFAULT_DB_ALIAS, **kwargs) -> None:
     connection = connections[using]
-    if connection.vendor == "postgresql":
+    if is_postgres(connection):
         timeout = statement_timeout_ms()
         _set_statement_timeout(connection, settings.DB_STATEMENT_TIMEOUT_MS if timeout is None else timeout)

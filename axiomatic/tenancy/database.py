@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from django.db import connection
 
+from axiomatic.db import is_postgres
 from axiomatic.rls import ENTITY_SETTING, entities_scope, entity_scope
 
 __all__ = ["enter_entity", "entities_scope", "entity_scope"]
@@ -38,7 +39,7 @@ def enter_entity(entity_id, *, request=None) -> bool:
     value = str(entity_id)
     if http_request is not None and getattr(http_request, _REQUEST_MARK, None) == value:
         return True
-    if connection.vendor != "postgresql" or not connection.in_atomic_block:
+    if not is_postgres(connection) or not connection.in_atomic_block:
         return False
     with connection.cursor() as cursor:
         cursor.execute("SELECT set_config(%s, %s, true)", [ENTITY_SETTING, value])

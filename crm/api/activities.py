@@ -6,15 +6,10 @@ own filters and order (due first, undated last). Writes go through `crm.services
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
-
-import django_filters
 from django.db.models import F
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers
 
-from axiomatic.api.filters import OwnerFilter, StrictFilterSet
 from axiomatic.api.schema import ApiAutoSchema
 from axiomatic.api.serializers import (
     ApiDateTimeField,
@@ -32,17 +27,10 @@ from axiomatic.api.viewsets import (
     RetrieveMixin,
 )
 from crm.choices import ActivityStatus, ActivityType
+from crm.filters import DUE_HELP, ActivityFilter, TaskFilter
 from crm.models import Activity, Company, Contact, Lead
 from crm.services.activities import activity_create, activity_delete, activity_update
 from crm.services.actors import Actor
-
-DUE_WEEK_DAYS = 7
-DUE_HELP = (
-    "overdue: dueAt before now and status open. today: dueAt within today in the entity's time zone "
-    "(local midnight to the next local midnight). week: dueAt from today's local midnight through the end "
-    f"of the {DUE_WEEK_DAYS - 1}th day after today ({DUE_WEEK_DAYS} local calendar days starting today; not the "
-    "ISO week). today and week match any status; combine with status=open for what is still to do."
-)
 
 
 class ActivitySerializer(ApiModelSerializer):
@@ -98,43 +86,6 @@ class ActivitySerializer(ApiModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["id", "completed_at", "created_by_user_id", "created_at", "updated_at"]
-
-
-class ActivityFilter(StrictFilterSet):
-    companyId = django_filters.UUIDFilter(field_name="company_id", help_text="Company id")
-    contactId = django_filters.UUIDFilter(field_name="contact_id", help_text="Contact id")
-    leadId = django_filters.UUIDFilter(field_name="lead_id", help_text="Lead id")
-    type = django_filters.ChoiceFilter(choices=ActivityType.choices, help_text="Activity type")
-
-    class Meta:
-        model = Activity
-        fields = ["companyId", "contactId", "leadId", "type"]
-
-
-class TaskFilter(StrictFilterSet):
-    projectId = django_filters.UUIDFilter(field_name="project_id", help_text="Project id (opaque UUID)")
-    status = django_filters.ChoiceFilter(choices=ActivityStatus.choices, help_text="Task status")
-    assigneeUserId = OwnerFilter(field_name="assignee", help_text="UUID, me, or unassigned")
-    due = django_filters.ChoiceFilter(
-        choices=[("overdue", "overdue"), ("today", "today"), ("week", "week")],
-        method="filter_due",
-        help_text=DUE_HELP,
-    )
-
-    class Meta:
-        model = Activity
-        fields = ["projectId", "status", "assigneeUserId", "due"]
-
-    def filter_due(self, queryset, name, value):
-        now = timezone.now()
-        if value == "overdue":
-            return queryset.filter(due_at__lt=now, status=ActivityStatus.OPEN)
-        tz = self.request.entity.tzinfo
-        today = now.astimezone(tz).date()
-        days = 1 if value == "today" else DUE_WEEK_DAYS
-        start = datetime.combine(today, time.min, tzinfo=tz)
-        end = datetime.combine(today + timedelta(days=days), time.min, tzinfo=tz)
-        return queryset.filter(due_at__gte=start, due_at__lt=end)
 
 
 @extend_schema_view(

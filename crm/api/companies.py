@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import re
-from urllib.parse import urlsplit
-
-import django_filters
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers
 
-from axiomatic.api.filters import OwnerFilter, StrictFilterSet, SubstringFilter
 from axiomatic.api.openapi import openapi_field
 from axiomatic.api.serializers import ApiModelSerializer, EntityMemberField
 from axiomatic.api.viewsets import (
@@ -19,34 +14,23 @@ from axiomatic.api.viewsets import (
     PartialUpdateMixin,
     RetrieveMixin,
 )
-from crm.choices import CompanyRole, CompanyStatus
+from axiomatic.errors import field_rule
+from crm.filters import CompanyFilter
 from crm.models import Company
-from crm.services.companies import company_create, company_update
+from crm.services.companies import (
+    company_country_normalise,
+    company_create,
+    company_domain_normalise,
+    company_update,
+)
 
-_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
-# What `normalise_domain` accepts, for the schema: a host name, or a URL whose host is one.
+# What `company_domain_normalise` accepts, for the schema: a host name, or a URL whose host is one.
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 DOMAIN_INPUT_PATTERN = (
     r"^\s+$|^\s*(?:(?:[A-Za-z][A-Za-z0-9+.-]*:)?//)?(?:[A-Za-z0-9._~%!$&'()*+,;=:-]*@)?"
     rf"(?:{_LABEL}\.)+[A-Za-z]{{2,63}}\.?(?::[0-9]*)?(?:[/?#]\S*)?\s*$"
 )
 COUNTRY_INPUT_PATTERN = r"^(?:[A-Za-z]{2}|\s{1,2})$"
-
-
-def normalise_domain(value: str) -> str | None:
-    """`https://WWW.Example.com/path` → `www.example.com`; raises on something that is no host."""
-    value = value.strip().lower()
-    if not value:
-        return None
-    try:
-        host = urlsplit(value if "//" in value else f"//{value}").hostname or ""
-    except ValueError:
-        host = ""
-    host = host.rstrip(".")
-    if not _DOMAIN.match(host):
-        raise serializers.ValidationError("Enter a domain such as example.com.")
-    return host
 
 
 class CompanySerializer(ApiModelSerializer):
@@ -103,28 +87,10 @@ class CompanySerializer(ApiModelSerializer):
         read_only_fields = ["id", "archived_at", "created_at", "updated_at"]
 
     def validate_domain(self, value: str | None) -> str | None:
-        return normalise_domain(value) if value else None
+        return field_rule(company_domain_normalise, value)
 
     def validate_country(self, value: str) -> str:
-        value = value.strip()
-        value = value.upper() if value.isascii() else value  # "ß".upper() is "SS": no country
-        if value and not _COUNTRY.match(value):
-            raise serializers.ValidationError("Use an ISO 3166-1 alpha-2 code such as DE.")
-        return value
-
-
-class CompanyFilter(StrictFilterSet):
-    role = django_filters.ChoiceFilter(choices=CompanyRole.choices, help_text="Commercial relationship type")
-    status = django_filters.ChoiceFilter(
-        choices=CompanyStatus.choices,
-        help_text="Lifecycle: active, or inactive (archived). Without it, archived companies are included.",
-    )
-    ownerUserId = OwnerFilter(field_name="owner", help_text="UUID, me, or unassigned")
-    q = SubstringFilter(field_name="name", help_text="Case-insensitive substring of the name")
-
-    class Meta:
-        model = Company
-        fields = ["role", "status", "ownerUserId", "q"]
+        return field_rule(company_country_normalise, value)
 
 
 @extend_schema_view(

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import uuid
 
-import django_filters
-from django.db.models import F, FilteredRelation, Func, OuterRef, Q, Subquery, TextField
+from django.db.models import F, FilteredRelation, Q
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from axiomatic.api.filters import OwnerFilter, StrictFilterSet
 from axiomatic.api.serializers import ApiModelSerializer, ApiSerializer, EntityMemberField, EntityRelatedField
 from axiomatic.api.viewsets import (
     CreateMixin,
@@ -27,7 +25,9 @@ from axiomatic.api.viewsets import (
     PartialUpdateMixin,
     RetrieveMixin,
 )
+from crm.filters import ContactFilter
 from crm.models import Company, CompanyMembership, Contact
+from crm.selectors.contacts import primary_company_id
 from crm.services.contacts import (
     contact_create,
     contact_delete,
@@ -45,21 +45,6 @@ COMPANY_ID_HELP = (
     "Writing null only clears the primary flag: memberships are kept and companyId reads null. "
     "An id that does not exist in the entity → 400."
 )
-
-
-class FullName(Func):
-    """`first_name || ' ' || last_name`: the contact's full name as search and its index see it."""
-
-    template = "(%(expressions)s)"
-    arg_joiner = " || ' ' || "
-    output_field = TextField()
-
-
-def primary_company_id() -> Subquery:
-    """The primary membership's company id of each contact row, as one correlated subquery."""
-    return Subquery(
-        CompanyMembership.objects.filter(contact_id=OuterRef("pk"), is_primary=True).values("company_id")[:1]
-    )
 
 
 # --- serializers --------------------------------------------------------------------------------
@@ -200,32 +185,6 @@ class MembershipSerializer(ApiModelSerializer):
 
 
 # --- filters ------------------------------------------------------------------------------------
-
-
-class ContactFilter(StrictFilterSet):
-    companyId = django_filters.UUIDFilter(
-        field_name="memberships__company",
-        help_text="Contacts with a membership (primary or not) at this company. An unknown id matches nothing.",
-    )
-    q = django_filters.CharFilter(
-        method="filter_q",
-        help_text="Case-insensitive substring of the full name (first and last name) or email; % and _ are literal.",
-    )
-    ownerUserId = OwnerFilter(field_name="owner", help_text="UUID, me, or unassigned")
-    email = django_filters.CharFilter(field_name="email", lookup_expr="iexact", help_text="Exact, case-insensitive")
-
-    class Meta:
-        model = Contact
-        fields = ["companyId", "q", "ownerUserId", "email"]
-
-    def filter_q(self, queryset, name, value):
-        if not value:
-            return queryset
-        # `icontains` escapes % and _, so they match literally. The full-name expression is the one
-        # the trigram index `crm_contact_name_trgm` covers (see crm migration 0007).
-        return queryset.annotate(search_name=FullName("first_name", "last_name")).filter(
-            Q(search_name__icontains=value) | Q(email__icontains=value)
-        )
 
 
 # --- views --------------------------------------------------------------------------------------

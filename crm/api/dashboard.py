@@ -7,9 +7,9 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from axiomatic.api.filters import OWNER_SCHEMA, OwnerChoiceField
 from axiomatic.api.serializers import ApiSerializer
 from axiomatic.api.viewsets import EntityScopedViewSet
+from axiomatic.filters import OWNER_SCHEMA, OwnerChoiceField
 from crm.choices import StageKind
 from crm.models import Lead
 from crm.selectors.dashboard import dashboard_summary

@@ -8,7 +8,6 @@ query plus a count, so the number of queries does not grow with the page size.
 
 from __future__ import annotations
 
-import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.plumbing import build_basic_type
@@ -24,7 +23,6 @@ from rest_framework.decorators import action
 from rest_framework.fields import SkipField, empty
 
 from axiomatic import errors
-from axiomatic.api.filters import OwnerFilter, StrictFilterSet, SubstringFilter
 from axiomatic.api.openapi import openapi_field
 from axiomatic.api.schema import item_envelope
 from axiomatic.api.serializers import (
@@ -45,7 +43,8 @@ from axiomatic.api.viewsets import (
 )
 from axiomatic.currencies import ISO_4217, validate_currency_code
 from crm.api.activities import ActivitySerializer
-from crm.choices import ActorType, LeadEventKind, StageKind
+from crm.choices import ActorType, LeadEventKind
+from crm.filters import LeadFilter
 from crm.models import Activity, Company, Contact, Lead, LeadEvent, PipelineStage
 from crm.selectors.timeline import TIMELINE_ORDER
 from crm.services.activities import UNSET, activity_create
@@ -292,28 +291,6 @@ class LeadEventSerializer(ApiModelSerializer):
     @extend_schema_field({"type": "object", "additionalProperties": True})
     def get_data(self, event: LeadEvent) -> dict:
         return event.data
-
-
-class LeadFilter(StrictFilterSet):
-    companyId = django_filters.UUIDFilter(field_name="company_id", help_text="Company id")
-    contactId = django_filters.UUIDFilter(field_name="contact_id", help_text="Contact id")
-    stageId = django_filters.UUIDFilter(field_name="stage_id", help_text="Stage id")
-    stage = django_filters.CharFilter(
-        method="filter_stage", help_text="A stage name (case-insensitive) or system key such as won."
-    )
-    status = django_filters.ChoiceFilter(
-        field_name="stage__kind", choices=StageKind.choices, help_text="The stage's kind"
-    )
-    ownerUserId = OwnerFilter(field_name="owner", help_text="UUID, me, or unassigned")
-    q = SubstringFilter(field_name="title", help_text="Case-insensitive substring of the title")
-
-    class Meta:
-        model = Lead
-        fields = ["companyId", "contactId", "stageId", "stage", "status", "ownerUserId", "q"]
-
-    def filter_stage(self, queryset, name, value):
-        stage = stage_resolve(entity=self.request.entity, reference=value)
-        return queryset.filter(stage=stage) if stage is not None else queryset.none()
 
 
 # --- views --------------------------------------------------------------------------------------

@@ -74,7 +74,9 @@ def register() -> None:
         # A contact's companyId is its primary membership's company.
         touches=lambda rows: {Contact: set(rows.filter(is_primary=True).values_list("contact_id", flat=True))},
     )
-    register_object_type(Lead, "lead", loader=lambda rows: rows.select_related("stage"))
+    register_object_type(
+        Lead, "lead", loader=lambda rows: rows.select_related("stage"), extra_actions=("stage_changed",)
+    )
     register_object_type(Activity, "activity")
     register_object_type(PipelineStage, "pipeline_stage")
-    register_object_type(OutboundEmail, "outbound_email")
+    register_object_type(OutboundEmail, "outbound_email", extra_actions=("sent", "failed"))

@@ -16,8 +16,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from axiomatic.forms import save_through_service
 from axiomatic.pages import entity_page
-from crm.api.companies import CompanyFilter
 from crm.choices import CompanyRole, CompanyStatus
+from crm.filters import CompanyFilter
 from crm.forms import CompanyForm
 from crm.models import Company
 from crm.pages.common import aware_datetime, cursor_decode, cursor_encode, entity_members, text, with_query

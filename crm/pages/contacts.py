@@ -16,13 +16,14 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from axiomatic.forms import save_through_service
 from axiomatic.pages import entity_page
-from crm.api.contacts import ContactFilter
+from crm.filters import ContactFilter
 from crm.forms import ContactForm
 from crm.models import Company, Contact
 from crm.pages.common import entity_members, text, with_query
 from crm.pages.companies import activities_context
 from crm.pages.lists import ListSpec, render_list
-from crm.selectors.records import contact_list_page, contact_memberships, related_leads, with_primary_company
+from crm.selectors.contacts import with_primary_company
+from crm.selectors.records import contact_list_page, contact_memberships, related_leads
 from crm.services.contacts import contact_create, contact_update
 
 CONTACT_LIST = ListSpec(

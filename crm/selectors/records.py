@@ -8,9 +8,10 @@ activities), never the whole of a big company's history.
 
 from __future__ import annotations
 
-from django.db.models import F, OuterRef, QuerySet, Subquery, UUIDField
+from django.db.models import F, QuerySet
 
 from crm.models import Activity, Company, CompanyMembership, Contact, Lead
+from crm.selectors.contacts import with_primary_company
 from crm.selectors.paging import KeysetPage, keyset_page
 
 COMPANY_ORDER = ("name", "id")
@@ -27,16 +28,6 @@ def company_list_page(
     """A page of (already entity-scoped and filtered) companies, with their owner. `search`: the
     filter includes a text search (see `keyset_page`)."""
     return keyset_page(companies.select_related("owner"), order=COMPANY_ORDER, after=after, size=size, search=search)
-
-
-def with_primary_company(contacts: QuerySet[Contact]) -> QuerySet[Contact]:
-    """Each contact with `primary_company_id` and `primary_company_name` (two correlated subqueries)."""
-    primary = CompanyMembership.objects.filter(contact_id=OuterRef("pk"), is_primary=True)
-    return contacts.annotate(
-        # An explicit UUIDField, so SQLite (the demo) hands back a UUID rather than hex text.
-        primary_company_id=Subquery(primary.values("company_id")[:1], output_field=UUIDField()),
-        primary_company_name=Subquery(primary.values("company__name")[:1]),
-    )
 
 
 def contact_list_page(

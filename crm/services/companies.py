@@ -1,17 +1,67 @@
-"""Company writes: domain uniqueness (409 with the existing id) and the archive timestamp."""
+"""Company rules and writes: the domain and country normalisers, domain uniqueness (409 with the
+existing id) and the archive timestamp.
+
+The API's serializer, the pages' form and the admin all validate a company's domain and country
+with the normalisers here (through `axiomatic.errors.field_rule`), and every write goes through
+`company_create` / `company_update`, which apply them again: one rule, one message, wherever a
+company is written.
+"""
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from django.db import transaction
 from django.utils import timezone
 
-from axiomatic import changes
+from axiomatic import changes, errors
 from axiomatic.models import Entity
 from axiomatic.uniqueness import ensure_unique, save_unique
 from crm.choices import CompanyStatus
 from crm.models import Company
+
+DOMAIN_MESSAGE = "Enter a domain such as example.com."
+COUNTRY_MESSAGE = "Use an ISO 3166-1 alpha-2 code such as DE."
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+def company_domain_normalise(value: str | None) -> str | None:
+    """`https://WWW.Example.com/path` → `www.example.com`; blank → None (no domain).
+
+    The domain is the company's natural key (unique per entity), so it is stored in one form
+    whatever people paste; something that is no host name is refused (`Invalid` on `domain`).
+    """
+    value = (value or "").strip().lower()
+    if not value:
+        return None
+    try:
+        host = urlsplit(value if "//" in value else f"//{value}").hostname or ""
+    except ValueError:
+        host = ""
+    host = host.rstrip(".")
+    if not _DOMAIN.match(host):
+        raise errors.Invalid(DOMAIN_MESSAGE, field="domain")
+    return host
+
+
+def company_country_normalise(value: str | None) -> str:
+    """An ISO 3166-1 alpha-2 code, stored upper-case (`de` → `DE`), or blank; else `Invalid`."""
+    value = (value or "").strip()
+    value = value.upper() if value.isascii() else value  # "ß".upper() is "SS": no country
+    if value and not _COUNTRY.match(value):
+        raise errors.Invalid(COUNTRY_MESSAGE, field="country")
+    return value
+
+
+def _normalised(fields: dict) -> dict:
+    if "domain" in fields:
+        fields["domain"] = company_domain_normalise(fields["domain"])
+    if "country" in fields:
+        fields["country"] = company_country_normalise(fields["country"])
+    return fields
 
 
 def _ensure_domain_free(*, entity: Entity | UUID, domain: str | None, exclude_id=None) -> None:
@@ -37,7 +87,7 @@ def _save(company: Company, *, entity: Entity | UUID) -> Company:
 @transaction.atomic
 def company_create(*, entity: Entity, **fields) -> Company:
     """Create a company; a domain already used in the entity is a 409. Records `company.created`."""
-    company = Company(entity=entity, **fields)
+    company = Company(entity=entity, **_normalised(fields))
     _ensure_domain_free(entity=entity, domain=company.domain)
     _sync_archived_at(company)
     company = _save(company, entity=entity)
@@ -49,6 +99,7 @@ def company_create(*, entity: Entity, **fields) -> Company:
 def company_update(*, company: Company, **fields) -> Company:
     """Apply a partial update; status changes set or clear `archived_at`. Records `company.updated`
     (the row is locked first, so `previous` is what the update replaced)."""
+    fields = _normalised(fields)
     before = changes.snapshot_fresh(company, lock=True)
     if "domain" in fields and fields["domain"] != company.domain:
         _ensure_domain_free(entity=company.entity_id, domain=fields["domain"], exclude_id=company.pk)

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from axiomatic import changes as feed
 from axiomatic import errors
+from axiomatic.db import is_postgres
 from axiomatic.models import Entity
 from axiomatic.timestamps import iso_utc
 from crm.choices import LeadEventKind, StageKind
@@ -55,7 +56,7 @@ def _hold_stage(stage: PipelineStage) -> None:
     foreign key error at commit) or waits and then finds, and moves, this lead. It does not block
     other moves into the same stage.
     """
-    if connection.vendor == "postgresql":
+    if is_postgres():
         table = connection.ops.quote_name(PipelineStage._meta.db_table)
         sql = f"SELECT 1 FROM {table} WHERE id = %s AND entity_id = %s FOR KEY SHARE"
         with connection.cursor() as cursor:

@@ -81,7 +81,6 @@ class AddToMarketingListResultSerializer(ApiSerializer):
 class ProspectingViewSet(EntityScopedViewSet):
     queryset = MarketingList.objects.all()
     serializer_class = AddToMarketingListSerializer
-    scope_family = "crm"
     pagination_class = None
     filter_backends: list = []
 

@@ -7,7 +7,7 @@ import threading
 
 from axiomatic.changes import register_object_type
 from axiomatic.representations import register_representation
-from marketing.api.serializers import MarketingListMemberSerializer, MarketingListSerializer
+from marketing.api.lists import MarketingListMemberSerializer, MarketingListSerializer
 from marketing.models import MarketingList, MarketingListMember
 
 _local = threading.local()

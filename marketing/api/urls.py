@@ -3,7 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from marketing.api.views import MarketingListMemberViewSet, MarketingListViewSet
+from marketing.api.lists import MarketingListMemberViewSet, MarketingListViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("lists", MarketingListViewSet, basename="marketing-list")

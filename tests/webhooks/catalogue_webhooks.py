@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 
+from axiomatic.changes import event_types
 from crm.email.delivery import email_mark_failed
 from crm.models import OutboundEmail
 from tests.helpers import ApiClient
-from webhooks import feed as feed_reader
 from webhooks.services import build_test_event
 
 
@@ -79,7 +79,7 @@ def test_print_the_catalogue(api, entity, numbered):
     first = {}
     for change in page["changes"]:
         first.setdefault(change["type"], change)
-    for name in feed_reader.EVENT_TYPES:
+    for name in event_types():
         if name in first:
             print(f"\n#### `{name}`\n\n```json\n{json.dumps(first[name], indent=2)}\n```")
         else:

@@ -37,6 +37,7 @@ from django.core.management.base import CommandError
 from django.db import connection, transaction
 from django.db.models import NOT_PROVIDED
 
+from axiomatic.db import is_postgres
 from axiomatic.management.commands._base import JsonCommand
 from axiomatic.models import Entity, Membership
 from axiomatic.rls import bypass_rls
@@ -281,7 +282,7 @@ class _Writer:
 
     @staticmethod
     def copy_supported() -> bool:
-        return connection.vendor == "postgresql"
+        return is_postgres()
 
     def _rand(self, table: _Table, part: int) -> _Rand:
         if self.seed is None:

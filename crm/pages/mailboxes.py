@@ -188,7 +188,7 @@ def share(request: HttpRequest, connection_id) -> HttpResponse:
     return HttpResponseRedirect(_list_url(request.entity.pk))
 
 
-# Included under /crm/ by axiomatic/urls.py.
+# Included under /crm/ by crm/urls.py.
 urlpatterns = [
     path("connections", connections_page, name="crm-connections"),
     path("connections/<str:channel>/connect", connect, name="crm-connections-connect"),

@@ -1,4 +1,4 @@
-"""Filter pieces shared by every resource's FilterSet."""
+"""Filter pieces shared by every resource's FilterSet (below both the API and the pages)."""
 
 from __future__ import annotations
 

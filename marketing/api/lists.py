@@ -1,14 +1,14 @@
-"""Views of `/api/marketing/`: lists and their members. Scopes read/write:marketing."""
+"""`/api/marketing/lists` and their members: serializers, filters and views. Scopes read/write:marketing."""
 
 from __future__ import annotations
 
-import django_filters
 from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import serializers
 
-from axiomatic.api.filters import StrictFilterSet, SubstringFilter
 from axiomatic.api.schema import item_envelope
+from axiomatic.api.serializers import ApiModelSerializer, ApiSerializer
 from axiomatic.api.viewsets import (
     CreateMixin,
     DestroyOkMixin,
@@ -18,17 +18,46 @@ from axiomatic.api.viewsets import (
     PartialUpdateMixin,
     RetrieveMixin,
 )
-from marketing.api.serializers import EmptyBodySerializer, MarketingListMemberSerializer, MarketingListSerializer
-from marketing.models import MarketingList, MarketingListMember, MemberSource, MemberStatus
+from marketing.filters import MarketingListFilter, MarketingListMemberFilter
+from marketing.models import MarketingList, MarketingListMember
 from marketing.services import list_create, list_delete, list_update, member_delete, member_unsubscribe
 
 
-class MarketingListFilter(StrictFilterSet):
-    q = SubstringFilter(field_name="name", help_text="Case-insensitive substring of the name")
+class MarketingListSerializer(ApiModelSerializer):
+    """A marketing list."""
+
+    name = serializers.CharField(
+        max_length=200, help_text="1–200 characters, trimmed; unique per entity, case-insensitively (else 409)."
+    )
+    description = serializers.CharField(allow_blank=True, required=False, help_text="Free text; default empty.")
+    member_count = serializers.IntegerField(
+        read_only=True,
+        help_text="Number of member rows on the list, subscribed and unsubscribed alike "
+        "(the `total` of `/lists/{id}/members`).",
+    )
 
     class Meta:
         model = MarketingList
-        fields = ["q"]
+        fields = ["id", "name", "description", "member_count", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class MarketingListMemberSerializer(ApiModelSerializer):
+    """A contact on a marketing list, with the address it was added with."""
+
+    contact_id = serializers.UUIDField(
+        read_only=True, allow_null=True, help_text="The CRM contact; null once that contact has been deleted."
+    )
+    email = serializers.EmailField(read_only=True, help_text="The address the member was added with (a snapshot).")
+
+    class Meta:
+        model = MarketingListMember
+        fields = ["id", "contact_id", "email", "status", "source", "added_at"]
+        read_only_fields = fields
+
+
+class EmptyBodySerializer(ApiSerializer):
+    """Routes that take no body still refuse unknown fields (`entityId` is allowed)."""
 
 
 @extend_schema_view(
@@ -54,7 +83,6 @@ class MarketingListViewSet(
     queryset = MarketingList.objects.all()
     serializer_class = MarketingListSerializer
     filterset_class = MarketingListFilter
-    scope_family = "marketing"
     operation_noun = "MarketingList"  # listMarketingLists, ... (axiomatic.api.openapi)
     item_key = "list"
     list_key = "lists"
@@ -84,15 +112,6 @@ class MarketingListViewSet(
         list_delete(marketing_list=instance)
 
 
-class MarketingListMemberFilter(StrictFilterSet):
-    status = django_filters.ChoiceFilter(choices=MemberStatus.choices, help_text="subscribed or unsubscribed")
-    source = django_filters.ChoiceFilter(choices=MemberSource.choices, help_text="How the member was added")
-
-    class Meta:
-        model = MarketingListMember
-        fields = ["status", "source"]
-
-
 @extend_schema_view(
     list=extend_schema(
         summary="List a marketing list's members",
@@ -110,7 +129,6 @@ class MarketingListMemberViewSet(ListMixin, DestroyOkMixin, EntityScopedViewSet)
     queryset = MarketingListMember.objects.all()
     serializer_class = MarketingListMemberSerializer
     filterset_class = MarketingListMemberFilter
-    scope_family = "marketing"
     item_key = "member"
     list_key = "members"
     ordering = ("-added_at", "id")

@@ -2,7 +2,8 @@
 
 from rest_framework.routers import SimpleRouter
 
-from webhooks.api import ChangeFeedViewSet, WebhookDeliveryViewSet, WebhookEndpointViewSet
+from webhooks.api.changes import ChangeFeedViewSet
+from webhooks.api.endpoints import WebhookDeliveryViewSet, WebhookEndpointViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("changes", ChangeFeedViewSet, basename="change")
