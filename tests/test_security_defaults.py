@@ -222,7 +222,16 @@ def documented_production_settings() -> dict[str, str]:
 
 
 def check_deploy(env: dict[str, str]) -> subprocess.CompletedProcess:
-    scrub = (*_SCRUB, "SESSION_COOKIE_", "CSRF_", "ALLOWED_HOSTS", "DJANGO_SETTINGS_MODULE", "TRUSTED_PROXY")
+    # DJANGO_ALLOW_ASYNC_UNSAFE: set by the browser tests' live server in this process, never in production.
+    scrub = (
+        *_SCRUB,
+        "SESSION_COOKIE_",
+        "CSRF_",
+        "ALLOWED_HOSTS",
+        "DJANGO_SETTINGS_MODULE",
+        "TRUSTED_PROXY",
+        "DJANGO_ALLOW_ASYNC_UNSAFE",
+    )
     clean = {k: v for k, v in os.environ.items() if not k.startswith(scrub)}
     return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "DEBUG"],
