@@ -12,7 +12,7 @@ from django.db.models import Q, Sum
 from django.http import HttpResponseRedirect
 from django.utils.functional import cached_property
 
-from axiomatic import changes, errors
+from axiomatic import changes
 from axiomatic.counters import counters_supported
 from axiomatic.errors import DomainError
 from axiomatic.forms import add_domain_error
@@ -318,9 +318,7 @@ class MembershipAdmin(ServiceRefusalsMixin, StaffScopeMixin, admin.ModelAdmin):
         return field
 
     def save_model(self, request, obj, form, change):
-        if not change:
-            if Membership.objects.filter(entity=obj.entity, user=obj.user).exists():
-                raise errors.Conflict(f"{obj.user.email} is already a member of {obj.entity.name}.", field="user")
+        if not change:  # a second membership of the same user and entity is refused by the form's constraint check
             created = membership_ensure(user=obj.user, entity=obj.entity, role=obj.role)
             obj.pk, obj._state.adding = created.pk, False
             return

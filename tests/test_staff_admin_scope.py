@@ -229,3 +229,12 @@ def test_a_staff_user_mints_a_key_for_themselves_in_their_entity(staff_client, s
     response = staff_client.post("/admin/apikeys/apikey/add/", _key_form(entity, staff))
     assert response.status_code == 200 and "API key issued" in response.content.decode()
     assert ApiKey.objects.get(name="Minted").user == staff
+
+
+def test_a_second_membership_of_the_same_user_is_refused_in_the_admin(staff_client, owner_staff, entity):
+    colleague = factories.make_member(entity, email="colleague@example.com")
+    response = staff_client.post(
+        "/admin/axiomatic/membership/add/", {"user": colleague.pk, "entity": entity.pk, "role": "admin"}
+    )
+    assert response.status_code == 200 and "already exists" in response.content.decode()
+    assert Membership.objects.get(user=colleague, entity=entity).role == "member"
