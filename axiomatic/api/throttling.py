@@ -17,6 +17,7 @@ window is checked once more before the key lookup (`auth_failures_check`), so a 
 budget costs no database query; this memo only decides *when* to ask Redis, never the answer.
 Without Redis (the demo's local-memory cache) the same counts are kept with `add`/`incr`.
 """
+
 from __future__ import annotations
 
 import logging
