@@ -20,6 +20,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from apikeys.services import api_key_revoke
+from axiomatic.api import throttling
 from axiomatic.models import Membership
 from tests import factories
 from tests.helpers import ApiClient, assert_error
@@ -29,7 +30,11 @@ _TRANSACTION_CONTROL = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT
 
 @pytest.fixture
 def redis_commands(monkeypatch):
-    """Every command (or script call) sent to Redis, as its name, observed on the real connection."""
+    """Every command (or script call) sent to Redis, as its name, observed on the real connection.
+
+    Starts with no suspect addresses: an earlier test's failed key from the same address would
+    otherwise (rightly) add a budget check before the lookup."""
+    throttling._suspects.clear()
     sent: list[str] = []
     send = redis.connection.AbstractConnection.send_packed_command
 
