@@ -1129,7 +1129,7 @@ def gaps_section(
         lines.append(
             f"- **≥ {goal_rps:g} req/s** ({closed.throughput:.0f} measured). The gunicorn workers, PostgreSQL "
             "and the load generator share two cores, and each request costs the CPU time above (see "
-            "\"CPU per request\"): more "
+            '"CPU per request"): more '
             "throughput here needs fewer CPU milliseconds per request, not more workers. A machine with more "
             "cores serves more with more workers. The open-loop phase runs near that ceiling, so its p99 is "
             "time spent queueing."
