@@ -146,9 +146,7 @@ def walk_first(queryset: QuerySet, order: list[tuple[str, bool]], limit: int) ->
     except EmptyResultSet:  # a filter Django knows matches nothing: the walk is complete, and empty
         return []
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"{_WALK_ON} {sql}; {_WALK_OFF}", params
-        )
+        cursor.execute(f"{_WALK_ON} {sql}; {_WALK_OFF}", params)
         raw = cursor.cursor
         raw.nextset()
         raw.nextset()  # past the two settings: the walk's rows
