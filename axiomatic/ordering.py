@@ -2,17 +2,17 @@
 
 Page 1 of a search (`walk_first`): walk the list's ordering index from the start, testing each
 row, for at most `WALK_ROWS` rows of the entity. A term that matches 1 % of the rows or more
-fills a page within a few thousand rows (a millisecond or two; all 10,000 cost 5–10 ms at a
-million companies on a 2-core machine), whatever PostgreSQL estimates. Only when the walk comes
-back short are the matches, now known to be rare near the start, found through the trigram index
-and sorted (`order_matches`, below). The walk is forced (bitmap scans and parallel workers off
-for that one statement; starting the workers alone cost 15 ms): PostgreSQL's estimate of a
-substring's matches is often far too low (a fragment such as "l GmbH", whose only trigrams are
+fills a page within those 5,000 rows (a millisecond or two; all 5,000 cost 3–5 ms at a million
+companies on a 2-core machine), whatever PostgreSQL estimates. Only when the walk comes back
+short are the matches, now known to be rare near the start or together further on, found through
+the trigram index and sorted (`sort_matches`, below). The walk is forced (bitmap scans and
+parallel workers off for that one statement; starting the workers alone cost 15 ms): PostgreSQL's
+estimate of a substring's matches is often far too low (a fragment such as "l GmbH", whose only trigrams are
 those of "GmbH": 100 estimated, 100,000 read), and it would then read every trigram candidate
-and sort the few real matches, 150–300 ms at a million rows, where the walk finds a 0.5 % term's
-first page within its 10,000 rows.
+and sort the few real matches, 150–300 ms at a million rows, where the walk finds a 1 % term's
+first page within its 5,000 rows.
 
-The rest of this docstring is the fallback, and the order of every later page:
+The rest of this docstring is how later pages (cursors) choose:
 
 A list ordered by (last name, first name, id) has an index in that order, and with `LIMIT 51`
 PostgreSQL likes to walk it, testing each row against the search, expecting matches to be
@@ -45,7 +45,7 @@ from django.db.models.expressions import RawSQL
 from axiomatic.db import is_postgres
 
 SORT_MATCHES_UP_TO = 10_000
-WALK_ROWS = 10_000  # rows of the entity a page-1 walk reads at most before the trigram index is asked
+WALK_ROWS = 5_000  # rows of the entity a page-1 walk reads at most before the trigram index is asked
 
 
 class RowValue(Func):
@@ -91,6 +91,16 @@ def order_matches(queryset: QuerySet, order: list[tuple[str, bool]]) -> QuerySet
         return queryset
     fields = row_fields(queryset.model, order)
     if fields is None or expected_rows(queryset) > SORT_MATCHES_UP_TO:
+        return queryset
+    return sort_matches(queryset, order)
+
+
+def sort_matches(queryset: QuerySet, order: list[tuple[str, bool]]) -> QuerySet:
+    """`queryset` ordered by `order` written as one row value, which no index serves: its matches
+    are found through the trigram index and sorted (where the order is not one row value, or not
+    on PostgreSQL, unchanged)."""
+    fields = row_fields(queryset.model, order) if is_postgres(queryset.db) else None
+    if fields is None:
         return queryset
     row = RowValue(*(F(field.attname) for field in fields))
     return queryset.order_by(row.desc() if order[0][1] else row.asc())
@@ -156,10 +166,16 @@ def walk_first(queryset: QuerySet, order: list[tuple[str, bool]], limit: int) ->
 
 def first_matches(queryset: QuerySet, order: list[tuple[str, bool]], limit: int) -> QuerySet:
     """`queryset` (a search's matches, ordered by `order`) narrowed to its first `limit` rows the
-    fast way: the bounded walk's rows by primary key, or when it comes back short the matches
-    sorted when few (`order_matches`). Page 1 of the API's lists, the sales pages and the header
-    search. Slice the result to `limit` as before; the rows and their order are the same either way."""
+    fast way: the bounded walk's rows by primary key; when it comes back short, the matches sorted
+    (`sort_matches`), whatever PostgreSQL expects: a term that is frequent yet missing from the
+    walk sits together late in the order (a surname), where walking for it read 230,000 index
+    entries (0.4 s) and sorting its 11,000 matches takes 20–40 ms. Walks that fall back without a
+    row-value order (leads' mixed directions) keep `order_matches`. Page 1 of the API's lists, the
+    sales pages and the header search. Slice the result to `limit` as before; the rows and their
+    order are the same either way."""
     found = walk_first(queryset, order, limit)
     if found is not None:
         return queryset.filter(pk__in=found)
+    if is_postgres(queryset.db) and row_fields(queryset.model, order) is not None:
+        return sort_matches(queryset, order)
     return order_matches(queryset, order)
