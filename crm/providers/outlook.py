@@ -6,10 +6,15 @@ and then sent (`POST /me/messages/{id}/send`). Ids are requested immutable
 Sent Items. The draft id is checkpointed on the email row: a retry after a failed send sends the
 same draft again instead of creating a second one, and first asks Graph whether that draft was
 in fact already sent (then it only records the id).
+
+Received mail is read with the inbox's `messages/delta` (inbound sync): the first call asks for the
+fields used (`$select`) and for mail received from the sync's start on; afterwards the stored
+`@odata.nextLink` / `@odata.deltaLink` is followed (only ever on GRAPH_API_BASE_URL).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from email.utils import getaddresses
 from urllib.parse import quote
 
@@ -17,13 +22,23 @@ from django.conf import settings
 
 from crm.providers.base import (
     Checkpoint,
+    InboundMessage,
+    InboxCursorExpired,
+    InboxPage,
     Mailbox,
     MailProvider,
     OutgoingMessage,
     PermanentProviderError,
 )
+from crm.providers.reading import bare_message_id, cut, fetch_all
 
 IMMUTABLE_IDS = {"Prefer": 'IdType="ImmutableId"'}
+START_PREFIX = "start:"  # a cursor that is not yet a delta link: the time the first sync starts from
+DELTA_SELECT = (
+    "id,conversationId,internetMessageId,subject,from,toRecipients,ccRecipients,receivedDateTime,body,"
+    "hasAttachments,isDraft"
+)
+DELTA_PREFER = {"Prefer": 'IdType="ImmutableId", odata.maxpagesize=50'}
 
 
 def _recipients(values: list[str]) -> list[dict]:
@@ -72,12 +87,17 @@ class OutlookProvider(MailProvider):
     def _already_sent(self, draft_id: str) -> bool:
         """Whether a checkpointed draft left the Drafts state (sent by an earlier attempt)."""
         response = self.http.call(
-            "GET", self._message_url(draft_id), params={"$select": "id,isDraft"}, headers=IMMUTABLE_IDS, ok=(200, 404)
+            "GET",
+            self._message_url(draft_id),
+            params={"$select": "id,isDraft,conversationId"},
+            headers=IMMUTABLE_IDS,
+            ok=(200, 404),
         )
         if response.status_code == 404:
             # Neither a draft nor a sent message: deleted in the mailbox. Sending a fresh copy could
             # duplicate one the user already received, so this is final.
             raise PermanentProviderError("Microsoft Graph no longer has the draft of this email.")
+        self.sent_thread_id = str(response.json().get("conversationId") or "")[:500]
         return response.json().get("isDraft") is False
 
     def send(self, message: OutgoingMessage, *, checkpoint: Checkpoint) -> str:
@@ -88,9 +108,98 @@ class OutlookProvider(MailProvider):
             created = self.http.call(
                 "POST", f"{self.base}/messages", json=graph_message(message), headers=IMMUTABLE_IDS, ok=(200, 201)
             )
+            self.sent_thread_id = str(created.json().get("conversationId") or "")[:500]
             draft_id = str(created.json().get("id") or "")
             if not draft_id:
                 raise PermanentProviderError("Microsoft Graph created the draft without an id.")
             checkpoint.remember(draft_id)
         self.http.call("POST", f"{self._message_url(draft_id)}/send", headers=IMMUTABLE_IDS, ok=(200, 202, 204))
         return draft_id
+
+    # --- reading (inbound sync) -------------------------------------------------------------
+
+    def inbox_start(self) -> str:
+        """Mail received from now on (Graph has no "latest" delta token for messages)."""
+        return START_PREFIX + datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _delta_request(self, cursor: str) -> tuple[str, dict | None]:
+        if cursor.startswith(START_PREFIX):
+            since = cursor.removeprefix(START_PREFIX)
+            params = {"$select": DELTA_SELECT, "$filter": f"receivedDateTime ge {since}"}
+            return f"{self.base}/mailFolders/inbox/messages/delta", params
+        if not cursor.startswith(self.base + "/"):
+            # Never send the mailbox's token anywhere but Graph.
+            raise PermanentProviderError("The stored Microsoft Graph delta link is not a Graph URL.")
+        return cursor, None
+
+    def inbox_page(self, cursor: str) -> InboxPage:
+        """One page of the inbox's `messages/delta`; the cursor becomes its next or delta link."""
+        url, params = self._delta_request(cursor)
+        response = self.http.call("GET", url, params=params, headers=DELTA_PREFER, ok=(200, 410))
+        if response.status_code == 410:
+            raise InboxCursorExpired("Microsoft Graph no longer has the delta state.")
+        data = response.json()
+        next_link = str(data.get("@odata.nextLink") or "")
+        delta_link = str(data.get("@odata.deltaLink") or "")
+        if not (next_link or delta_link):
+            raise PermanentProviderError("Microsoft Graph answered the delta without a next or delta link.")
+        items = [
+            item
+            for item in data.get("value") or []
+            if isinstance(item, dict) and item.get("id") and "@removed" not in item and not item.get("isDraft")
+        ]
+        with_attachments = [item for item in items if item.get("hasAttachments")]
+        names = dict(
+            zip(
+                [item["id"] for item in with_attachments],
+                fetch_all(self._attachment_names, with_attachments),
+                strict=True,
+            )
+        )
+        messages = [graph_inbound_message(item, attachments=names.get(item["id"], ())) for item in items]
+        return InboxPage(messages=messages, cursor=next_link or delta_link, more=bool(next_link))
+
+    def _attachment_names(self, item: dict) -> tuple[str, ...]:
+        response = self.http.call(
+            "GET", f"{self._message_url(item['id'])}/attachments", params={"$select": "name"}, ok=(200, 404)
+        )
+        if response.status_code == 404:
+            return ()
+        return tuple(str(a.get("name") or "")[:200] for a in response.json().get("value") or [] if a.get("name"))[:50]
+
+
+def _address(value: object) -> tuple[str, str]:
+    email_address = (value or {}).get("emailAddress") if isinstance(value, dict) else None
+    if not isinstance(email_address, dict):
+        return "", ""
+    address = str(email_address.get("address") or "").strip().lower()
+    return str(email_address.get("name") or "")[:200], address if "@" in address and len(address) <= 254 else ""
+
+
+def graph_inbound_message(item: dict, *, attachments: tuple[str, ...] = ()) -> InboundMessage:
+    """A Graph `message` resource (as `DELTA_SELECT` asks for it) as an `InboundMessage`."""
+    body = item.get("body") or {}
+    content = cut(str(body.get("content") or ""))
+    is_html = str(body.get("contentType") or "").lower() == "html"
+    sender_name, sender = _address(item.get("from"))
+    try:
+        occurred_at = datetime.fromisoformat(str(item.get("receivedDateTime")).replace("Z", "+00:00"))
+    except ValueError:
+        occurred_at = datetime.now(tz=UTC)
+    recipients = [_address(r)[1] for r in item.get("toRecipients") or []]
+    copies = [_address(r)[1] for r in item.get("ccRecipients") or []]
+    return InboundMessage(
+        provider_id=str(item["id"]),
+        thread_id=str(item.get("conversationId") or "")[:500],
+        message_id=bare_message_id(item.get("internetMessageId")),
+        references=(),
+        from_address=sender,
+        from_name=sender_name,
+        to=tuple(a for a in recipients if a),
+        cc=tuple(a for a in copies if a),
+        subject=str(item.get("subject") or "")[:1000],
+        text="" if is_html else content,
+        html=content if is_html else "",
+        occurred_at=occurred_at if occurred_at.tzinfo else occurred_at.replace(tzinfo=UTC),
+        attachments=attachments,
+    )
