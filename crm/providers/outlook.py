@@ -7,9 +7,10 @@ Sent Items. The draft id is checkpointed on the email row: a retry after a faile
 same draft again instead of creating a second one, and first asks Graph whether that draft was
 in fact already sent (then it only records the id).
 
-Received mail is read with the inbox's `messages/delta` (inbound sync): the first call asks for the
-fields used (`$select`) and for mail received from the sync's start on; afterwards the stored
-`@odata.nextLink` / `@odata.deltaLink` is followed (only ever on GRAPH_API_BASE_URL).
+Received mail is read with the inbox's `messages/delta` (inbound sync): the first sync asks for the
+fields used (`$select`) and for mail received from its start on, walks that round to its delta link
+without recording it, and stores the link; afterwards the stored `@odata.nextLink` /
+`@odata.deltaLink` is followed (only ever on GRAPH_API_BASE_URL).
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from crm.providers.base import (
     MailProvider,
     OutgoingMessage,
     PermanentProviderError,
+    TransientProviderError,
 )
 from crm.providers.reading import bare_message_id, cut, fetch_all
 
 IMMUTABLE_IDS = {"Prefer": 'IdType="ImmutableId"'}
-START_PREFIX = "start:"  # a cursor that is not yet a delta link: the time the first sync starts from
+MAX_START_PAGES = 50
 DELTA_SELECT = (
     "id,conversationId,internetMessageId,subject,from,toRecipients,ccRecipients,receivedDateTime,body,"
     "hasAttachments,isDraft"
@@ -119,45 +121,47 @@ class OutlookProvider(MailProvider):
     # --- reading (inbound sync) -------------------------------------------------------------
 
     def inbox_start(self) -> str:
-        """Mail received from now on (Graph has no "latest" delta token for messages)."""
-        return START_PREFIX + datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        """A delta link for "now": the initial delta round (mail received from this second on) is
+        walked to its delta link and what it lists is left unread, so only later mail is recorded."""
+        since = datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        url = f"{self.base}/mailFolders/inbox/messages/delta"
+        params: dict | None = {"$select": DELTA_SELECT, "$filter": f"receivedDateTime ge {since}"}
+        for _ in range(MAX_START_PAGES):
+            data = self._delta(url, params)
+            if data.get("@odata.deltaLink"):
+                return str(data["@odata.deltaLink"])
+            url, params = self._checked_link(str(data.get("@odata.nextLink") or "")), None
+        raise TransientProviderError("Microsoft Graph did not finish the initial delta round; trying again later.")
 
-    def _delta_request(self, cursor: str) -> tuple[str, dict | None]:
-        if cursor.startswith(START_PREFIX):
-            since = cursor.removeprefix(START_PREFIX)
-            params = {"$select": DELTA_SELECT, "$filter": f"receivedDateTime ge {since}"}
-            return f"{self.base}/mailFolders/inbox/messages/delta", params
-        if not cursor.startswith(self.base + "/"):
+    def _checked_link(self, link: str) -> str:
+        if not link:
+            raise PermanentProviderError("Microsoft Graph answered the delta without a next or delta link.")
+        if not link.startswith(self.base + "/"):
             # Never send the mailbox's token anywhere but Graph.
-            raise PermanentProviderError("The stored Microsoft Graph delta link is not a Graph URL.")
-        return cursor, None
+            raise PermanentProviderError("The Microsoft Graph delta link is not a Graph URL.")
+        return link
 
-    def inbox_page(self, cursor: str) -> InboxPage:
-        """One page of the inbox's `messages/delta`; the cursor becomes its next or delta link."""
-        url, params = self._delta_request(cursor)
+    def _delta(self, url: str, params: dict | None) -> dict:
         response = self.http.call("GET", url, params=params, headers=DELTA_PREFER, ok=(200, 410))
         if response.status_code == 410:
             raise InboxCursorExpired("Microsoft Graph no longer has the delta state.")
-        data = response.json()
+        return response.json()
+
+    def inbox_page(self, cursor: str) -> InboxPage:
+        """One page of the inbox's `messages/delta`; the cursor becomes its next or delta link."""
+        data = self._delta(self._checked_link(cursor), None)
         next_link = str(data.get("@odata.nextLink") or "")
-        delta_link = str(data.get("@odata.deltaLink") or "")
-        if not (next_link or delta_link):
-            raise PermanentProviderError("Microsoft Graph answered the delta without a next or delta link.")
+        link = self._checked_link(next_link or str(data.get("@odata.deltaLink") or ""))
         items = [
             item
             for item in data.get("value") or []
             if isinstance(item, dict) and item.get("id") and "@removed" not in item and not item.get("isDraft")
         ]
         with_attachments = [item for item in items if item.get("hasAttachments")]
-        names = dict(
-            zip(
-                [item["id"] for item in with_attachments],
-                fetch_all(self._attachment_names, with_attachments),
-                strict=True,
-            )
-        )
+        found = fetch_all(self._attachment_names, with_attachments)
+        names = {item["id"]: item_names for item, item_names in zip(with_attachments, found, strict=True)}
         messages = [graph_inbound_message(item, attachments=names.get(item["id"], ())) for item in items]
-        return InboxPage(messages=messages, cursor=next_link or delta_link, more=bool(next_link))
+        return InboxPage(messages=messages, cursor=link, more=bool(next_link))
 
     def _attachment_names(self, item: dict) -> tuple[str, ...]:
         response = self.http.call(
