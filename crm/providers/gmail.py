@@ -104,11 +104,12 @@ class GmailProvider(MailProvider):
         resumes there), and to the mailbox's historyId after the last page.
         """
         params = {"startHistoryId": cursor, "historyTypes": "messageAdded"}
-        if self._page_token and self._page_token[0] == cursor:
-            params["pageToken"] = self._page_token[1]
+        if self._continuation and self._continuation[0] == cursor:
+            # The next page of the same listing: a page token belongs to the listing's own start.
+            params = {**params, "startHistoryId": self._continuation[1], "pageToken": self._continuation[2]}
         response = self.http.call("GET", f"{self.base}/history", params=params, ok=(200, 404))
         if response.status_code == 404:
-            raise InboxCursorExpired(f"Gmail no longer has history from {cursor}.")
+            raise InboxCursorExpired(f"Gmail no longer has history from {params['startHistoryId']}.")
         data = response.json()
         records = data.get("history") or []
         ids: list[str] = []
@@ -116,23 +117,22 @@ class GmailProvider(MailProvider):
             for added in record.get("messagesAdded") or []:
                 message = added.get("message") or {}
                 message_id = str(message.get("id") or "")
-                if (
-                    message_id
-                    and message_id not in ids
-                    and not self._SKIPPED_LABELS & set(message.get("labelIds") or ())
-                ):
+                labels = set(message.get("labelIds") or ())
+                if message_id and message_id not in ids and not self._SKIPPED_LABELS & labels:
                     ids.append(message_id)
         next_token = str(data.get("nextPageToken") or "")
         if next_token:
+            # Resuming from the page's last record (after a crash, in the next run) reads what follows it.
             new_cursor = str(records[-1].get("id") or cursor) if records else cursor
-            self._page_token = (new_cursor, next_token)
+            self._continuation = (new_cursor, params["startHistoryId"], next_token)
         else:
             new_cursor = str(data.get("historyId") or cursor)
-            self._page_token = None
+            self._continuation = None
         messages = [m for m in fetch_all(self._message, ids) if m is not None]
         return InboxPage(messages=messages, cursor=new_cursor, more=bool(next_token))
 
-    _page_token: tuple[str, str] | None = None
+    # (cursor handed out, the listing's startHistoryId, its nextPageToken) while a listing has more pages.
+    _continuation: tuple[str, str, str] | None = None
 
     def _message(self, message_id: str) -> InboundMessage | None:
         response = self.http.call(
