@@ -31,12 +31,12 @@ class OutboundEmailConnectionSerializer(ApiModelSerializer):
     sync_needs_reconnect = serializers.SerializerMethodField(
         method_name="get_sync_needs_reconnect",
         help_text="True when the mailbox was connected without permission to read mail (before inbound sync "
-        "existed): reconnect it at /crm/connections to sync replies."
+        "existed): reconnect it at /crm/connections to sync replies.",
     )
     last_sync_error = serializers.SerializerMethodField(
         method_name="get_last_sync_error",
         help_text="Why the last sync failed (retried at the next interval), or a gap it reported "
-        '("history expired; mail between … was not read"); null when the last sync went well.'
+        '("history expired; mail between … was not read"); null when the last sync went well.',
     )
 
     class Meta:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.utils import timezone
+
 from crm.choices import ConnectionStatus
+from crm.email.delivery import email_deliver
 from crm.models import OutboundEmailConnection
 from tests import factories
-from tests.crm.email.conftest import connect_through_browser
+from tests.crm.email.conftest import connect_through_browser, make_email
 from tests.crm.email.inbound_support import connect_mailbox, sync_now
 
 OLD_GMAIL_SCOPE = "https://www.googleapis.com/auth/gmail.compose"
@@ -90,8 +95,6 @@ def test_post_sync_makes_the_mailbox_due_now(api, fake_provider, entity, user, m
     assert response.status_code == 202, response.content
     assert response.json()["connection"]["id"] == str(connection.pk)
     connection.refresh_from_db()
-    from django.utils import timezone
-
     assert connection.next_sync_at <= timezone.now()
 
     assert api.post("/outbound-email-connections/00000000-0000-0000-0000-000000000000/sync", {}).status_code == 404
@@ -135,3 +138,31 @@ def test_another_members_mailbox_sync_cannot_be_turned_off_on_the_page(client, f
     client.post(f"/crm/connections/{connection.pk}/sync-enabled?entityId={entity.pk}", {"enabled": "0"})
     connection.refresh_from_db()
     assert connection.sync_enabled is True
+
+
+def test_board_and_lead_page_show_the_reply(browser, fake_provider, entity, user, lead):
+    from crm.models import Activity
+
+    connection = connect_mailbox(fake_provider, entity=entity, user=user)
+    sync_now(connection)
+    row = make_email(lead, connection)
+    email_deliver(email_id=row.pk)
+    row.refresh_from_db()
+    long_text = "<script>alert(1)</script> Thanks! " + "More words here. " * 60
+    fake_provider.receive_gmail(
+        connection.email_address,
+        sender="carol@customer.example",
+        to=connection.email_address,
+        thread_id=row.provider_thread_id,
+        text=long_text,
+    )
+    sync_now(connection)
+    Activity.objects.filter(lead=lead, direction="inbound").update(occurred_at=timezone.now() - timedelta(hours=2))
+
+    board = browser.get("/crm/board", {"entityId": str(entity.pk)}).content.decode()
+    assert "replied 2 h ago" in board
+    page = browser.get(f"/crm/leads/{lead.pk}", {"entityId": str(entity.pk)}).content.decode()
+    assert "replied 2 h ago" in page
+    assert 'data-event-kind="email_received"' in page
+    assert "<details" in page and "data-received-email" in page  # long: collapsed
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
