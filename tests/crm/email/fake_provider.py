@@ -22,7 +22,7 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import format_datetime
+from email.utils import format_datetime, parseaddr
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
@@ -235,7 +235,7 @@ class FakeProvider:
             if internet_message_id is not None
             else f"<{graph_id}@outlook.example>",
             "subject": subject,
-            "from": {"emailAddress": {"address": sender, "name": sender.split("@")[0].title()}},
+            "from": {"emailAddress": {"address": parseaddr(sender)[1], "name": parseaddr(sender)[0]}},
             "toRecipients": [{"emailAddress": {"address": to}}],
             "ccRecipients": [{"emailAddress": {"address": a}} for a in cc],
             "receivedDateTime": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
