@@ -407,6 +407,7 @@ def test_recording_a_page_costs_a_bounded_number_of_queries(fake_provider, entit
         return len(queries)
 
     small, large = run(2), run(20)
+    print(f"\nqueries per sync run of one page: {small} (2 messages), {large} (20 messages)")
     assert large == small, (small, large)
     assert large <= 20, large
     assert inbound(entity).filter(lead=lead).count() == 22
