@@ -111,10 +111,20 @@ class FakeProvider:
         self.server.server_close()
 
     # --- knobs for tests ---
-    def script(self, operation: str, status: int, *, headers: dict | None = None, body: dict | None = None) -> None:
-        """The next `operation` ("gmail_send", "graph_create", "graph_send", "token") answers this."""
+    def script(
+        self,
+        operation: str,
+        status: int,
+        *,
+        headers: dict | None = None,
+        body: dict | None = None,
+        mailbox: str | None = None,
+    ) -> None:
+        """The next `operation` ("gmail_send", "graph_create", "graph_send", "token", "gmail_history",
+        "gmail_get", "gmail_profile", "graph_delta") answers this; with `mailbox`, only that mailbox's."""
+        key = f"{operation}@{mailbox}" if mailbox else operation
         with self.lock:
-            self.state.scripts[operation].append((status, headers or {}, body))
+            self.state.scripts[key].append((status, headers or {}, body))
 
     def expire_access_tokens(self) -> None:
         with self.lock:
@@ -274,8 +284,9 @@ def _handler_for(fake: FakeProvider):
             return self.rfile.read(length) if length else b""
 
         def _scripted(self, operation: str) -> bool:
+            mailbox = self._mailbox()
             with fake.lock:
-                queue = fake.state.scripts.get(operation)
+                queue = fake.state.scripts.get(f"{operation}@{mailbox}") or fake.state.scripts.get(operation)
                 entry = queue.popleft() if queue else None
             if entry is None:
                 return False

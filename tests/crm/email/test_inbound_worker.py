@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from axiomatic.celery import app as celery_app
 from axiomatic.models import Change
+from axiomatic.ops import database as ops_database
 from crm.choices import ActivityDirection, EmailStatus
 from crm.models import Activity, LeadEvent, OutboundEmail, OutboundEmailConnection
 from tests import factories
@@ -79,7 +80,8 @@ def test_a_reply_to_an_email_sent_through_the_api_appears_on_the_lead(
 def test_the_beat_schedule_fans_out_one_sync_per_due_mailbox_and_a_bad_one_delays_none(
     celery_worker, fake_provider, entity, user, lead, tmp_path
 ):
-    entry = celery_app.conf.beat_schedule["crm-sync-mailboxes"]
+    schedule = dict(celery_app.conf.beat_schedule)
+    entry = schedule["crm-sync-mailboxes"]
     assert entry["task"] == "crm.sync_mailboxes"
     assert entry["schedule"] == float(django_settings.EMAIL_SYNC_INTERVAL_SECONDS)
 
@@ -102,11 +104,14 @@ def test_the_beat_schedule_fans_out_one_sync_per_due_mailbox_and_a_bad_one_delay
             subject=f"Hello {connection.email_address}",
         )
     # The bad mailbox's provider is failing, slowly.
-    fake_provider.script("gmail_history", 503, body={"error": {"code": 503, "message": "Backend Error"}})
+    fake_provider.script(
+        "gmail_history", 503, body={"error": {"code": 503, "message": "Backend Error"}}, mailbox=bad.email_address
+    )
 
     # The real schedule entry, ticking every second instead of every interval.
     beat = EmbeddedService(celery_app, thread=True, max_interval=0.5, schedule_filename=str(tmp_path / "beat"))
     celery_app.conf.beat_schedule = {"crm-sync-mailboxes": {**entry, "schedule": 1.0}}
+    process_role = ops_database._role  # beat_init makes this process a task process: put it back after
     try:
         beat.start()
         wait_for(
@@ -121,7 +126,8 @@ def test_the_beat_schedule_fans_out_one_sync_per_due_mailbox_and_a_bad_one_delay
         )
     finally:
         beat.stop()
-        celery_app.conf.beat_schedule = {**celery_app.conf.beat_schedule, "crm-sync-mailboxes": entry}
+        celery_app.conf.beat_schedule = schedule
+        ops_database.set_process_role(process_role)
 
     subjects = set(_inbound(entity).values_list("subject", flat=True))
     assert {"Hello one@gmail.example", "Hello two@outlook.example"} <= subjects
