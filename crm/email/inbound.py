@@ -345,7 +345,10 @@ def _insert(connection: OutboundEmailConnection, relevant: list[tuple[InboundMes
             message_key=key,
         )
         rows[key] = (activity, answered, message)
-    Activity.objects.bulk_create([a for a, _, _ in rows.values()], ignore_conflicts=True)
+    # In key order: two mailboxes recording the same messages at once wait on each other, never deadlock.
+    Activity.objects.bulk_create(
+        sorted((a for a, _, _ in rows.values()), key=lambda a: a.message_key), ignore_conflicts=True
+    )
     inserted = set(
         Activity.objects.for_entity(entity_id)
         .filter(pk__in=[a.pk for a, _, _ in rows.values()])

@@ -23,7 +23,7 @@ from crm.providers.base import (
     OutgoingMessage,
     PermanentProviderError,
 )
-from crm.providers.reading import addresses, bare_message_id, cut, fetch_all, message_ids
+from crm.providers.reading import addresses, bare_message_id, cut, fetch_all, message_ids, parse_or_skip
 
 
 def _address_header(values: list[str]) -> list[Address]:
@@ -88,7 +88,7 @@ class GmailProvider(MailProvider):
 
     # --- reading (inbound sync) -------------------------------------------------------------
 
-    _SKIPPED_LABELS = frozenset({"SENT", "DRAFT", "SPAM", "TRASH"})
+    _SKIPPED_LABELS = frozenset({"SENT", "DRAFT", "SPAM", "TRASH", "CHAT"})
 
     def inbox_start(self) -> str:
         """The mailbox's current historyId: mail from now on."""
@@ -143,7 +143,7 @@ class GmailProvider(MailProvider):
         data = response.json()
         if self._SKIPPED_LABELS & set(data.get("labelIds") or ()):
             return None
-        return gmail_inbound_message(data)
+        return parse_or_skip(gmail_inbound_message, data)
 
 
 def _part_headers(part: dict) -> dict[str, str]:

@@ -32,7 +32,7 @@ from crm.providers.base import (
     PermanentProviderError,
     TransientProviderError,
 )
-from crm.providers.reading import bare_message_id, cut, fetch_all
+from crm.providers.reading import bare_message_id, clean_address, cut, fetch_all, parse_or_skip
 
 IMMUTABLE_IDS = {"Prefer": 'IdType="ImmutableId"'}
 MAX_START_PAGES = 50
@@ -160,7 +160,11 @@ class OutlookProvider(MailProvider):
         with_attachments = [item for item in items if item.get("hasAttachments")]
         found = fetch_all(self._attachment_names, with_attachments)
         names = {item["id"]: item_names for item, item_names in zip(with_attachments, found, strict=True)}
-        messages = [graph_inbound_message(item, attachments=names.get(item["id"], ())) for item in items]
+        messages = [
+            message
+            for item in items
+            if (message := parse_or_skip(graph_inbound_message, item, attachments=names.get(item["id"], ())))
+        ]
         return InboxPage(messages=messages, cursor=link, more=bool(next_link))
 
     def _attachment_names(self, item: dict) -> tuple[str, ...]:
@@ -176,8 +180,7 @@ def _address(value: object) -> tuple[str, str]:
     email_address = (value or {}).get("emailAddress") if isinstance(value, dict) else None
     if not isinstance(email_address, dict):
         return "", ""
-    address = str(email_address.get("address") or "").strip().lower()
-    return str(email_address.get("name") or "")[:200], address if "@" in address and len(address) <= 254 else ""
+    return str(email_address.get("name") or "")[:200], clean_address(email_address.get("address"))
 
 
 def graph_inbound_message(item: dict, *, attachments: tuple[str, ...] = ()) -> InboundMessage:

@@ -411,3 +411,41 @@ def test_recording_a_page_costs_a_bounded_number_of_queries(fake_provider, entit
     assert large == small, (small, large)
     assert large <= 20, large
     assert inbound(entity).filter(lead=lead).count() == 22
+
+
+def test_outlook_html_bodies_and_attachments(fake_provider, entity, user, lead):
+    connection = connect_mailbox(fake_provider, entity=entity, user=user, channel="outlook")
+    sync_now(connection)
+    fake_provider.receive_outlook(
+        connection.email_address,
+        sender="carol@customer.example",
+        to=connection.email_address,
+        body='<div>Signed <a href="https://example.com/doc">copy</a><img src=x onerror="boom()"></div>',
+        content_type="html",
+        attachments=("signed.pdf",),
+    )
+    sync_now(connection)
+    activity = inbound(entity).get()
+    assert activity.body == "Signed copy (https://example.com/doc)\n\n[Attachments, not stored: signed.pdf]"
+
+
+def test_an_unreadable_message_is_skipped_and_the_sync_goes_on(fake_provider, entity, user, lead):
+    connection = connect_mailbox(fake_provider, entity=entity, user=user)
+    sync_now(connection)
+    with fake_provider.lock:  # a resource the parser cannot read
+        box = fake_provider.state.gmail_boxes[connection.email_address]
+        box.history_id += 1
+        box.records.append(
+            (box.history_id, {"id": "broken", "threadId": "t", "labelIds": [], "payload": {"parts": "?"}})
+        )
+    receive(
+        fake_provider,
+        connection,
+        sender="Carol\x00 <carol@customer.example>",
+        to=connection.email_address,
+        subject="Fine\x00 one",
+        cc="bad\x00address@x.example",
+    )
+    result = sync_now(connection)
+    assert result.outcome == "synced" and result.recorded == 1
+    assert inbound(entity).get().subject == "Fine one"
