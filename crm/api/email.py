@@ -204,6 +204,13 @@ class OutboundEmailCreateSerializer(ApiSerializer):
         return super().to_internal_value(data)
 
 
+class ConnectionSyncSerializer(ApiSerializer):
+    """`POST …/sync` takes no fields (`entityId` is allowed); anything else is a 400 naming it."""
+
+    class Meta:
+        ref_name = "OutboundEmailConnectionSyncBody"
+
+
 @extend_schema_view(
     list=extend_schema(
         summary="List connected mailboxes",
@@ -240,12 +247,14 @@ class OutboundEmailConnectionViewSet(ListMixin, PartialUpdateMixin, EntityScoped
         description="Reads the replies and received mail that arrived since the last sync, now instead of at the "
         "next interval (a Celery worker does it after the request; watch lastSyncedAt and lastSyncError). 400 "
         "when the mailbox is not active, its sync is off, or it must be reconnected to allow reading.",
-        request=None,
+        request=ConnectionSyncSerializer,
         responses={202: item_envelope("connection", OutboundEmailConnectionSerializer)},
     )
     @action(detail=True, methods=["post"], url_path="sync", filter_backends=[])
     def sync(self, request, *args, **kwargs):
-        connection = connection_request_sync(connection=self.get_object())
+        connection = self.get_object()
+        ConnectionSyncSerializer(data=request.data).is_valid(raise_exception=True)
+        connection = connection_request_sync(connection=connection)
         connection_id = str(connection.pk)
         transaction.on_commit(lambda: sync_enqueue(connection_id=connection_id), robust=True)
         return Response(

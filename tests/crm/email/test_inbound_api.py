@@ -98,6 +98,8 @@ def test_post_sync_makes_the_mailbox_due_now(api, fake_provider, entity, user, m
     assert connection.next_sync_at <= timezone.now()
 
     assert api.post("/outbound-email-connections/00000000-0000-0000-0000-000000000000/sync", {}).status_code == 404
+    unknown = api.post(f"/outbound-email-connections/{connection.pk}/sync", {"now": True})
+    assert unknown.status_code == 400 and "now" in unknown.json()["error"]
     unauthenticated = api.client.post(f"/api/crm/outbound-email-connections/{connection.pk}/sync")
     assert unauthenticated.status_code == 401
     read_only = make_api(scopes=("read:crm",)).post(f"/outbound-email-connections/{connection.pk}/sync", {})
