@@ -18,7 +18,13 @@ from axiomatic.celery import app
 from axiomatic.metrics import record_outbound_email
 from axiomatic.rls import entity_scope, row_entity_id
 from crm.email.delivery import email_deliver
-from crm.email.inbound import connection_sync, connections_due_for_sync, sync_enqueue
+from crm.email.inbound import (
+    SYNC_HARD_LIMIT_MARGIN_SECONDS,
+    SYNC_SOFT_LIMIT_MARGIN_SECONDS,
+    connection_sync,
+    connections_due_for_sync,
+    sync_enqueue,
+)
 from crm.email.queue import email_enqueue
 from crm.email.stuck import emails_check_stuck
 from crm.models import OutboundEmail, OutboundEmailConnection
@@ -56,8 +62,8 @@ def check_stuck_outbound_emails() -> dict:
 
 # One mailbox sync stops reading after EMAIL_SYNC_MAX_SECONDS (between pages); the limits leave room
 # for the page in hand. Its lease (crm.email.inbound) outlives the hard limit.
-SYNC_SOFT_TIME_LIMIT = settings.EMAIL_SYNC_MAX_SECONDS + 30
-SYNC_TIME_LIMIT = settings.EMAIL_SYNC_MAX_SECONDS + 45
+SYNC_SOFT_TIME_LIMIT = settings.EMAIL_SYNC_MAX_SECONDS + SYNC_SOFT_LIMIT_MARGIN_SECONDS
+SYNC_TIME_LIMIT = settings.EMAIL_SYNC_MAX_SECONDS + SYNC_HARD_LIMIT_MARGIN_SECONDS
 
 
 @shared_task(

@@ -245,10 +245,15 @@ class OutboundEmailConnectionViewSet(ListMixin, PartialUpdateMixin, EntityScoped
         operation_id="syncOutboundEmailConnection",
         summary="Sync a mailbox now",
         description="Reads the replies and received mail that arrived since the last sync, now instead of at the "
-        "next interval (a Celery worker does it after the request; watch lastSyncedAt and lastSyncError). 400 "
+        "next interval (a Celery worker does it after the request; watch lastSyncedAt and lastSyncError). 409 "
         "when the mailbox is not active, its sync is off, or it must be reconnected to allow reading.",
         request=ConnectionSyncSerializer,
-        responses={202: item_envelope("connection", OutboundEmailConnectionSerializer)},
+        responses={
+            202: item_envelope("connection", OutboundEmailConnectionSerializer),
+            409: OpenApiResponse(
+                ErrorSerializer, description="The mailbox is not active, its sync is off, or it must be reconnected."
+            ),
+        },
     )
     @action(detail=True, methods=["post"], url_path="sync", filter_backends=[])
     def sync(self, request, *args, **kwargs):

@@ -63,7 +63,10 @@ logger = logging.getLogger("crm.email.inbound")
 
 MAX_BODY_BYTES = 100 * 1024
 TOKEN_REFRESH_LEEWAY = timedelta(seconds=60)
-# A sync's lease outlives its task's hard time limit (crm.tasks), so only a dead worker's lapses.
+# The sync task's time limits beyond EMAIL_SYNC_MAX_SECONDS (crm.tasks: room for the page in hand),
+# and the lease beyond the hard limit, so that only a dead worker's lease ever lapses.
+SYNC_SOFT_LIMIT_MARGIN_SECONDS = 30
+SYNC_HARD_LIMIT_MARGIN_SECONDS = 45
 SYNC_LEASE_MARGIN_SECONDS = 60
 RECONNECT_FOR_READING = "This mailbox was connected without permission to read mail; reconnect it to sync replies."
 _UUID = re.compile(r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})@")
@@ -86,7 +89,7 @@ class _LeaseLost(Exception):
 
 def sync_lease_seconds() -> int:
     """How long a sync's lease holds: the task's hard time limit plus a margin."""
-    return settings.EMAIL_SYNC_MAX_SECONDS + 45 + SYNC_LEASE_MARGIN_SECONDS
+    return settings.EMAIL_SYNC_MAX_SECONDS + SYNC_HARD_LIMIT_MARGIN_SECONDS + SYNC_LEASE_MARGIN_SECONDS
 
 
 def _due_q(now: datetime) -> Q:
@@ -118,15 +121,15 @@ def connections_due_for_sync(*, limit: int = 5000) -> list[str]:
 def connection_request_sync(*, connection: OutboundEmailConnection) -> OutboundEmailConnection:
     """`POST …/sync`: make the mailbox due now (the caller queues the task after commit).
 
-    Refused (400) when the mailbox cannot be synced: not active, sync turned off, or connected
-    without the permission to read mail.
+    Refused (409: the request is fine, the mailbox's state is not) when the mailbox cannot be
+    synced: not active, sync turned off, or connected without the permission to read mail.
     """
     if connection.status != ConnectionStatus.ACTIVE:
-        raise errors.Invalid(f"The mailbox connection is {connection.status}; reconnect it first.")
+        raise errors.Conflict(f"The mailbox connection is {connection.status}; reconnect it first.")
     if not connection.sync_enabled:
-        raise errors.Invalid("Sync is turned off for this mailbox (syncEnabled is false).")
+        raise errors.Conflict("Sync is turned off for this mailbox (syncEnabled is false).")
     if not connection.can_read_mail:
-        raise errors.Invalid(RECONNECT_FOR_READING)
+        raise errors.Conflict(RECONNECT_FOR_READING)
     connection.next_sync_at = timezone.now()
     OutboundEmailConnection.objects.filter(pk=connection.pk).update(next_sync_at=connection.next_sync_at)
     return connection

@@ -215,7 +215,7 @@ def sync_now(request: HttpRequest, connection_id) -> HttpResponse:
     connection = get_object_or_404(OutboundEmailConnection.objects.for_entity(request.entity), pk=connection_id)
     try:
         connection_request_sync(connection=connection)
-    except errors.Invalid as refusal:
+    except errors.Conflict as refusal:
         messages.error(request, refusal.message)
         return HttpResponseRedirect(_list_url(request.entity.pk))
     connection_id_text = str(connection.pk)

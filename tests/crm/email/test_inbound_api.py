@@ -35,7 +35,7 @@ def test_a_mailbox_connected_without_the_read_scope_is_asked_to_reconnect(api, b
     (shown,) = api.get("/outbound-email-connections").json()["connections"]
     assert shown["syncNeedsReconnect"] is True
     response = api.post(f"/outbound-email-connections/{old.pk}/sync", {})
-    assert response.status_code == 400 and "reconnect" in response.json()["error"]
+    assert response.status_code == 409 and "reconnect" in response.json()["error"]
     assert sync_now(old).outcome == "failed"
     old.refresh_from_db()
     assert "reconnect" in old.last_sync_error
@@ -66,7 +66,7 @@ def test_sync_can_be_turned_off_and_on_per_mailbox(api, fake_provider, entity, u
     assert sync_now(connection).outcome == "skipped"
     assert fake_provider.count("GET", "/gmail/v1/users/me/profile") == 0
     refused = api.post(f"/outbound-email-connections/{connection.pk}/sync", {})
-    assert refused.status_code == 400 and "turned off" in refused.json()["error"]
+    assert refused.status_code == 409 and "turned off" in refused.json()["error"]
 
     assert api.patch(f"/outbound-email-connections/{connection.pk}", {"syncEnabled": True}).status_code == 200
     assert sync_now(connection).outcome == "synced"
@@ -110,7 +110,7 @@ def test_post_sync_refuses_an_expired_mailbox(api, fake_provider, entity, user):
     connection = connect_mailbox(fake_provider, entity=entity, user=user)
     OutboundEmailConnection.objects.filter(pk=connection.pk).update(status=ConnectionStatus.EXPIRED)
     response = api.post(f"/outbound-email-connections/{connection.pk}/sync", {})
-    assert response.status_code == 400 and "expired" in response.json()["error"]
+    assert response.status_code == 409 and "expired" in response.json()["error"]
 
 
 def test_the_connections_page_shows_and_toggles_the_sync(browser, fake_provider, entity, user):
