@@ -348,7 +348,8 @@ EMAIL_SYNC_INTERVAL_SECONDS = env_int("EMAIL_SYNC_INTERVAL_SECONDS", 120, minimu
 EMAIL_SYNC_MAX_SECONDS = env_int("EMAIL_SYNC_MAX_SECONDS", 45, minimum=1)
 EMAIL_SYNC_MAX_PAGES = env_int("EMAIL_SYNC_MAX_PAGES", 20, minimum=1)
 EMAIL_SYNC_FETCH_CONCURRENCY = env_int("EMAIL_SYNC_FETCH_CONCURRENCY", 8, minimum=1)
-if not EMAIL_SYNC_MAX_SECONDS + 45 < CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]:
+_email_sync_hard_limit = EMAIL_SYNC_MAX_SECONDS + 45
+if _email_sync_hard_limit >= CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]:
     # The sync task's hard limit (EMAIL_SYNC_MAX_SECONDS + 45 s) must stay under the visibility timeout.
     raise ImproperlyConfigured("Need EMAIL_SYNC_MAX_SECONDS + 45 < CELERY_VISIBILITY_TIMEOUT (seconds)")
 
