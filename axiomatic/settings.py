@@ -342,6 +342,16 @@ EMAIL_MAX_ATTEMPTS = env_int("EMAIL_MAX_ATTEMPTS", 6, minimum=1)
 # At most this many emails per mailbox connection in any 24 hours (a 429 with Retry-After beyond).
 EMAIL_DAILY_LIMIT_PER_CONNECTION = env_int("EMAIL_DAILY_LIMIT_PER_CONNECTION", 500, minimum=1)
 PROVIDER_HTTP_TIMEOUT_SECONDS = env_float("PROVIDER_HTTP_TIMEOUT_SECONDS", 20.0)
+# Inbound sync (replies and received mail; crm/email/inbound.py, docs/operations.md): how often each
+# mailbox is read, how long and how many pages one sync may take, how many messages it fetches at once.
+EMAIL_SYNC_INTERVAL_SECONDS = env_int("EMAIL_SYNC_INTERVAL_SECONDS", 120, minimum=5)
+EMAIL_SYNC_MAX_SECONDS = env_int("EMAIL_SYNC_MAX_SECONDS", 45, minimum=1)
+EMAIL_SYNC_MAX_PAGES = env_int("EMAIL_SYNC_MAX_PAGES", 20, minimum=1)
+EMAIL_SYNC_FETCH_CONCURRENCY = env_int("EMAIL_SYNC_FETCH_CONCURRENCY", 8, minimum=1)
+_email_sync_hard_limit = EMAIL_SYNC_MAX_SECONDS + 45
+if _email_sync_hard_limit >= CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]:
+    # The sync task's hard limit (EMAIL_SYNC_MAX_SECONDS + 45 s) must stay under the visibility timeout.
+    raise ImproperlyConfigured("Need EMAIL_SYNC_MAX_SECONDS + 45 < CELERY_VISIBILITY_TIMEOUT (seconds)")
 
 # --- Change feed and webhooks (docs/webhooks.md) ------------------------------------------
 CHANGES_RETENTION_DAYS = env_float("CHANGES_RETENTION_DAYS", 35.0)

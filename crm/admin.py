@@ -499,6 +499,10 @@ class OutboundEmailConnectionAdmin(EntityScopedAdmin):
         "token_expires_at",
         "last_used_at",
         "revoked_at",
+        "sync_enabled",
+        "last_synced_at",
+        "last_sync_error",
+        "next_sync_at",
         "created_at",
         "updated_at",
     ]

@@ -317,6 +317,7 @@ PATH_ID_BODIES: dict[str, Callable[[Ids], Body]] = {
     "PATCH /api/crm/leads/{leadId}/stage": lambda o: {"stage": "won"},
     "PATCH /api/crm/pipeline-stages/{stageId}": lambda o: {"name": "Hijacked"},
     "PATCH /api/crm/outbound-email-connections/{connectionId}": lambda o: {"shared": True},
+    "POST /api/crm/outbound-email-connections/{connectionId}/sync": lambda o: {},
     "DELETE /api/crm/pipeline-stages/{stageId}": lambda o: {"moveLeadsToStageId": o["targetStageId"]},
     "PATCH /api/marketing/lists/{listId}": lambda o: {"name": "Hijacked"},
     "DELETE /api/marketing/lists/{listId}": lambda o: None,

@@ -55,6 +55,7 @@ MEMBER_ALLOWED = {
     ("/api/crm/contacts/{contactId}/company-memberships/{membershipId}", "DELETE"),
     ("/api/crm/dashboard", "GET"),
     ("/api/crm/outbound-email-connections", "GET"),
+    ("/api/crm/outbound-email-connections/{connectionId}/sync", "POST"),
     ("/api/crm/outbound-email", "POST"),
     ("/api/crm/outbound-email/{emailId}", "GET"),
     ("/api/crm/pipeline-stages", "GET"),

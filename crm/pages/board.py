@@ -18,7 +18,7 @@ from axiomatic.pages import entity_page
 from crm.choices import ActivityType, StageKind
 from crm.models import Lead, PipelineStage
 from crm.selectors import board as board_selectors
-from crm.selectors.board import BoardSelection, board_columns, lead_days_in_stage
+from crm.selectors.board import BoardSelection, board_columns, lead_days_in_stage, with_last_reply
 from crm.selectors.owners import UNASSIGNED
 from crm.selectors.pipeline import stages_in_order
 from crm.selectors.timeline import lead_timeline as timeline_of
@@ -126,16 +126,16 @@ def _timeline_page(request, lead: Lead, page: int) -> dict:
     }
 
 
-def _lead_or_404(request, lead_id) -> Lead:
+def _lead_or_404(request, lead_id, *, last_reply: bool = False) -> Lead:
     leads = Lead.objects.for_entity(request.entity).select_related("stage", "company", "contact", "owner")
-    return get_object_or_404(leads, pk=lead_id)
+    return get_object_or_404(with_last_reply(leads) if last_reply else leads, pk=lead_id)
 
 
 @require_GET
 @entity_page
 def lead_detail(request, lead_id):
     """`/crm/leads/{id}`: the lead's fields, its timeline (newest first) and a log-activity form."""
-    lead = _lead_or_404(request, lead_id)
+    lead = _lead_or_404(request, lead_id, last_reply=True)
     lead_days_in_stage(lead)
     context = {
         **_timeline_page(request, lead, 1),
