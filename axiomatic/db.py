@@ -10,8 +10,14 @@ one grep and the SQLite side can be dropped in one change should the demo move t
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+
+# The alias the current request reads from: the primary unless a read path entered the replica
+# (`axiomatic.replica.replica_reads`). A context variable, so threads and tasks never share it.
+_read_alias: ContextVar[str] = ContextVar("axiomatic_read_alias", default=DEFAULT_DB_ALIAS)
 
 
 def is_postgres(connection: BaseDatabaseWrapper | str | None = None) -> bool:
@@ -19,3 +25,14 @@ def is_postgres(connection: BaseDatabaseWrapper | str | None = None) -> bool:
     if connection is None or isinstance(connection, str):
         connection = connections[connection or DEFAULT_DB_ALIAS]
     return connection.vendor == "postgresql"
+
+
+def read_alias() -> str:
+    """The database alias the current code reads from (the router's choice): "default" unless a
+    read path routed the request to the streaming replica (`axiomatic.replica`)."""
+    return _read_alias.get()
+
+
+def read_connection() -> BaseDatabaseWrapper:
+    """The connection raw SQL of a read path uses, so that it follows the ORM to the replica."""
+    return connections[_read_alias.get()]
