@@ -138,11 +138,10 @@ def api_key_revoke(api_key: ApiKey) -> ApiKey:
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
-        replica_pin_entity(api_key.entity_id)  # refused on the next request, replica or not
     return api_key
 
 
 def api_keys_revoke_for_member(*, entity_id, user_id) -> int:
     """Revoke every usable key the user holds in the entity (they are no longer a member there)."""
-    replica_pin_entity(entity_id)  # the removal is seen on the next request, replica or not
+    replica_pin_entity(entity_id)  # an UPDATE sends no post_save (apikeys.signals): pin here
     return ApiKey.objects.usable().filter(entity_id=entity_id, user_id=user_id).update(revoked_at=timezone.now())

@@ -9,10 +9,10 @@ from __future__ import annotations
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from apikeys.models import ApiKey
 from apikeys.services import api_keys_revoke_for_member
-from axiomatic.models import Membership, User
-from axiomatic.replica import replica_configured, replica_pin_entity
-from axiomatic.rls import bypass_rls
+from axiomatic.models import Membership
+from axiomatic.replica import replica_pin_entity
 from axiomatic.services import membership_removed
 
 
@@ -27,13 +27,9 @@ def revoke_keys_of_deleted_membership(sender, instance: Membership, **kwargs) ->
     api_keys_revoke_for_member(entity_id=instance.entity_id, user_id=instance.user_id)
 
 
-@receiver(post_save, sender=User, dispatch_uid="apikeys-pin-on-user-deactivation")
-def pin_entities_of_deactivated_user(sender, instance: User, **kwargs) -> None:
-    """A deactivated user's keys are refused on the next request with a streaming replica too:
-    their entities read the primary until the replica has replayed the change (axiomatic.replica)."""
-    if instance.is_active or not replica_configured():
-        return
-    with bypass_rls("which entities a deactivated user belongs to"):
-        entity_ids = list(Membership.objects.filter(user=instance).values_list("entity_id", flat=True))
-    for entity_id in entity_ids:
-        replica_pin_entity(entity_id)
+@receiver(post_save, sender=ApiKey, dispatch_uid="apikeys-replica-pin")
+def pin_entity_on_key_change(sender, instance: ApiKey, update_fields=None, **kwargs) -> None:
+    """A key issued or revoked works (or is refused) on the very next request, also while a
+    streaming replica lags: the entity reads the primary until it has replayed (axiomatic.replica).
+    The last-use stamp is an UPDATE without signal, so ordinary use pins nothing."""
+    replica_pin_entity(instance.entity_id)
