@@ -138,17 +138,26 @@ class StreamingReplica:
         if self._as_postgres:
             os.chown(self.directory, postgres_user.pw_uid, postgres_user.pw_gid)
         data = os.path.join(self.directory, "data")
-        self._run(
-            "pg_basebackup",
-            f"--host={self.primary.host}",
-            f"--port={self.primary.port}",
-            f"--username={self.primary.user}",
-            f"--pgdata={data}",
-            "--write-recovery-conf",
-            "--wal-method=stream",
-            "--checkpoint=fast",
-            "--no-sync",
-        )
+        # No replication slot: a concurrent CREATE/DROP DATABASE (another test worker) forces an
+        # immediate checkpoint, which was seen to invalidate the backup's temporary slot and end
+        # the copy. The WAL is streamed while the copy runs; a copy that fails anyway is retried.
+        for attempt in range(3):
+            result = self._run(
+                "pg_basebackup",
+                f"--host={self.primary.host}",
+                f"--port={self.primary.port}",
+                f"--username={self.primary.user}",
+                f"--pgdata={data}",
+                "--write-recovery-conf",
+                "--wal-method=stream",
+                "--no-slot",
+                "--checkpoint=fast",
+                "--no-sync",
+                check=attempt == 2,
+            )
+            if result.returncode == 0:
+                break
+            shutil.rmtree(data, ignore_errors=True)
         # A Debian cluster keeps its configuration outside the data directory: give the copy its own.
         settings = {
             "listen_addresses": "'127.0.0.1'",
