@@ -265,12 +265,9 @@ def replica_reads(request, *, entity_id) -> Iterator[bool]:
 
 
 @contextmanager
-def replica_reads_for_api(request, *, eligible: bool) -> Iterator[bool]:
+def replica_reads_for_api(request) -> Iterator[bool]:
     """`replica_reads` for an API request, before authentication: the entity the request names in
     its query string or `x-entity-id` (a GET has no body)."""
-    if not eligible or not replica_configured():
-        yield False
-        return
     entity_id = named_entity_id_or_none(query=request.GET, meta=request.META)
     with replica_reads(request, entity_id=entity_id) as routed:
         yield routed

@@ -230,7 +230,7 @@ class StreamingReplica:
 
     # --- replication ----------------------------------------------------------------------------
 
-    def wait_for_replay(self, timeout: float = 30) -> None:
+    def wait_for_replay(self, timeout: float = 180) -> None:
         """Until the replica has replayed everything the primary has written so far."""
         with self.primary.connect() as admin:
             target = admin.execute("SELECT pg_current_wal_lsn()").fetchone()[0]

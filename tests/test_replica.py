@@ -91,9 +91,11 @@ def streaming_replica(django_db_setup, django_db_blocker):
 
 @pytest.fixture
 def replica(streaming_replica, transactional_db, settings):
-    """The replica, replaying, with the default pin, lag and retry settings and no skip verdict."""
+    """The replica, replaying, with pin, lag and retry settings and no skip verdict."""
     settings.REPLICA_PIN_SECONDS = 5
-    settings.REPLICA_MAX_LAG_SECONDS = 2
+    # The test cluster may be shared (other test workers, other databases on a developer's
+    # machine): its WAL can keep replay a few seconds behind. The lag tests set their own limit.
+    settings.REPLICA_MAX_LAG_SECONDS = 60
     settings.REPLICA_RETRY_SECONDS = 5
     replica_verdict_reset()
     streaming_replica.resume_replay()
@@ -232,6 +234,16 @@ def test_detail_and_dashboard_read_on_the_replica(api, seeded, other_entity):
     assert len(counted.on_replica) >= 6
 
 
+def test_a_key_of_another_entity_is_told_apart_on_the_replica(seeded, other_api, api):
+    """The key lookup's named bypass (a key not in the named entity: 403, not 401) acts on the
+    connection that reads: the replica."""
+    assert other_api.get("/companies").status_code == 200  # its first use stamps it on the primary
+    with Counted() as counted:
+        response = other_api.get("/companies", entity_id=api.entity.pk)
+    assert response.status_code == 403, response.content
+    assert counted.on_primary == [] and any("rls_bypass" in sql for sql in counted.on_replica)
+
+
 def test_row_level_security_and_app_role_hold_on_the_replica(seeded, api, other_entity):
     mine, theirs = seeded
     request = RequestFactory().get("/", {"entityId": str(api.entity.pk)})
@@ -250,7 +262,6 @@ def test_row_level_security_and_app_role_hold_on_the_replica(seeded, api, other_
 
 
 def test_write_goes_to_the_primary_and_pins_the_writer(replica, api, make_api, seeded, settings):
-    settings.REPLICA_MAX_LAG_SECONDS = 60  # replay paused below must not count as lag here
     colleague = make_api(user=factories.make_member(api.entity))
     assert colleague.get("/companies").status_code == 200
     replica.wait_for_replay()
@@ -307,6 +318,7 @@ def test_a_lagging_replica_is_skipped_then_used_again(replica, api, seeded, sett
     replica.resume_replay()
     replica.wait_for_replay()
     replica_verdict_reset()  # as REPLICA_RETRY_SECONDS passing would
+    settings.REPLICA_MAX_LAG_SECONDS = 60  # as the other tests (a shared cluster's replay)
     with Counted() as counted:
         response = api.get("/companies")
     assert str(late.pk) in _ids(response)
@@ -328,14 +340,14 @@ def test_a_replica_that_is_down_is_skipped(replica, api, seeded):
         assert counted.on_replica == []
     finally:
         replica.restart()
+    replica.wait_for_replay()
     replica_verdict_reset()
     with Counted() as counted:
         assert api.get("/companies").status_code == 200
     assert counted.on_primary == [] and counted.on_replica
 
 
-def test_a_revoked_key_is_refused_on_the_next_request_although_the_replica_lags(replica, make_api, seeded, settings):
-    settings.REPLICA_MAX_LAG_SECONDS = 60
+def test_a_revoked_key_is_refused_on_the_next_request_although_the_replica_lags(replica, make_api, seeded):
     reader = make_api(user=factories.make_member(seeded[0][0].entity))
     assert reader.get("/companies").status_code == 200  # its first use stamps it on the primary
     replica.wait_for_replay()
@@ -351,8 +363,7 @@ def test_a_revoked_key_is_refused_on_the_next_request_although_the_replica_lags(
     assert counted.on_primary and not counted.on_replica
 
 
-def test_a_removed_member_is_refused_on_the_next_request_although_the_replica_lags(replica, make_api, seeded, settings):
-    settings.REPLICA_MAX_LAG_SECONDS = 60
+def test_a_removed_member_is_refused_on_the_next_request_although_the_replica_lags(replica, make_api, seeded):
     entity = seeded[0][0].entity
     member = factories.make_member(entity)
     reader = make_api(user=member)

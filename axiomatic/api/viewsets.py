@@ -20,7 +20,7 @@ from axiomatic.api.pagination import EntityPagination
 from axiomatic.api.permissions import HasEntity, HasRole, HasScope, IsAuthenticated
 from axiomatic.api.throttling import ApiKeyRateThrottle
 from axiomatic.mounts import scope_family_of
-from axiomatic.replica import replica_reads_for_api
+from axiomatic.replica import replica_configured, replica_reads_for_api
 
 _SEALED = ("get_queryset", "get_object", "authentication_classes", "permission_classes")
 
@@ -94,8 +94,10 @@ class EntityScopedViewSet(viewsets.GenericViewSet):
     def dispatch(self, request, *args, **kwargs):
         # Decided before DRF authenticates, so that the key lookup reads where the page does.
         action = getattr(self, "action_map", {}).get(request.method.lower())
-        with replica_reads_for_api(request, eligible=action in self.replica_actions):
-            return super().dispatch(request, *args, **kwargs)
+        if action in self.replica_actions and replica_configured():
+            with replica_reads_for_api(request):
+                return super().dispatch(request, *args, **kwargs)
+        return super().dispatch(request, *args, **kwargs)
 
     def initial(self, request, *args, **kwargs):
         # A method the route does not have is a 405 whoever asks and whatever the entity (DRF would
