@@ -380,6 +380,20 @@ def test_a_removed_member_is_refused_on_the_next_request_although_the_replica_la
     assert counted.on_primary and not counted.on_replica
 
 
+def test_a_deactivated_users_key_is_refused_on_the_next_request_although_the_replica_lags(replica, make_api, seeded):
+    member = factories.make_member(seeded[0][0].entity)
+    reader = make_api(user=member)
+    assert reader.get("/companies").status_code == 200  # its first use stamps it on the primary
+    replica.wait_for_replay()
+    _forget_pins()
+    replica.pause_replay()
+    member.is_active = False
+    member.save(update_fields=["is_active"])
+    with Counted() as counted:
+        assert reader.get("/companies").status_code == 401
+    assert counted.on_primary and not counted.on_replica
+
+
 def test_writes_are_never_routed_to_the_replica(replica, api, seeded):
     mine, theirs = seeded
     with Counted() as counted:
