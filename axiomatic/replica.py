@@ -30,7 +30,8 @@ How a request is routed, and why this shape:
   verdict is kept in memory: no round trip for it). The lag check costs nothing extra: it is part
   of the statement that sets the entity. Lag is 0 while the replica has replayed all it received,
   else the age of the last replayed transaction (a replica paused or falling behind shows it).
-- Read-your-writes: after a write request (any unsafe method answered below 400) by a caller,
+- Read-your-writes: after a write request (any unsafe method answered below 400, or a request
+  whose statements on the primary wrote: a GET callback that saves) by a caller,
   `ReplicaPinMiddleware` pins that caller — the API key (keyed by a digest of its Authorization
   header) or the signed-in user — to the primary for `REPLICA_PIN_SECONDS`, at least the lag the
   replica may have. The pin lives in the cache (Redis), so every web process sees it; it is set
@@ -71,8 +72,10 @@ from axiomatic.tenancy.resolve import named_entity_id_or_none
 logger = logging.getLogger("axiomatic.replica")
 
 REPLICA_ALIAS = "replica"
-SAFE_METHODS = frozenset({"GET", "HEAD"})
+SAFE_METHODS = frozenset({"GET", "HEAD"})  # the requests that may read the replica
+_READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # no pin unless they wrote
 _PIN_PREFIX = "replica-pin"
+_WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "MERGE", "COPY")
 
 # One statement, the replica's first in the request's transaction: is it a standby, how far
 # behind is it, and the entity for row-level security (transaction-local, as on the primary).
@@ -153,7 +156,8 @@ def request_credential(request) -> str | None:
     header = http_request.META.get("HTTP_AUTHORIZATION")
     if header:
         raw = header.encode("latin-1", "replace") if isinstance(header, str) else header
-        return "key:" + hashlib.sha256(raw).hexdigest()[:32]
+        token = raw.split()[-1] if raw.split() else raw  # "Bearer" in any case: the same key
+        return "key:" + hashlib.sha256(token).hexdigest()[:32]
     session = getattr(http_request, "session", None)
     user_id = session.get(SESSION_KEY) if session is not None else None
     return f"user:{user_id}" if user_id else None
@@ -284,10 +288,23 @@ def reads_from_replica(view: Callable) -> Callable:
     return wrapper
 
 
+class _WriteSeen:
+    """An execute wrapper on the primary's connection: did this request write?"""
+
+    def __init__(self):
+        self.wrote = False
+
+    def __call__(self, execute, sql, params, many, context):
+        if not self.wrote and sql.lstrip()[:6].upper().startswith(_WRITE_VERBS):
+            self.wrote = True
+        return execute(sql, params, many, context)
+
+
 class ReplicaPinMiddleware:
-    """Read-your-writes: after a write request that succeeded, the caller's reads go to the
-    primary for `pin_seconds()`. Runs outside the view's transaction, so the pin is set after the
-    commit and before the response leaves. Not installed without a replica."""
+    """Read-your-writes: after a request that wrote (an unsafe method answered below 400, or any
+    request whose statements on the primary wrote, such as a GET callback), the caller's reads go
+    to the primary for `pin_seconds()`. Runs outside the view's transaction, so the pin is set
+    after the commit and before the response leaves. Not installed without a replica."""
 
     def __init__(self, get_response):
         if not replica_configured():
@@ -295,8 +312,10 @@ class ReplicaPinMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        response = self.get_response(request)
-        if request.method not in SAFE_METHODS and response.status_code < 400:
+        seen = _WriteSeen()
+        with connections[DEFAULT_DB_ALIAS].execute_wrapper(seen):
+            response = self.get_response(request)
+        if seen.wrote or (request.method not in _READ_ONLY_METHODS and response.status_code < 400):
             credential = request_credential(request)
             if credential is not None:
                 replica_pin(credential=credential)

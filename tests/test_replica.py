@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 
 import psycopg
 import pytest
@@ -20,12 +21,14 @@ from django.conf import settings as django_settings
 from django.core.cache import caches
 from django.core.signals import request_started
 from django.db import connections, reset_queries
+from django.http import HttpResponse
 from django.test import Client, RequestFactory
 
 from apikeys.services import api_key_revoke
 from axiomatic.ops.dbconfig import replica_database
 from axiomatic.replica import (
     REPLICA_ALIAS,
+    ReplicaPinMiddleware,
     pin_seconds,
     replica_pinned,
     replica_reads,
@@ -288,6 +291,31 @@ def test_write_goes_to_the_primary_and_pins_the_writer(replica, api, make_api, s
     replica.resume_replay()
     replica.wait_for_replay()
     assert fresh in _ids(colleague.get("/companies"))
+
+
+def test_the_pin_follows_writes_not_methods(replica, entity, rf):
+    """A GET that wrote pins its caller; an OPTIONS or a refused POST does not."""
+
+    def pinned_after(method: str, respond) -> bool:
+        _forget_pins()
+        request = getattr(rf, method)("/", headers={"Authorization": f"Bearer ak_{method}"})
+        request.session = {}
+        ReplicaPinMiddleware(respond)(request)
+        return replica_pinned(credential=request_credential(request), entity_id=uuid.uuid4())
+
+    def writes(request):
+        factories.make_company(entity, name="Written by a GET")
+        return HttpResponse("ok")
+
+    assert pinned_after("get", writes)
+    assert not pinned_after("get", lambda request: HttpResponse("ok"))
+    assert not pinned_after("options", lambda request: HttpResponse("ok"))
+    assert not pinned_after("post", lambda request: HttpResponse("no", status=400))
+    assert pinned_after("post", lambda request: HttpResponse("ok", status=201))
+    # The scheme's spelling does not make another credential.
+    lower = rf.get("/", headers={"Authorization": "bearer ak_same"})
+    upper = rf.get("/", headers={"Authorization": "Bearer ak_same"})
+    assert request_credential(lower) == request_credential(upper)
 
 
 def test_a_pin_lasts_at_least_the_lag_a_replica_may_have(settings, rf):
