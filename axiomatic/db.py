@@ -10,6 +10,8 @@ one grep and the SQLite side can be dropped in one change should the demo move t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -36,3 +38,13 @@ def read_alias() -> str:
 def read_connection() -> BaseDatabaseWrapper:
     """The connection raw SQL of a read path uses, so that it follows the ORM to the replica."""
     return connections[_read_alias.get()]
+
+
+@contextmanager
+def reads_from(alias: str) -> Iterator[None]:
+    """The block's reads go to `alias` (`axiomatic.replica` opens the replica's transaction first)."""
+    token = _read_alias.set(alias)
+    try:
+        yield
+    finally:
+        _read_alias.reset(token)

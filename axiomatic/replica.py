@@ -63,7 +63,7 @@ from django.core.cache import cache
 from django.core.exceptions import MiddlewareNotUsed
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
-from axiomatic.db import _read_alias, read_alias
+from axiomatic.db import read_alias, reads_from
 from axiomatic.ops.database import is_database_unavailable
 from axiomatic.rls import ENTITY_SETTING
 from axiomatic.tenancy.database import mark_entered
@@ -256,16 +256,14 @@ def replica_reads(request, *, entity_id) -> Iterator[bool]:
             stack.close()
             yield False
             return
-        token = _read_alias.set(REPLICA_ALIAS)
-        try:
-            mark_entered(http_request, entity_id)  # the check statement set it on the replica
-            yield True
-        except DatabaseError as exc:
-            if is_database_unavailable(exc):
-                _skip(f"failed during a read ({type(exc).__name__})")
-            raise
-        finally:
-            _read_alias.reset(token)
+        with reads_from(REPLICA_ALIAS):
+            try:
+                mark_entered(http_request, entity_id)  # the check statement set it on the replica
+                yield True
+            except DatabaseError as exc:
+                if is_database_unavailable(exc):
+                    _skip(f"failed during a read ({type(exc).__name__})")
+                raise
 
 
 @contextmanager
