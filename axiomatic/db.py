@@ -6,6 +6,10 @@ measurement behind that choice). The features that only PostgreSQL gives (row-le
 maintained counters, the change feed's commit-time numbering, row locks, COPY, bulk INSERT ...
 SELECT) ask `is_postgres()` here, never `connection.vendor`, so each such branch is findable in
 one grep and the SQLite side can be dropped in one change should the demo move to PostgreSQL.
+
+It also says where the current code reads: `read_alias()` is the primary ("default") unless a read
+path routed the request to the streaming replica (`axiomatic.replica`, `reads_from`); raw SQL on
+a read path takes `read_connection()` so that it follows the ORM there.
 """
 
 from __future__ import annotations
