@@ -61,6 +61,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # turns a sign-in lock-out into the sign-in page with 429
     "apikeys.middleware.ApiKeyLastUsedMiddleware",  # records a key's use after the view's transaction
+    "axiomatic.replica.ReplicaPinMiddleware",  # read-your-writes with a replica (not loaded without one)
     "django_htmx.middleware.HtmxMiddleware",
     "axiomatic.middleware.ApiErrorMiddleware",
     "axiomatic.idempotency.IdempotencyMiddleware",  # innermost, still outside the view's transaction
@@ -113,6 +114,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         connect_timeout=DB_CONNECT_TIMEOUT_SECONDS,
         statement_timeout_ms=DB_STATEMENT_TIMEOUT_MS,
     )
+# A PostgreSQL streaming replica for the read paths (axiomatic/replica.py, docs/scaling.md): lists,
+# details, the dashboard and the board read there; writes, and a caller's reads for
+# REPLICA_PIN_SECONDS after its own write, stay on the primary; a replica that is down or lags more
+# than REPLICA_MAX_LAG_SECONDS is skipped for REPLICA_RETRY_SECONDS.
+DATABASE_REPLICA_URL = env_str("DATABASE_REPLICA_URL", "").strip()
+REPLICA_PIN_SECONDS = env_float("REPLICA_PIN_SECONDS", 5.0)
+REPLICA_MAX_LAG_SECONDS = env_float("REPLICA_MAX_LAG_SECONDS", 2.0)
+REPLICA_RETRY_SECONDS = env_float("REPLICA_RETRY_SECONDS", 5.0)
+DATABASE_ROUTERS = ["axiomatic.replica.ReplicaRouter"]
+if DATABASE_REPLICA_URL:
+    from axiomatic.ops.dbconfig import replica_database
+
+    if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured("DATABASE_REPLICA_URL needs DATABASE_URL on PostgreSQL")
+    DATABASES["replica"] = replica_database(dj_database_url.parse(DATABASE_REPLICA_URL), primary=DATABASES["default"])
 # Row-level security (axiomatic/rls.py): PostgreSQL connections `SET ROLE` to this role, which owns
 # no table and cannot bypass RLS. "" keeps the login user (RLS still applies unless it is a superuser).
 DB_APP_ROLE = env_str("DB_APP_ROLE", "axiomatic_app").strip()

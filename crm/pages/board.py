@@ -1,8 +1,8 @@
 """Board and lead pages (server-rendered; htmx partials for columns, "load more" and the timeline).
 
-These views only read. Every write (moving a lead, creating one, logging an activity) goes from
-the page's JavaScript to the JSON API with the session, so the board and API clients share one
-service and one set of rules.
+These views only read (on the streaming replica when one is configured: `axiomatic.replica`).
+Every write (moving a lead, creating one, logging an activity) goes from the page's JavaScript to
+the JSON API with the session, so the board and API clients share one service and one set of rules.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from axiomatic.pages import entity_page
+from axiomatic.replica import reads_from_replica
 from crm.choices import ActivityType, StageKind
 from crm.models import Lead, PipelineStage
 from crm.selectors import board as board_selectors
@@ -58,6 +59,7 @@ def _stages(request) -> list[PipelineStage]:
 
 @require_GET
 @entity_page
+@reads_from_replica
 def board(request):
     """`/crm/board`: one column per stage, in order, with counts, totals and the first cards."""
     filters = BoardFilters.from_request(request)
@@ -81,6 +83,7 @@ def _stage_or_404(stages: list[PipelineStage], stage_id) -> PipelineStage:
 
 @require_GET
 @entity_page
+@reads_from_replica
 def board_column(request, stage_id):
     """htmx partial: one column, re-rendered after a card moved in or out of it."""
     filters = BoardFilters.from_request(request)
@@ -92,6 +95,7 @@ def board_column(request, stage_id):
 
 @require_GET
 @entity_page
+@reads_from_replica
 def board_column_cards(request, stage_id):
     """htmx partial: the next page of one column's cards ("Load more")."""
     filters = BoardFilters.from_request(request)
@@ -133,6 +137,7 @@ def _lead_or_404(request, lead_id, *, last_reply: bool = False) -> Lead:
 
 @require_GET
 @entity_page
+@reads_from_replica
 def lead_detail(request, lead_id):
     """`/crm/leads/{id}`: the lead's fields, its timeline (newest first) and a log-activity form."""
     lead = _lead_or_404(request, lead_id, last_reply=True)
@@ -147,6 +152,7 @@ def lead_detail(request, lead_id):
 
 @require_GET
 @entity_page
+@reads_from_replica
 def lead_timeline(request, lead_id):
     """htmx partial: a page of the timeline (page 1 after logging an activity, later pages on demand)."""
     lead = _lead_or_404(request, lead_id)
