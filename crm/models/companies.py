@@ -35,6 +35,8 @@ class Company(TenantModel):
     country = models.CharField(max_length=2, blank=True)
     notes = models.TextField(blank=True)
     archived_at = models.DateTimeField(null=True, blank=True)
+    # Values of the entity's custom fields, keyed by definition (crm.models.custom_fields).
+    custom_fields = models.JSONField(default=dict, blank=True)
 
     class Meta:
         verbose_name_plural = "companies"

@@ -26,6 +26,8 @@ class Contact(TenantModel):
     linkedin_url = models.CharField(max_length=500, blank=True)
     notes = models.TextField(blank=True)
     companies = models.ManyToManyField("crm.Company", through="crm.CompanyMembership", related_name="contacts")
+    # Values of the entity's custom fields, keyed by definition (crm.models.custom_fields).
+    custom_fields = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["last_name", "first_name", "id"]
