@@ -2,19 +2,28 @@
 find records by a custom field's value (filters, option usage, uniqueness).
 
 Definitions are read on every request that shows a company, contact or lead (`customFields` holds
-every defined key), so they are cached for the duration of one request or task per entity and
-object type: one query however many fields and rows, and never stale across requests. The cache
-is dropped when a request or Celery task starts and whenever this process writes a definition.
+every defined key). A list page costs a pinned number of SQL queries whatever it shows, so the
+definitions come from the shared cache (Redis) under a *generation* that every definition write
+replaces (right away and again when it commits): a reader never keeps an old generation, and one
+that raced a write stored its rows under a generation nobody reads any more. Within one request or
+task they are read once (thread memory, dropped when a request or task starts). The thread that
+writes a definition reads its entity's from the database until the transaction ends; without a
+shared cache (the demo's per-process memory) every request reads them with one query.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import uuid
 from decimal import Decimal
 from typing import Any
 
+from django.core.cache import caches
+from django.core.cache.backends.dummy import DummyCache
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.signals import request_finished, request_started
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import DecimalField, Q
 from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
@@ -32,7 +41,11 @@ OBJECT_MODELS: dict[str, type] = {
 }
 MODEL_OBJECT_TYPES = {model: object_type for object_type, model in OBJECT_MODELS.items()}
 
+logger = logging.getLogger("crm.custom_fields")
 _local = threading.local()
+CACHE_SECONDS = 3600
+_GENERATION_KEY = "crm:custom-fields:generation:{entity}"
+_DEFINITIONS_KEY = "crm:custom-fields:definitions:{entity}:{generation}"
 
 
 def _cache() -> dict:
@@ -42,15 +55,57 @@ def _cache() -> dict:
     return cache
 
 
+def _dirty() -> set:
+    dirty = getattr(_local, "dirty", None)
+    if dirty is None:
+        dirty = _local.dirty = set()
+    return dirty
+
+
 def definitions_cache_clear(**_kwargs: Any) -> None:
-    """Forget every cached definition of this thread (a request or task starts, a definition changed)."""
+    """Forget every cached definition of this thread (a request or task starts or ends)."""
     _local.definitions = {}
+    _local.dirty = set()
+
+
+def _shared_cache():
+    """The cache every process shares (Redis), or None: a per-process cache could not be told
+    that another process changed a definition."""
+    cache = caches["default"]
+    return None if isinstance(cache, LocMemCache | DummyCache) else cache
+
+
+def definitions_changed(entity) -> None:
+    """A definition of `entity` is being written: this thread reads the entity's definitions from
+    the database until the transaction ends, and the shared cache moves to a new generation when
+    it commits (and right now, so nobody keeps the old one)."""
+    entity_id = str(getattr(entity, "pk", entity))
+    _cache().pop(entity_id, None)
+    _dirty().add(entity_id)
+    _new_generation(entity_id)
+    transaction.on_commit(lambda: _new_generation(entity_id), robust=True)
+    transaction.on_commit(lambda: _dirty().discard(entity_id), robust=True)
+
+
+def _new_generation(entity_id: str) -> None:
+    _cache().pop(entity_id, None)
+    shared = _shared_cache()
+    if shared is None:
+        return
+    try:
+        shared.set(_GENERATION_KEY.format(entity=entity_id), uuid.uuid4().hex, None)
+    except Exception:  # pragma: no cover - Redis down: readers fall back to the database too
+        logger.warning("Could not invalidate the custom field cache of entity %s", entity_id)
+
+
+def _changed_by_orm(sender, instance: CustomField, **_kwargs: Any) -> None:
+    definitions_changed(instance.entity_id)
 
 
 request_started.connect(definitions_cache_clear, dispatch_uid="crm.custom_fields.request_started")
 request_finished.connect(definitions_cache_clear, dispatch_uid="crm.custom_fields.request_finished")
-post_save.connect(definitions_cache_clear, sender=CustomField, dispatch_uid="crm.custom_fields.saved")
-post_delete.connect(definitions_cache_clear, sender=CustomField, dispatch_uid="crm.custom_fields.deleted")
+post_save.connect(_changed_by_orm, sender=CustomField, dispatch_uid="crm.custom_fields.saved")
+post_delete.connect(_changed_by_orm, sender=CustomField, dispatch_uid="crm.custom_fields.deleted")
 try:  # a worker's task starts with fresh definitions too
     from celery.signals import task_prerun
 
@@ -64,16 +119,45 @@ def object_type_of(model_or_instance) -> str:
     return MODEL_OBJECT_TYPES[model._meta.concrete_model]
 
 
+def _load(entity_id: str) -> dict[str, tuple[CustomField, ...]]:
+    by_type: dict[str, list[CustomField]] = {object_type: [] for object_type in OBJECT_MODELS}
+    for definition in CustomField.objects.for_entity(entity_id).order_by("object_type", "sort_order", "id"):
+        by_type.setdefault(definition.object_type, []).append(definition)
+    return {object_type: tuple(rows) for object_type, rows in by_type.items()}
+
+
+def _entity_definitions(entity_id: str) -> dict[str, tuple[CustomField, ...]]:
+    """All definitions of the entity by object type: from this request's memory, else the shared
+    cache (two Redis reads, no SQL: a list page stays at its pinned query count), else one query."""
+    shared = _shared_cache()
+    if shared is None or entity_id in _dirty():
+        return _load(entity_id)
+    try:
+        generation_key = _GENERATION_KEY.format(entity=entity_id)
+        generation = shared.get(generation_key)
+        if generation is None:
+            shared.add(generation_key, uuid.uuid4().hex, None)
+            generation = shared.get(generation_key)
+        key = _DEFINITIONS_KEY.format(entity=entity_id, generation=generation)
+        found = shared.get(key)
+        if found is not None:
+            return found
+        loaded = _load(entity_id)
+        shared.set(key, loaded, CACHE_SECONDS)
+        return loaded
+    except Exception:  # Redis unavailable: the database answers
+        logger.warning("Custom field cache unavailable; reading definitions from the database", exc_info=True)
+        return _load(entity_id)
+
+
 def definitions_for(*, entity, object_type: str) -> tuple[CustomField, ...]:
-    """The entity's definitions for one object type in `sortOrder` (cached for the request)."""
-    entity_id = getattr(entity, "pk", entity)
-    key = (str(entity_id), object_type)
+    """The entity's definitions for one object type in `sortOrder`: read once per request or task
+    (no query at all when the shared cache has them), never stale across requests."""
+    entity_id = str(getattr(entity, "pk", entity))
     cache = _cache()
-    if key not in cache:
-        cache[key] = tuple(
-            CustomField.objects.for_entity(entity_id).filter(object_type=object_type).order_by("sort_order", "id")
-        )
-    return cache[key]
+    if entity_id not in cache:
+        cache[entity_id] = _entity_definitions(entity_id)
+    return cache[entity_id].get(object_type, ())
 
 
 def definitions_by_key(*, entity, object_type: str) -> dict[str, CustomField]:

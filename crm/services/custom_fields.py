@@ -48,7 +48,7 @@ from crm.models import CustomField
 from crm.models.custom_fields import CustomFieldObjectType, CustomFieldType
 from crm.selectors.custom_fields import (
     OBJECT_MODELS,
-    definitions_cache_clear,
+    definitions_changed,
     definitions_for,
     equals_q,
     object_type_of,
@@ -634,7 +634,7 @@ def custom_field_create(
         _unique_index(definition)
     if sort_order is not None:
         _move(definition, sort_order)
-    definitions_cache_clear()
+    definitions_changed(definition.entity_id)
     return definition
 
 
@@ -702,7 +702,7 @@ def custom_field_update(*, definition: CustomField, **fields: Any) -> CustomFiel
     if "sort_order" in fields:
         _move(definition, fields["sort_order"])
         definition.refresh_from_db(fields=["sort_order"])
-    definitions_cache_clear()
+    definitions_changed(definition.entity_id)
     return definition
 
 
@@ -722,7 +722,7 @@ def custom_field_delete(*, definition: CustomField) -> None:
     for index, row in enumerate(remaining):
         row.sort_order = index
     CustomField.objects.bulk_update([row for row in remaining], ["sort_order"])
-    definitions_cache_clear()
+    definitions_changed(definition.entity_id)
     args = (str(definition.entity_id), definition.object_type, definition.storage_key)
     transaction.on_commit(lambda: _purge_enqueue(*args), robust=True)
 
