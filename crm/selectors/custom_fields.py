@@ -27,7 +27,7 @@ from django.db import connection, transaction
 from django.db.models import DecimalField, Q
 from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, Collate
 from django.db.models.signals import post_delete, post_save
 
 from axiomatic.db import is_postgres
@@ -222,7 +222,9 @@ def ordered_value(definition: CustomField):
             KeyTextTransform("amount", KeyTransform(skey, "custom_fields")),
             DecimalField(max_digits=30, decimal_places=2),
         )
-    return KeyTextTransform(skey, "custom_fields")
+    text = KeyTextTransform(skey, "custom_fields")
+    # Dates and UTC timestamps are fixed-width text: byte order is time order (no locale rules).
+    return Collate(text, "C") if is_postgres(connection) else text
 
 
 def range_q(queryset, definition: CustomField, *, lookup: str, bound: Any):

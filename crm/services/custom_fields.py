@@ -331,6 +331,37 @@ def custom_field_value_normalise(definition: CustomField, raw: Any) -> Any:
         raise errors.Invalid(f"customFields.{definition.key}: {refused}", field=error_field(definition.key)) from None
 
 
+def custom_field_filter_value(definition: CustomField, raw: str, *, bound: bool) -> Any:
+    """A filter's query-string value (`cf.<key>=...`) in the stored form it is compared with, by the
+    same normalisers as the values (`Invalid` with one sentence when malformed). `bound`: for
+    `.gte`/`.lte`, numbers and amounts come back as Decimals."""
+    kind = definition.type
+    if raw is None or (raw.strip() == "" and kind != CustomFieldType.TEXT) or raw == "":
+        raise errors.Invalid("Give a value (use cf.<key>.empty=true for records without one).")
+    try:
+        if kind == CustomFieldType.BOOLEAN:
+            if raw not in ("true", "false"):
+                raise _Refused("Must be true or false.")
+            return raw == "true"
+        if kind == CustomFieldType.NUMBER:
+            value = number_normalise(raw)
+            return Decimal(value) if bound else value
+        if kind == CustomFieldType.CURRENCY:
+            value = amount_normalise(raw)
+            return Decimal(value) if bound else value
+        if kind == CustomFieldType.DATETIME:
+            # An unencoded "+" of an offset arrives as a space.
+            return datetime_normalise(re.sub(r" (?=[0-9]{2}:?[0-9]{2}$)", "+", raw))
+        if kind == CustomFieldType.MULTISELECT:
+            return _option(definition, raw)
+        value = VALIDATORS[kind](definition, raw)
+    except _Refused as refused:
+        raise errors.Invalid(str(refused)) from None
+    if value is None:
+        raise errors.Invalid("Give a value (use cf.<key>.empty=true for records without one).")
+    return value
+
+
 @dataclass
 class ValueChanges:
     """What a write does to a record's custom fields: values to set and keys to clear (stored form)."""
@@ -778,6 +809,7 @@ __all__ = [
     "ValueChanges",
     "custom_field_create",
     "custom_field_delete",
+    "custom_field_filter_value",
     "custom_field_holders",
     "custom_field_update",
     "custom_field_value_normalise",
