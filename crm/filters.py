@@ -12,6 +12,7 @@ from datetime import datetime, time, timedelta
 import django_filters
 from django.db.models import Q
 from django.utils import timezone
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter
 
 from axiomatic import errors
 from axiomatic.filters import OwnerFilter, StrictFilterSet, SubstringFilter
@@ -41,11 +42,29 @@ CUSTOM_FIELD_FILTER_HELP = (
 )
 
 
+CUSTOM_FIELD_PARAMETER = OpenApiParameter(
+    "cf",
+    {"type": "object", "additionalProperties": {"type": "string"}},
+    OpenApiParameter.QUERY,
+    required=False,
+    style="deepObject",
+    explode=True,
+    description=CUSTOM_FIELD_FILTER_HELP,
+    examples=[
+        OpenApiExample("Equality", value={"tier": "emea"}),
+        OpenApiExample("Range", value={"seats.gte": "10", "seats.lte": "50"}),
+        OpenApiExample("Unset", value={"renewal.empty": "true"}),
+    ],
+)
+
+
 class CustomFieldFilters:
     """`cf.<key>`, `cf.<key>.gte`, `cf.<key>.lte`, `cf.<key>.empty` on a list of companies, contacts
     or leads: the parameters are as many as the entity has fields, so they are read from the query
     here rather than declared. Values are parsed by the custom field service's own normalisers into
     the stored form, so equality is one `@>` containment served by the GIN index (CONTRACT §13)."""
+
+    openapi_parameters = (CUSTOM_FIELD_PARAMETER,)
 
     def _custom_conditions(self) -> tuple[list, dict[str, str]]:
         if hasattr(self, "_cf_parsed"):
