@@ -43,7 +43,7 @@ class CustomFieldValuesFormMixin(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         instance = self.instance
-        current = custom_fields_represent(instance) if instance.pk else {}
+        current = custom_fields_represent(instance) if not instance._state.adding else {}
         self._custom_before = current
         self.initial["custom_fields"] = current
 
@@ -55,7 +55,8 @@ class CustomFieldValuesFormMixin(forms.Form):
             raise forms.ValidationError('Enter an object such as {"key": "value"}.')
         changed = {key: item for key, item in value.items() if self._custom_before.get(key, ...) != item}
         changed.update({key: None for key in self._custom_before if key not in value and self._custom_before[key]})
-        entity = self.instance.entity_id if self.instance.pk else getattr(self.cleaned_data.get("entity"), "pk", None)
+        adding = self.instance._state.adding
+        entity = getattr(self.cleaned_data.get("entity"), "pk", None) if adding else self.instance.entity_id
         if entity is None:
             return changed
         try:
@@ -63,7 +64,7 @@ class CustomFieldValuesFormMixin(forms.Form):
                 entity=entity,
                 object_type=object_type_of(self._meta.model),
                 values=changed,
-                partial=bool(self.instance.pk),
+                partial=not adding,
             )
         except errors.Invalid as invalid:
             raise forms.ValidationError(
@@ -81,6 +82,7 @@ def lead_custom_fields_apply(lead, values) -> None:
 
 
 class CustomFieldAdminForm(forms.ModelForm):
+    sort_order = forms.IntegerField(min_value=0, required=False, help_text="0-based position; default last.")
     options = forms.JSONField(
         required=False,
         help_text='select and multiselect: [{"value": "emea", "label": "EMEA"}, ...]',
