@@ -108,17 +108,23 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="company",
             name="custom_fields",
-            field=models.JSONField(blank=True, default=dict),
+            field=models.JSONField(
+                blank=True, db_default=models.Value({}, output_field=models.JSONField()), default=dict
+            ),
         ),
         migrations.AddField(
             model_name="contact",
             name="custom_fields",
-            field=models.JSONField(blank=True, default=dict),
+            field=models.JSONField(
+                blank=True, db_default=models.Value({}, output_field=models.JSONField()), default=dict
+            ),
         ),
         migrations.AddField(
             model_name="lead",
             name="custom_fields",
-            field=models.JSONField(blank=True, default=dict),
+            field=models.JSONField(
+                blank=True, db_default=models.Value({}, output_field=models.JSONField()), default=dict
+            ),
         ),
         migrations.CreateModel(
             name="CustomField",
