@@ -24,7 +24,7 @@ from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.signals import request_finished, request_started
 from django.db import connection, transaction
-from django.db.models import DecimalField, Q
+from django.db.models import BooleanField, DecimalField, F, Func, JSONField, Q, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Collate
@@ -205,6 +205,25 @@ def equals_q(definition: CustomField, stored: Any) -> Q:
     if kind == CustomFieldType.CURRENCY:
         return Q(**{f"custom_fields__{skey}__amount": stored})
     return Q(**{f"custom_fields__{skey}": stored})
+
+
+class _Contains(Func):
+    """`jsonb_contains(custom_fields, probe)`: what `@>` computes, as a function call, which no
+    index condition matches (PostgreSQL only uses operator clauses with an index)."""
+
+    function = "jsonb_contains"
+    output_field = BooleanField()
+
+
+def equals_walk_q(definition: CustomField, stored: Any):
+    """The same records as `equals_q`, written so no index serves it: for a value so common that
+    reading the list in its order (or the table, for the capped count) meets matches at once, while
+    the GIN index would first collect every match (200,000 for one option in five at a million).
+    PostgreSQL only (the one caller checks)."""
+    probe: Any = [stored] if definition.type == CustomFieldType.MULTISELECT else stored
+    if definition.type == CustomFieldType.CURRENCY:
+        probe = {"amount": stored}
+    return _Contains(F("custom_fields"), Value({definition.storage_key: probe}, output_field=JSONField()))
 
 
 def definition_table(definition: CustomField) -> str:

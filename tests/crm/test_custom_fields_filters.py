@@ -198,6 +198,29 @@ def test_list_query_count_does_not_grow_with_the_number_of_fields(api, count):
     assert [row["name"] for row in response.json()["companies"]] == ["C1"]
     with CaptureQueriesContext(connection) as unfiltered:
         assert len(api.get("/companies").json()["companies"]) == 5
-    # entity, key, page: as without custom fields
-    assert len(_statements(filtered.captured_queries)) <= 3, filtered.captured_queries
+    # entity, key, page: as without custom fields; an equality filter adds one planning-only
+    # EXPLAIN (index or ordered walk, see CustomFieldFilters._equal)
+    statements = _statements(filtered.captured_queries)
+    assert len(statements) <= 4 and sum(sql.startswith("EXPLAIN") for sql in statements) == 1, statements
     assert len(_statements(unfiltered.captured_queries)) <= 3, unfiltered.captured_queries
+
+
+def test_a_common_value_is_found_by_walking_the_list_and_a_rare_one_through_the_index(api, monkeypatch):
+    from crm import filters
+
+    define(api, "tier", "select", options=OPTIONS)
+    define(api, "markets", "multiselect", options=OPTIONS)
+    for index in range(6):
+        values = {"tier": "emea" if index % 3 else "apac", "markets": ["apac"]}
+        api.post("/companies", {"name": f"C{index}", "customFields": values})
+    expected = ["C1", "C2", "C4", "C5"]
+    with CaptureQueriesContext(connection) as indexed:
+        assert names(api.get("/companies", {"cf.tier": "emea"})) == expected
+    assert any("@>" in q["sql"] for q in indexed.captured_queries)
+    monkeypatch.setattr(filters, "COMMON_MATCHES", 0)  # as if PostgreSQL expected many matches
+    with CaptureQueriesContext(connection) as walked:
+        assert names(api.get("/companies", {"cf.tier": "emea"})) == expected
+        assert names(api.get("/companies", {"cf.markets": "emea"})) == []
+        assert len(names(api.get("/companies", {"cf.markets": "apac"}))) == 6
+    page_sql = [q["sql"] for q in walked.captured_queries if '"crm_company"' in q["sql"] and "EXPLAIN" not in q["sql"]]
+    assert page_sql and all("jsonb_contains" in sql and "@>" not in sql for sql in page_sql), page_sql
