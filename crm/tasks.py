@@ -28,6 +28,7 @@ from crm.email.inbound import (
 from crm.email.queue import email_enqueue
 from crm.email.stuck import emails_check_stuck
 from crm.models import OutboundEmail, OutboundEmailConnection
+from crm.services.custom_fields import custom_field_values_purge
 
 SEND_SOFT_TIME_LIMIT = 120
 SEND_TIME_LIMIT = 150
@@ -52,6 +53,16 @@ def send_outbound_email(email_id: str) -> str:
     if result.outcome == "retry":
         email_enqueue(email_id=email_id, countdown=result.retry_in)
     return result.outcome
+
+
+@shared_task(
+    name="crm.purge_custom_field_values", acks_late=True, soft_time_limit=1800, time_limit=1900, ignore_result=True
+)
+def purge_custom_field_values(entity_id: str, object_type: str, storage_key: str) -> int:
+    """Remove a deleted custom field's orphaned values (already invisible) from the entity's records,
+    in batches; idempotent, so a redelivery only finds less to clean."""
+    with entity_scope(entity_id):
+        return custom_field_values_purge(entity_id=entity_id, object_type=object_type, storage_key=storage_key)
 
 
 @shared_task(name="crm.check_stuck_outbound_emails", ignore_result=True, soft_time_limit=60, time_limit=90)

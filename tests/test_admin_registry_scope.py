@@ -25,6 +25,7 @@ from axiomatic.admin import StaffScopeMixin, entity_lookup
 from axiomatic.models import Entity, User
 from crm.models import Lead, OutboundEmail, OutboundEmailConnection
 from crm.services.actors import Actor
+from crm.services.custom_fields import custom_field_create
 from crm.services.leads import lead_save_new
 from tests import factories
 from tests.rls_support import app_context
@@ -113,6 +114,7 @@ def _populate(entity: Entity, owner: User, tag: str) -> None:
         attempted_at=timezone.now(),
     )
     factories.make_key(entity, owner, name=f"{tag} key")
+    custom_field_create(entity=entity, object_type="company", key="tier", label=f"{tag} tier", type="text")
 
 
 @pytest.fixture
