@@ -59,6 +59,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import psycopg
 import requests
 
+from bench import custom_fields as bench_custom_fields
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ax_bench_data"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -1323,6 +1325,14 @@ def run(args) -> int:
                 entity = data.small if spec.entity == "small" else data.large
                 results[spec.key].sql_ms = sql.time(spec.sql, spec.sql_params, entity, max(5, min(args.samples, 20)))
 
+        log("custom fields: page 1 with and without, cf.<key>= against role=, create with values")
+        cf_key = command(
+            "create_api_key", "--entity", data.large, "--scopes", "read:crm,write:crm", "--expires-in-days", "1"
+        )["key"]
+        meta["custom_fields"] = bench_custom_fields.measure(
+            port=port, key=cf_key, entity=data.large, other=data.small, connect=connect, url=args.database_url,
+            samples=max(5, args.samples),
+        )  # fmt: skip
         page1 = f"/api/crm/companies?entityId={data.large}"
         log("where companies page 1 spends its time (in process, cProfile)")
         meta["breakdown"] = request_breakdown(env, page1, keys["large"])
@@ -1345,6 +1355,8 @@ def run(args) -> int:
             log(f"the app's log is kept in {log_dir}")
     meta["load_after"] = load_average()
     text = report(args=args, data=data, results=results, specs=specs, closed=closed, fixed=fixed, meta=meta)
+    if meta.get("custom_fields"):
+        text = text.rstrip("\n") + "\n\n" + bench_custom_fields.section(meta["custom_fields"])
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text + kept_sections(output))
