@@ -3,6 +3,7 @@
 from crm.models.activities import Activity
 from crm.models.companies import Company
 from crm.models.contacts import CompanyMembership, Contact
+from crm.models.imports import Import, ImportFileSlice, ImportRowError
 from crm.models.email import (
     OutboundEmail,
     OutboundEmailConnection,
@@ -15,6 +16,9 @@ __all__ = [
     "Company",
     "CompanyMembership",
     "Contact",
+    "Import",
+    "ImportFileSlice",
+    "ImportRowError",
     "Lead",
     "LeadEvent",
     "OutboundEmail",
