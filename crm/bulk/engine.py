@@ -90,6 +90,7 @@ class Item:
     error: str | None = None
     details: dict | None = None
     existing: Model | None = None  # the matched record (locked)
+    clear: tuple[str, ...] = ()  # fields to clear when the item updates a record (import's clearEmpty)
     instance: Model | None = None
     validated: dict | None = None
     changed: set = field(default_factory=set)
@@ -623,6 +624,9 @@ class BulkWriter:
                 item.existing = None
             elif item.existing is not None and options.on_match == "skip" and options.operation == UPSERT:
                 item.outcome, item.status = "skipped", 200
+            elif item.existing is None and match_on == "id" and item.key is not None:
+                name = adapter.model._meta.verbose_name
+                item.fail(404, {"error": f"No {name} with id {item.key} exists in this entity."})
         if options.operation == DELETE:
             self._delete([item for item in items if not item.done])
             return
@@ -682,6 +686,9 @@ class BulkWriter:
         partial = item.existing is not None
         serializer = adapter.serializer(partial=partial, prefetched=prefetched)
         body = {key: value for key, value in item.body.items() if not (partial and key == "id")}
+        if partial and item.clear:
+            fields = serializer.fields
+            body.update({name: None if fields[name].allow_null else "" for name in item.clear if name in fields})
         serializer.initial_data = body
         serializer.instance = item.existing
         try:

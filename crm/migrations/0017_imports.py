@@ -7,88 +7,134 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('axiomatic', '0007_change_feed_numbering_by_id'),
-        ('crm', '0015_all_tasks_by_due_index'),
+        ("axiomatic", "0007_change_feed_numbering_by_id"),
+        ("crm", "0015_all_tasks_by_due_index"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Import',
+            name="Import",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('object_type', models.CharField(max_length=10)),
-                ('file_name', models.CharField(max_length=255)),
-                ('file_size', models.BigIntegerField(default=0)),
-                ('options', models.JSONField(default=dict)),
-                ('headers', models.JSONField(default=list)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='queued', max_length=10)),
-                ('dry_run', models.BooleanField(default=False)),
-                ('total_rows', models.IntegerField(default=0)),
-                ('processed_rows', models.IntegerField(default=0)),
-                ('created', models.IntegerField(default=0)),
-                ('updated', models.IntegerField(default=0)),
-                ('unchanged', models.IntegerField(default=0)),
-                ('skipped', models.IntegerField(default=0)),
-                ('failed', models.IntegerField(default=0)),
-                ('actor_type', models.CharField(default='user', max_length=10)),
-                ('actor_id', models.CharField(blank=True, max_length=64, null=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('error', models.TextField(blank=True, null=True)),
-                ('checkpoint_offset', models.BigIntegerField(default=0)),
-                ('lease_token', models.UUIDField(blank=True, null=True)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('entity', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='axiomatic.entity')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("object_type", models.CharField(max_length=10)),
+                ("file_name", models.CharField(max_length=255)),
+                ("file_size", models.BigIntegerField(default=0)),
+                ("options", models.JSONField(default=dict)),
+                ("headers", models.JSONField(default=list)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("dry_run", models.BooleanField(default=False)),
+                ("total_rows", models.IntegerField(default=0)),
+                ("processed_rows", models.IntegerField(default=0)),
+                ("created", models.IntegerField(default=0)),
+                ("updated", models.IntegerField(default=0)),
+                ("unchanged", models.IntegerField(default=0)),
+                ("skipped", models.IntegerField(default=0)),
+                ("failed", models.IntegerField(default=0)),
+                ("actor_type", models.CharField(default="user", max_length=10)),
+                ("actor_id", models.CharField(blank=True, max_length=64, null=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("error", models.TextField(blank=True, null=True)),
+                ("checkpoint_offset", models.BigIntegerField(default=0)),
+                ("lease_token", models.UUIDField(blank=True, null=True)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "entity",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="axiomatic.entity"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='ImportFileSlice',
+            name="ImportFileSlice",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('number', models.IntegerField()),
-                ('data', models.BinaryField()),
-                ('entity', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='axiomatic.entity')),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='slices', to='crm.import')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("number", models.IntegerField()),
+                ("data", models.BinaryField()),
+                (
+                    "entity",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="axiomatic.entity"
+                    ),
+                ),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="slices", to="crm.import"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ImportRowError',
+            name="ImportRowError",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('row', models.IntegerField()),
-                ('column', models.CharField(blank=True, max_length=255)),
-                ('message', models.TextField()),
-                ('cells', models.JSONField(default=list)),
-                ('entity', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='axiomatic.entity')),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='row_errors', to='crm.import')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("row", models.IntegerField()),
+                ("column", models.CharField(blank=True, max_length=255)),
+                ("message", models.TextField()),
+                ("cells", models.JSONField(default=list)),
+                (
+                    "entity",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="axiomatic.entity"
+                    ),
+                ),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="row_errors", to="crm.import"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['row', 'id'],
+                "ordering": ["row", "id"],
             },
         ),
         migrations.AddIndex(
-            model_name='import',
-            index=models.Index(fields=['entity', '-created_at', 'id'], name='import_entity_created_idx'),
+            model_name="import",
+            index=models.Index(fields=["entity", "-created_at", "id"], name="import_entity_created_idx"),
         ),
         migrations.AddIndex(
-            model_name='import',
-            index=models.Index(fields=['entity', 'status'], name='import_entity_status_idx'),
+            model_name="import",
+            index=models.Index(fields=["entity", "status"], name="import_entity_status_idx"),
         ),
         migrations.AddConstraint(
-            model_name='importfileslice',
-            constraint=models.UniqueConstraint(fields=('job', 'number'), name='import_slice_uniq'),
+            model_name="importfileslice",
+            constraint=models.UniqueConstraint(fields=("job", "number"), name="import_slice_uniq"),
         ),
         migrations.AddIndex(
-            model_name='importrowerror',
-            index=models.Index(fields=['job', 'row', 'id'], name='import_error_job_row_idx'),
+            model_name="importrowerror",
+            index=models.Index(fields=["job", "row", "id"], name="import_error_job_row_idx"),
         ),
     ]

@@ -3,11 +3,11 @@
 from crm.models.activities import Activity
 from crm.models.companies import Company
 from crm.models.contacts import CompanyMembership, Contact
-from crm.models.imports import Import, ImportFileSlice, ImportRowError
 from crm.models.email import (
     OutboundEmail,
     OutboundEmailConnection,
 )
+from crm.models.imports import Import, ImportFileSlice, ImportRowError
 from crm.models.leads import Lead, LeadEvent
 from crm.models.pipeline import PipelineFigure, PipelineStage
 
