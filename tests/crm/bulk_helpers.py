@@ -21,7 +21,9 @@ def upload(api, content: str | bytes, *, name: str = "people.csv", **fields):
     data = content.encode() if isinstance(content, str) else content
     form = {"file": SimpleUploadedFile(name, data, content_type="text/csv")}
     for key, value in fields.items():
-        form[key] = json.dumps(value) if isinstance(value, dict) else str(value).lower() if isinstance(value, bool) else value
+        form[key] = (
+            json.dumps(value) if isinstance(value, dict) else str(value).lower() if isinstance(value, bool) else value
+        )
     query = urlencode({"entityId": str(api.entity.pk)})
     return api.client.post(f"/api/crm/imports?{query}", data=form, headers=api._headers(None))
 

@@ -71,7 +71,7 @@ def test_contacts_leads_and_activities_export(api, entity):
 
 
 def test_an_export_imported_with_match_on_id_changes_nothing(api, entity, user, django_capture_on_commit_callbacks):
-    acme = factories.make_company(entity, name="Acme", domain="acme.example", notes="Line one\nLine two, quoted \"x\"")
+    acme = factories.make_company(entity, name="Acme", domain="acme.example", notes='Line one\nLine two, quoted "x"')
     factories.make_company(entity, name="Plain", status="inactive", owner=user, country="DE")
     ada = factories.make_contact(entity, first_name="Ada", email="ada@example.com", company=acme, owner=user)
     factories.make_contact(entity, last_name="Only")

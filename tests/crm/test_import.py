@@ -268,7 +268,7 @@ def test_an_unknown_stage_is_a_row_error_with_the_apis_message(api, imported, en
 
 
 def test_a_file_that_is_not_utf8_is_refused_naming_the_line(api):
-    content = "name,domain\nGood,good.example\n".encode() + "Caf\u00e9,bad.example\n".encode("latin-1")
+    content = b"name,domain\nGood,good.example\n" + "Caf\u00e9,bad.example\n".encode("latin-1")
     body = assert_error(upload(api, content, objectType="company"), 400)
     assert "UTF-8" in body["error"] and "line 3" in body["error"]
     assert not Import.objects.exists()
