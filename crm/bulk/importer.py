@@ -348,6 +348,8 @@ def import_run(*, import_id, token: str | None) -> RunResult:
             )
         if time.monotonic() > deadline:
             return RunResult("continue", token)
+        if settings.IMPORT_CHUNK_PAUSE_SECONDS:
+            time.sleep(settings.IMPORT_CHUNK_PAUSE_SECONDS)
 
 
 def _finish(job: Import, token: str, *, status: str, error: str | None = None) -> None:
