@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -306,7 +307,7 @@ def _json_types(serializer_class) -> dict[str, str]:
 # --- running a job ----------------------------------------------------------------------------------
 
 
-def import_run(*, import_id, token: str | None) -> RunResult:
+def import_run(*, import_id, token: str | None, progress: Callable[[int], None] | None = None) -> RunResult:
     """Claim the job and apply chunks until it is done, stopped, or `IMPORT_RUN_SECONDS` are up
     (then the caller queues the continuation with the returned token). Call inside the job's
     `entity_scope`."""
@@ -346,6 +347,8 @@ def import_run(*, import_id, token: str | None) -> RunResult:
                 heartbeat_at=timezone.now(),
                 **{name: getattr(locked, name) + value for name, value in counts.items()},
             )
+        if progress is not None:
+            progress(number)
         if time.monotonic() > deadline:
             return RunResult("continue", token)
         if settings.IMPORT_CHUNK_PAUSE_SECONDS:

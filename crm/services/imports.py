@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import re
 import uuid
@@ -285,9 +284,11 @@ def import_create(
     chunks: Iterable[bytes],
     file_name: str,
     request: ImportRequest,
+    kick: bool = True,
 ) -> Import:
     """Check and store an uploaded CSV and queue its import (after commit). `actor` is who the
-    change feed will name (`axiomatic.changes.actor_ref` of the request)."""
+    change feed will name (`axiomatic.changes.actor_ref` of the request); `kick=False` leaves the
+    running to the caller (the operator command applies it in its own process)."""
     match_on = _check_request(request)
     job = Import.objects.create(
         entity=entity,
@@ -351,7 +352,8 @@ def import_create(
     }
     job.save()
     entity_id = entity.pk
-    transaction.on_commit(lambda: import_kick(entity_id=entity_id), robust=True)
+    if kick:
+        transaction.on_commit(lambda: import_kick(entity_id=entity_id), robust=True)
     return job
 
 
@@ -529,5 +531,28 @@ def import_errors_csv(job: Import) -> Iterator[str]:
         yield flush()
 
 
-def import_options_json(job: Import) -> str:
-    return json.dumps(job.options)
+def import_summary(job: Import) -> dict:
+    """The job as `GET /imports/{id}` shows it (for the operator command's JSON line)."""
+
+    def when(value):
+        return value.isoformat().replace("+00:00", "Z") if value else None
+
+    return {
+        "id": str(job.pk),
+        "objectType": job.object_type,
+        "fileName": job.file_name,
+        "status": job.status,
+        "dryRun": job.dry_run,
+        "totalRows": job.total_rows,
+        "processedRows": job.processed_rows,
+        "created": job.created,
+        "updated": job.updated,
+        "unchanged": job.unchanged,
+        "skipped": job.skipped,
+        "failed": job.failed,
+        "createdByUserId": str(job.created_by_id) if job.created_by_id else None,
+        "createdAt": when(job.created_at),
+        "startedAt": when(job.started_at),
+        "finishedAt": when(job.finished_at),
+        "error": job.error,
+    }
