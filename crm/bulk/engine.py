@@ -368,7 +368,7 @@ class ContactAdapter(Adapter):
             if getattr(item.instance, "_bulk_company", None) is not None
         ]
         bulk_insert(CompanyMembership, new)
-        return changes.creations(changes.load(CompanyMembership, [m.pk for m in new]).values(), actor=self.actor)
+        return changes.creations(new, actor=self.actor)
 
     def after_update(self, items: list[Item], now: datetime) -> list:
         """Switch primary memberships set-based: demote the old primaries, promote an existing
@@ -650,9 +650,9 @@ class BulkWriter:
             rows = [item.instance for item in creates]
             bulk_insert(adapter.model, rows)
             extra = adapter.after_create(creates, now)
-            fresh = changes.load(adapter.model, [row.pk for row in rows])
-            loaded = [fresh[row.pk] for row in rows]
-            for item, row, data in zip(creates, loaded, changes.snapshots(loaded), strict=True):
+            # The inserted rows are complete in memory (ids, defaults, timestamps, related rows
+            # attached): represented as they are, without reading them back.
+            for item, row, data in zip(creates, rows, changes.snapshots(rows), strict=True):
                 item.outcome, item.status, item.instance = "created", 201, row
                 item.response = {adapter.item_key: data}
                 records.append(changes.creation(row, actor=self.actor, data=data))

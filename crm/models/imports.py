@@ -36,6 +36,9 @@ class Import(TenantModel):
     headers = models.JSONField(default=list)  # the header row as uploaded
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     dry_run = models.BooleanField(default=False)
+    # Uploaded through the page and waiting for its mapping to be confirmed: never claimed or
+    # counted as waiting until `import_start` clears it.
+    staged = models.BooleanField(default=False)
     total_rows = models.IntegerField(default=0)
     processed_rows = models.IntegerField(default=0)
     created = models.IntegerField(default=0)

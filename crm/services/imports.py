@@ -34,6 +34,7 @@ from django.utils import timezone
 from axiomatic import errors
 from axiomatic.db import is_postgres
 from axiomatic.models import Entity, User
+from axiomatic.rls import entity_scope
 from crm.models import Import, ImportFileSlice, ImportRowError
 
 logger = logging.getLogger("crm.imports")
@@ -285,6 +286,7 @@ def import_create(
     file_name: str,
     request: ImportRequest,
     kick: bool = True,
+    staged: bool = False,
 ) -> Import:
     """Check and store an uploaded CSV and queue its import (after commit). `actor` is who the
     change feed will name (`axiomatic.changes.actor_ref` of the request); `kick=False` leaves the
@@ -295,6 +297,7 @@ def import_create(
         object_type=request.object_type,
         file_name=(file_name or "import.csv")[:255],
         dry_run=request.dry_run,
+        staged=staged,
         created_by=user,
         actor_type=actor[0],
         actor_id=actor[1],
@@ -352,12 +355,14 @@ def import_create(
     }
     job.save()
     entity_id = entity.pk
-    if kick:
+    if kick and not staged:
         transaction.on_commit(lambda: import_kick(entity_id=entity_id), robust=True)
     return job
 
 
-def import_copy(*, job: Import, dry_run: bool, user: User | None, actor: tuple[str, str | None]) -> Import:
+def import_copy(
+    *, job: Import, dry_run: bool, user: User | None, actor: tuple[str, str | None], kick: bool = True
+) -> Import:
     """A new job over the same stored file and options (the page's "run it" after a dry run)."""
     with transaction.atomic():
         copy = Import.objects.create(
@@ -381,9 +386,37 @@ def import_copy(*, job: Import, dry_run: bool, user: User | None, actor: tuple[s
                 f"SELECT entity_id, %s, number, data FROM {table} WHERE job_id = %s",
                 [copy.pk, job.pk],
             )
-        entity_id = job.entity_id
-        transaction.on_commit(lambda: import_kick(entity_id=entity_id), robust=True)
+        if kick:
+            entity_id = job.entity_id
+            transaction.on_commit(lambda: import_kick(entity_id=entity_id), robust=True)
     return copy
+
+
+def import_start(
+    *, job: Import, mapping: dict, request: ImportRequest, user: User | None, actor: tuple[str, str | None]
+) -> Import:
+    """Confirm a staged upload's mapping and options and queue it (the page's mapping step). A job
+    that already ran is copied instead (a dry run first, then the real thing over the same file)."""
+    match_on = _check_request(request)
+    resolved = mapping_resolve(job.object_type, job.headers, mapping)
+    with transaction.atomic():
+        locked = Import.objects.select_for_update().get(pk=job.pk)
+        if not locked.staged:
+            locked = import_copy(job=locked, dry_run=request.dry_run, user=user, actor=actor, kick=False)
+        locked.options = {
+            **locked.options,
+            "mapping": resolved,
+            "matchOn": match_on,
+            "onMatch": request.on_match,
+            "clearEmpty": request.clear_empty,
+            "createCompanies": request.create_companies,
+        }
+        locked.dry_run = request.dry_run
+        locked.staged = False
+        locked.save(update_fields=["options", "dry_run", "staged", "updated_at"])
+        entity_id = locked.entity_id
+        transaction.on_commit(lambda: import_kick(entity_id=entity_id), robust=True)
+    return locked
 
 
 # --- running: claims, kicks, cancelling -------------------------------------------------------------
@@ -412,6 +445,8 @@ def import_claim(*, import_id, token: str | None) -> str | None:
             return None
         _entity_lock(job["entity_id"])
         job = Import.objects.select_for_update().get(pk=import_id)
+        if job.staged:
+            return None
         if job.status == Import.Status.RUNNING:
             live = job.heartbeat_at is not None and job.heartbeat_at >= _stale_before()
             if token is not None and str(job.lease_token) == token:
@@ -429,7 +464,9 @@ def import_claim(*, import_id, token: str | None) -> str | None:
             if busy:
                 return None
             older = (
-                Import.objects.filter(entity_id=job.entity_id, status__in=(Import.Status.QUEUED, Import.Status.RUNNING))
+                Import.objects.filter(
+                    entity_id=job.entity_id, staged=False, status__in=(Import.Status.QUEUED, Import.Status.RUNNING)
+                )
                 .exclude(pk=job.pk)
                 .filter(created_at__lt=job.created_at)
                 .order_by("created_at")
@@ -455,7 +492,11 @@ def import_next(*, entity_id) -> Import | None:
     running = Import.objects.filter(entity_id=entity_id, status=Import.Status.RUNNING).order_by("created_at").first()
     if running is not None:
         return running
-    return Import.objects.filter(entity_id=entity_id, status=Import.Status.QUEUED).order_by("created_at").first()
+    return (
+        Import.objects.filter(entity_id=entity_id, status=Import.Status.QUEUED, staged=False)
+        .order_by("created_at")
+        .first()
+    )
 
 
 def import_kick(*, entity_id) -> bool:
@@ -463,7 +504,8 @@ def import_kick(*, entity_id) -> bool:
     `resume_stalled_imports` finds anything a lost message left behind)."""
     from celery import current_app
 
-    job = import_next(entity_id=entity_id)
+    with entity_scope(entity_id):  # after a commit: the request's entity setting has ended with it
+        job = import_next(entity_id=entity_id)
     if job is None:
         return False
     try:
@@ -479,7 +521,7 @@ def imports_stalled() -> list:
     """Entities with a queued import and none running, or a running one whose worker went quiet
     (read across entities by the periodic check, under `bypass_rls`)."""
     stale = Import.objects.filter(status=Import.Status.RUNNING, heartbeat_at__lt=_stale_before())
-    waiting = Import.objects.filter(status=Import.Status.QUEUED, created_at__lt=_stale_before())
+    waiting = Import.objects.filter(status=Import.Status.QUEUED, staged=False, created_at__lt=_stale_before())
     return sorted({*stale.values_list("entity_id", flat=True), *waiting.values_list("entity_id", flat=True)}, key=str)
 
 

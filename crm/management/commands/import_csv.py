@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from django.core.management.base import CommandError
+from django.db import reset_queries
 
 from axiomatic import errors
 from axiomatic.management.commands._base import JsonCommand
@@ -81,6 +82,11 @@ class Command(JsonCommand):
         if job.status != Import.Status.SUCCEEDED:
             raise CommandError(f"The import {job.status}: {job.error or 'see its errors'}")
 
+    @staticmethod
+    def _progress(bar, task, done: int) -> None:
+        bar.update(task, completed=done)
+        reset_queries()  # with DEBUG=1 (manage.py's default) the query log would grow with every chunk
+
     def _run(self, job: Import, *, show: bool) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -96,7 +102,7 @@ class Command(JsonCommand):
             token = None
             while True:
                 result = import_run(
-                    import_id=job.pk, token=token, progress=lambda done: bar.update(task, completed=done)
+                    import_id=job.pk, token=token, progress=lambda done: self._progress(bar, task, done)
                 )
                 if result.state != "continue":
                     break
