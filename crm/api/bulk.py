@@ -116,8 +116,16 @@ class BatchResponseSerializer(serializers.Serializer):
         ref_name = "BatchResponse"
 
 
+class BatchRolledBackSerializer(BatchResponseSerializer):
+    error = serializers.CharField(help_text="allOrNone: how many items failed; every item was rolled back.")
+
+    class Meta:
+        ref_name = "BatchRolledBack"
+
+
 class BulkMixin:
-    """`export` and `batch` for a viewset whose `bulk_object_type` the engine knows."""
+    # `export` and `batch` for the viewsets whose item key the engine knows. (No docstring: the
+    # schema generator would take it as the description of the viewset's other operations.)
 
     @property
     def bulk_object_type(self) -> str:
@@ -144,7 +152,7 @@ class BulkMixin:
         "single request would have got. With allOrNone any failure rolls every item back (400). Idempotency-Key "
         "works as for every POST.",
         request=BatchSerializer,
-        responses={200: BatchResponseSerializer, 400: BatchResponseSerializer},
+        responses={200: BatchResponseSerializer, 400: BatchRolledBackSerializer},
         filters=False,
     )
     @action(detail=False, methods=["post"], url_path="batch", filter_backends=[])
@@ -190,6 +198,11 @@ class BulkMixin:
         failed = sum(1 for item in results if item.outcome == "failed")
         rolled_back = any(item.extra.get("rolled_back") for item in results)
         payload = {
+            **(
+                {"error": f"{failed} of {len(results)} items failed; every item was rolled back."}
+                if rolled_back
+                else {}
+            ),
             "results": [self._result(item) for item in results],
             "succeeded": 0 if rolled_back else len(results) - failed,
             "failed": failed,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -55,7 +56,7 @@ def test_upload_map_dry_run_run_and_download_errors(page: Page, owner, workspace
 
     with page.expect_download() as download:
         page.locator("[data-error-file]").click()
-    rows = list(csv.reader(io.StringIO(open(download.value.path(), encoding="utf-8").read())))
+    rows = list(csv.reader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
     assert rows[0] == ["First Name", "Surname", "E-mail", "Shoe size", "error"]
     assert rows[1][:3] == ["", "", "not-an-email"] and "email" in rows[1][4]
 
