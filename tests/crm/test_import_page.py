@@ -24,7 +24,7 @@ def _post(client, entity, content: bytes, object_type: str = "contact"):
 
 
 def test_a_refused_upload_is_shown_on_the_page(signed_in, entity):
-    response = _post(signed_in, entity, "name\n".encode() + "Caf\u00e9\n".encode("latin-1"), "company")
+    response = _post(signed_in, entity, b"name\n" + "Caf\u00e9\n".encode("latin-1"), "company")
     assert response.status_code == 400
     assert "not valid UTF-8 (line 2)" in response.content.decode()
     assert not Import.objects.exists()
