@@ -472,3 +472,34 @@ def test_a_lead_update_by_id_moves_the_stage_with_its_rules(imported, entity):
     assert lead.closed_at is not None
     assert LeadEvent.objects.filter(lead=lead, kind="stage_changed").count() == 1
     assert _changes(entity, "lead.stage_changed") == 1 and _changes(entity, "lead.updated") == 0
+
+
+# --- the operator command ----------------------------------------------------------------------------
+
+
+def test_import_csv_command_prints_the_finished_import(entity, tmp_path):
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    path = tmp_path / "companies.csv"
+    path.write_text("Name,Domain\nAcme,acme.example\n,nameless.example\n")
+    out = StringIO()
+    call_command(
+        "import_csv", str(path), "--entity", str(entity.pk), "--object-type", "company", "--no-progress", stdout=out
+    )
+    job = json.loads(out.getvalue())
+    assert (job["status"], job["created"], job["failed"], job["totalRows"]) == ("succeeded", 1, 1, 2)
+    assert Company.objects.filter(entity=entity, domain="acme.example").exists()
+    dry = StringIO()
+    call_command(
+        "import_csv", str(path), "--entity", str(entity.pk), "--object-type", "company", "--dry-run",
+        "--mapping", '{"Name": "name", "Domain": null}', "--match-on", "none", stdout=dry,
+    )  # fmt: skip
+    assert json.loads(dry.getvalue())["created"] == 1 and Company.objects.filter(entity=entity).count() == 1
+    (tmp_path / "bad.csv").write_bytes(b"name\n\xff\n")
+    with pytest.raises(CommandError, match="UTF-8"):
+        call_command("import_csv", str(tmp_path / "bad.csv"), "--entity", str(entity.pk), "--object-type", "company")
+    with pytest.raises(CommandError, match="No such file"):
+        call_command("import_csv", str(tmp_path / "nope.csv"), "--entity", str(entity.pk), "--object-type", "lead")
