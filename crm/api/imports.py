@@ -51,7 +51,7 @@ class ImportSerializer(ApiModelSerializer):
     """A CSV import and its progress."""
 
     created_by_user_id = serializers.UUIDField(source="created_by_id", read_only=True, allow_null=True)
-    object_type = serializers.ChoiceField(choices=[(name, name) for name in OBJECT_TYPES], read_only=True)
+    object_type = serializers.ChoiceField(choices=[(name, name.capitalize()) for name in OBJECT_TYPES], read_only=True)
     status = serializers.ChoiceField(choices=Import.Status.choices, read_only=True)
 
     class Meta:
@@ -82,7 +82,7 @@ class ImportCreateSerializer(serializers.Serializer):
     """The multipart form of `POST /imports` (for the schema; the view reads the form itself)."""
 
     file = serializers.FileField(help_text="CSV, UTF-8 (BOM allowed), comma-separated, header row first. ≤ 50 MB.")
-    objectType = serializers.ChoiceField(choices=[(name, name) for name in OBJECT_TYPES])
+    objectType = serializers.ChoiceField(choices=[(name, name.capitalize()) for name in OBJECT_TYPES])
     mapping = serializers.CharField(
         required=False,
         help_text='JSON object {"<CSV header>": "<field>" | null}; other headers are matched by field name or '
