@@ -69,8 +69,11 @@ def export_rows(view, queryset, columns: list[str]):
                 break
             buffer.seek(0)
             buffer.truncate()
-            for item in view.get_serializer(chunk, many=True).data:
+            items = view.get_serializer(chunk, many=True).data
+            del chunk  # one chunk in memory at a time: released before the next is fetched
+            for item in items:
                 writer.writerow([cell(item.get(column)) for column in columns])
+            del items
             yield buffer.getvalue()
 
 
