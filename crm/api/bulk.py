@@ -69,7 +69,9 @@ def export_rows(view, queryset, columns: list[str]):
                 break
             buffer.seek(0)
             buffer.truncate()
-            items = view.get_serializer(chunk, many=True).data
+            # `to_representation`, not `.data`: `.data` keeps the serializer and the rows in a
+            # reference cycle that only the garbage collector frees, so chunks would pile up.
+            items = view.get_serializer(many=True).to_representation(chunk)
             del chunk  # one chunk in memory at a time: released before the next is fetched
             for item in items:
                 writer.writerow([cell(item.get(column)) for column in columns])

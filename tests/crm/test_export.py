@@ -113,5 +113,5 @@ def test_export_memory_stays_flat(api, entity):
     add(4500, 4500)
     rows, large = peak()
     assert rows == 9001
-    assert large < 32 * 1024 * 1024, large  # all 9,000 rows held would take several times more
+    assert large < 12 * 1024 * 1024, large  # all 9,000 rows held would take several times more
     assert large < small * 1.2, (small, large)
