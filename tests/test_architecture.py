@@ -15,7 +15,7 @@ from axiomatic.admin import StaffScopeMixin
 from axiomatic.api.viewsets import EntityScopedViewSet
 from axiomatic.changes import event_types, object_type_of
 from axiomatic.models import Change
-from crm.models import Import, ImportRowError, LeadEvent, OutboundEmailConnection
+from crm.models import CustomField, Import, ImportRowError, LeadEvent, OutboundEmailConnection
 from tests.test_roles import ADMIN_ONLY, MEMBER_ALLOWED, api_routes
 from webhooks.feed import TEST_EVENT_TYPE
 from webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -31,6 +31,7 @@ NOT_FEED_OBJECTS = {
     WebhookDelivery,
     OutboundEmailConnection,
     WebhookEndpoint,
+    CustomField,
     Import,
     ImportRowError,
 }

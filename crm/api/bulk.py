@@ -54,6 +54,12 @@ def cell(value) -> str:
     return str(value)
 
 
+def _value(item: dict, column: str):
+    if column.startswith("customFields."):
+        return (item.get("customFields") or {}).get(column.split(".", 1)[1])
+    return item.get(column)
+
+
 def export_rows(view, queryset, columns: list[str]):
     """CSV text, a chunk of rows at a time, read in the entity through a server-side cursor."""
     buffer = io.StringIO()
@@ -74,7 +80,7 @@ def export_rows(view, queryset, columns: list[str]):
             items = view.get_serializer(many=True).to_representation(chunk)
             del chunk  # one chunk in memory at a time: released before the next is fetched
             for item in items:
-                writer.writerow([cell(item.get(column)) for column in columns])
+                writer.writerow([cell(_value(item, column)) for column in columns])
             del items
             yield buffer.getvalue()
 
@@ -147,6 +153,12 @@ class BulkMixin:
     def export(self, request, *args, **kwargs):
         queryset = self.filter_queryset(self.get_queryset())  # bad filters → 400 before streaming starts
         columns = list(self.get_serializer().fields)
+        if "customFields" in columns:  # one column per custom field: `customFields.<key>`
+            from crm.selectors.custom_fields import definitions_for
+
+            keys = [d.key for d in definitions_for(entity=request.entity, object_type=self.item_key)]
+            at = columns.index("customFields")
+            columns[at : at + 1] = [f"customFields.{key}" for key in keys]
         response = StreamingHttpResponse(export_rows(self, queryset, columns), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{self.list_key}.csv"'
         return response

@@ -16,6 +16,7 @@ from axiomatic.api.viewsets import (
 )
 from axiomatic.errors import field_rule
 from crm.api.bulk import BulkMixin
+from crm.api.custom_fields import CustomFieldsField
 from crm.filters import CompanyFilter
 from crm.models import Company
 from crm.services.companies import (
@@ -38,6 +39,7 @@ class CompanySerializer(ApiModelSerializer):
     """A prospect, customer or vendor (or both) of the entity."""
 
     owner_user_id = EntityMemberField(source="owner", allow_null=True, required=False)
+    custom_fields = CustomFieldsField()
     domain = openapi_field(
         serializers.CharField(
             max_length=253,
@@ -81,6 +83,7 @@ class CompanySerializer(ApiModelSerializer):
             "postal_code",
             "country",
             "notes",
+            "custom_fields",
             "archived_at",
             "created_at",
             "updated_at",

@@ -58,6 +58,7 @@ from crm.services.contacts import (
     contact_email_normalise,
     contact_is_identifiable,
 )
+from crm.services.custom_fields import custom_fields_changes, custom_fields_conflict
 from crm.services.pipeline import stage_first_open, stage_resolve
 
 CREATE, UPDATE, UPSERT, DELETE = "create", "update", "upsert", "delete"
@@ -182,6 +183,7 @@ class Adapter:
     delete_status = 200  # what the single DELETE answers
     lookups: dict[str, type[Model]] = {}  # body field → model of the id it holds
     unique: tuple[str, str] | None = None  # (model attribute, message) unique per entity when set
+    custom_fields = True  # the record carries `customFields` (§13)
 
     def __init__(self, request: BulkRequest, actor: Actor):
         self.request, self.actor, self.entity = request, actor, request.entity
@@ -516,6 +518,7 @@ class ActivityAdapter(Adapter):
     the batch API takes at most 100, and their defaults depend on the lead each one names."""
 
     object_type, model, serializer_class, item_key = "activity", Activity, ActivitySerializer, "activity"
+    custom_fields = False
     lookups = {"assigneeUserId": User, "companyId": Company, "contactId": Contact, "leadId": Lead}
     one_by_one = True
 
@@ -601,6 +604,12 @@ class BulkWriter:
                 item = items[0]
                 item.outcome, item.status, item.response = "", 0, None
                 self._recheck_unique([item])
+                row = item.instance if item.existing is None else item.existing
+                if item.outcome != "failed" and row is not None and self.adapter.custom_fields:
+                    try:
+                        custom_fields_conflict(row)  # a unique custom field's value is taken
+                    except errors.Conflict as exc:
+                        item.fail_with(exc)
                 if item.outcome != "failed":
                     item.fail(409, {"error": "The write conflicts with a concurrent change; retry it."})
                 return
@@ -694,6 +703,7 @@ class BulkWriter:
         try:
             validated = serializer.run_validation(body)
             item.validated = dict(validated)
+            self._custom_fields(item)
             if item.existing is None:
                 item.instance = adapter.build(item.validated)
                 adapter.check(item)
@@ -714,6 +724,20 @@ class BulkWriter:
             item.fail_with(exc)
         finally:
             serializer.instance = None
+
+    def _custom_fields(self, item: Item) -> None:
+        """`customFields` as the record services take them (`custom_fields_changes`: the same
+        checks and messages), merged into the record's stored values."""
+        if not self.adapter.custom_fields:
+            return
+        raw = item.validated.pop("custom_fields", None)
+        creating = item.existing is None
+        if raw is None and not creating:
+            return
+        changes_ = custom_fields_changes(
+            entity=self.adapter.entity, object_type=self.adapter.object_type, values=raw or {}, partial=not creating
+        )
+        item.validated["custom_fields"] = changes_.merged(None if creating else item.existing.custom_fields)
 
     def _unique(self, items: list[Item]) -> None:
         """The unique field (domain, email) per entity: against the stored rows (one query) and

@@ -14,6 +14,7 @@ the link columns (`companyDomain`, `companyName`, `contactEmail`) resolved set-b
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -30,6 +31,7 @@ from axiomatic import errors
 from axiomatic.api.serializers import to_camel
 from crm.bulk.engine import UPSERT, BulkRequest, BulkWriter, Item, Options, _Rollback
 from crm.models import Company, Contact, Import, ImportRowError
+from crm.selectors.custom_fields import definitions_for
 from crm.services.actors import Actor
 from crm.services.companies import DOMAIN_MESSAGE, company_domain_normalise
 from crm.services.contacts import contact_email_normalise
@@ -90,6 +92,7 @@ class Importer:
             responses=False,
         )
         self.types = _json_types(self.writer.adapter.serializer_class)
+        self.custom_types = {d.key: d.type for d in definitions_for(entity=job.entity_id, object_type=job.object_type)}
         self._stages: dict[str, object] = {}
 
     # --- rows → bodies ------------------------------------------------------------------------------
@@ -104,6 +107,11 @@ class Importer:
             if field is None:
                 continue
             value = cell.strip()
+            if field.startswith("customFields."):
+                if value:
+                    key = field.split(".", 1)[1]
+                    row.body.setdefault("customFields", {})[key] = self._custom_typed(key, value)
+                continue
             if field in LINK_COLUMNS:
                 if value:
                     links[field] = value
@@ -122,6 +130,21 @@ class Importer:
                 row.body.pop("id")
         row.clear, row.links = tuple(clear), links
         return row
+
+    def _custom_typed(self, key: str, value: str):
+        """A cell as the JSON value a custom field takes: booleans, lists (`a; b` or JSON) and
+        objects (JSON) converted, everything else as text (numbers and dates parse from text)."""
+        kind = self.custom_types.get(key)
+        if kind == "boolean" and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        if kind in ("multiselect", "currency") and value[:1] in "[{":
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+        if kind == "multiselect":
+            return [part.strip() for part in value.split(";") if part.strip()]
+        return value
 
     def _typed(self, field: str, value: str):
         kind = self.types.get(field)

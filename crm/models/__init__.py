@@ -3,6 +3,7 @@
 from crm.models.activities import Activity
 from crm.models.companies import Company
 from crm.models.contacts import CompanyMembership, Contact
+from crm.models.custom_fields import CustomField, CustomFieldObjectType, CustomFieldType
 from crm.models.email import (
     OutboundEmail,
     OutboundEmailConnection,
@@ -19,6 +20,9 @@ __all__ = [
     "Import",
     "ImportFileSlice",
     "ImportRowError",
+    "CustomField",
+    "CustomFieldObjectType",
+    "CustomFieldType",
     "Lead",
     "LeadEvent",
     "OutboundEmail",

@@ -23,6 +23,7 @@ from crm.services.imports import (
     OBJECT_TYPES,
     ImportRequest,
     ImportTooLarge,
+    custom_import_fields,
     import_cancel,
     import_create,
     import_fields,
@@ -81,7 +82,7 @@ def import_page(request):
 
 
 def _mapping_context(job: Import) -> dict:
-    fields = import_fields(job.object_type)
+    fields = [*import_fields(job.object_type), *custom_import_fields(entity=job.entity_id, object_type=job.object_type)]
     preview = import_preview(job, rows=PREVIEW_ROWS)
     columns = []
     for index, (header, chosen) in enumerate(zip(job.headers, job.options.get("mapping", []), strict=False)):

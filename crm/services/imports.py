@@ -86,12 +86,26 @@ def header_key(text: str) -> str:
     return re.sub(r"[\s_\-]+", "", text or "").lower()
 
 
-def mapping_resolve(object_type: str, headers: list[str], explicit: dict | None = None) -> list[str | None]:
+def custom_import_fields(*, entity, object_type: str) -> list[ImportField]:
+    """The entity's custom fields of `object_type` as import targets (`customFields.<key>`, matched
+    by key or label)."""
+    from crm.selectors.custom_fields import definitions_for
+
+    return [
+        ImportField(f"customFields.{d.key}", d.label, (d.key,))
+        for d in definitions_for(entity=entity, object_type=object_type)
+    ]
+
+
+def mapping_resolve(
+    object_type: str, headers: list[str], explicit: dict | None = None, extra: Iterable[ImportField] = ()
+) -> list[str | None]:
     """The field of each column: the explicit mapping first (a field name or null to ignore), then a
     guess by field name, label or alias, case- and space-insensitively; read-only and unknown
     columns are ignored. An explicit unknown field, an unknown column or two columns onto one field
     → `Invalid`."""
     catalogue = _catalogues[object_type]
+    catalogue = _Catalogue([*catalogue.fields, *extra], catalogue.read_only)
     by_key: dict[str, str] = {}
     for item in catalogue.fields:
         for name in (item.name, item.label, *item.aliases):
@@ -339,7 +353,8 @@ def import_create(
     blank = [str(index + 1) for index, header in enumerate(headers) if not header]
     if len(set(headers) - {""}) != len([header for header in headers if header]):
         raise errors.Invalid("The header row names a column twice.", field="file")
-    mapping = mapping_resolve(request.object_type, headers, request.mapping)
+    extra = custom_import_fields(entity=entity, object_type=request.object_type)
+    mapping = mapping_resolve(request.object_type, headers, request.mapping, extra)
     job.headers = headers
     job.total_rows = rows
     job.file_size = size
@@ -398,7 +413,8 @@ def import_start(
     """Confirm a staged upload's mapping and options and queue it (the page's mapping step). A job
     that already ran is copied instead (a dry run first, then the real thing over the same file)."""
     match_on = _check_request(request)
-    resolved = mapping_resolve(job.object_type, job.headers, mapping)
+    extra = custom_import_fields(entity=job.entity_id, object_type=job.object_type)
+    resolved = mapping_resolve(job.object_type, job.headers, mapping, extra)
     with transaction.atomic():
         locked = Import.objects.select_for_update().get(pk=job.pk)
         if not locked.staged:

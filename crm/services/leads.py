@@ -22,6 +22,14 @@ from axiomatic.timestamps import iso_utc
 from crm.choices import LeadEventKind, StageKind
 from crm.models import Lead, LeadEvent, PipelineStage
 from crm.services.actors import Actor
+from crm.services.custom_fields import (
+    custom_field_labels,
+    custom_fields_apply,
+    custom_fields_changed,
+    custom_fields_represent,
+    custom_fields_save,
+    custom_fields_take,
+)
 from crm.services.pipeline import stage_first_open
 from crm.services.timeline import timeline_event
 
@@ -116,7 +124,7 @@ def lead_save_new(*, lead: Lead, actor: Actor) -> Lead:
     _hold_stage(lead.stage)
     if not lead.currency:
         lead.currency = Entity.objects.values_list("default_currency", flat=True).get(pk=lead.entity_id)
-    lead.save()
+    custom_fields_save(lead)
     lead_created_event(lead=lead, actor=actor, now=now).save(force_insert=True)
     feed.record_created(lead, actor=actor)
     return lead
@@ -131,7 +139,9 @@ def lead_create(*, entity: Entity, actor: Actor, stage: PipelineStage | None = N
             raise errors.Invalid("The entity has no open stage; name a stage.", field="stage_id")
     if not fields.get("currency"):
         fields["currency"] = entity.default_currency
+    custom_values = custom_fields_take(fields, entity=entity, model=Lead, partial=False)
     lead = Lead(entity=entity, stage=stage, **fields)
+    custom_fields_apply(lead, custom_values, fresh=False)
     return lead_save_new(lead=lead, actor=actor)
 
 
@@ -184,17 +194,22 @@ def lead_tracked_values(lead: Lead) -> dict:
     return {attr: getattr(lead, attr) for attr in TRACKED_FIELDS}
 
 
-def lead_fields_event(*, lead: Lead, before: dict, actor: Actor) -> LeadEvent | None:
-    """The `field_changed` event of an edit since `before` (`lead_tracked_values`); None when none
-    of the tracked fields changed (unsaved)."""
+def lead_fields_event(
+    *, lead: Lead, before: dict, actor: Actor, extra: dict | None = None, labels: dict | None = None
+) -> LeadEvent | None:
+    """The `field_changed` event of an edit since `before` (`lead_tracked_values`), with `extra`
+    changes (custom fields, `{"customFields.<key>": [old, new]}`, labelled by `labels`); None when
+    nothing tracked changed (unsaved)."""
     changes = {
         TRACKED_FIELDS[attr]: [_json_value(old), _json_value(getattr(lead, attr))]
         for attr, old in before.items()
         if old != getattr(lead, attr)
     }
+    changes.update(extra or {})
     if not changes:
         return None
-    labels = ", ".join(_FIELD_LABELS[name] for name in changes)
+    labels_of = {**_FIELD_LABELS, **(labels or {})}
+    labels = ", ".join(labels_of.get(name, name) for name in changes)
     return timeline_event(
         lead=lead, kind=LeadEventKind.FIELD_CHANGED, actor=actor, summary=f"Changed {labels}", data={"changes": changes}
     )
@@ -244,6 +259,7 @@ def lead_update(*, lead: Lead, actor: Actor, **fields: Any) -> Lead:
     expected close date are recorded together as one `field_changed` event with old and new values.
     """
     stage = fields.pop("stage", None)
+    custom_values = custom_fields_take(fields, entity=lead.entity_id, model=Lead, partial=True)
     if stage is not None and stage.pk != lead.stage_id:
         _ensure_same_entity(lead, stage)
         _hold_stage(stage)  # before the lead row, in the order stage deletion locks them
@@ -263,13 +279,19 @@ def lead_update(*, lead: Lead, actor: Actor, **fields: Any) -> Lead:
         _ensure_lost_reason_fits(stage=locked.stage, lost_reason=fields["lost_reason"])
 
     before = lead_tracked_values(locked)
+    custom_before = custom_fields_represent(locked) if custom_values else {}
     for name, value in fields.items():
         setattr(locked, name, value)
-    if not fields:
+    custom_fields_apply(locked, custom_values, fresh=False)  # `locked` is the row as stored now
+    if not fields and custom_values is None:
         feed.record_updated(locked, recorded_before, action="stage_changed" if moved else "updated", actor=actor)
         return locked
-    locked.save()
-    event = lead_fields_event(lead=locked, before=before, actor=actor)
+    custom_fields_save(locked)
+    custom_changes, custom_labels = {}, {}
+    if custom_values is not None:
+        custom_changes = custom_fields_changed(custom_before, custom_fields_represent(locked))
+        custom_labels = custom_field_labels(entity=locked.entity_id, object_type="lead")
+    event = lead_fields_event(lead=locked, before=before, actor=actor, extra=custom_changes, labels=custom_labels)
     if event is not None:
         event.save(force_insert=True)
     feed.record_updated(locked, recorded_before, action="stage_changed" if moved else "updated", actor=actor)

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("axiomatic", "0007_change_feed_numbering_by_id"),
-        ("crm", "0015_all_tasks_by_due_index"),
+        ("crm", "0017_custom_fields"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
