@@ -990,6 +990,10 @@ def report(
         "",
     ]
     lines += gaps_section(specs, results, closed, meta.get("breakdown"), goal_rps=args.goal_rps)
+    if meta.get("bulk") is not None:
+        from bench.bulk import report_lines
+
+        lines += report_lines(meta["bulk"])
     if meta.get("errors"):
         lines += ["## Errors the app logged", "", *[f"- {error}" for error in meta["errors"]], ""]
     return "\n".join(lines)
@@ -1340,6 +1344,14 @@ def run(args) -> int:
         closed = closed_loop(port, page1, keys["large"], clients=args.clients, seconds=args.duration)
         log(f"load: {args.rate:g} req/s for {args.duration:g} s")
         fixed = fixed_rate(port, page1, keys["large"], rate=args.rate, seconds=args.duration)
+        log("bulk writes: export, import, batch (bench/bulk.py)")
+        try:
+            from bench.bulk import measure as measure_bulk
+
+            meta["bulk"] = measure_bulk(env, args.database_url, data.large, keys["large"])
+        except Exception as exc:
+            log(f"bulk writes not measured: {exc}")
+            meta["bulk"] = {}
         log("done measuring")
         finished = True
     finally:

@@ -15,6 +15,7 @@ from axiomatic.api.viewsets import (
     RetrieveMixin,
 )
 from axiomatic.errors import field_rule
+from crm.api.bulk import BulkMixin
 from crm.api.custom_fields import CustomFieldsField
 from crm.filters import CompanyFilter
 from crm.models import Company
@@ -102,7 +103,7 @@ class CompanySerializer(ApiModelSerializer):
     retrieve=extend_schema(summary="Get a company"),
     partial_update=extend_schema(summary="Update a company", description="Changes only the fields sent."),
 )
-class CompanyViewSet(ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, EntityScopedViewSet):
+class CompanyViewSet(BulkMixin, ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, EntityScopedViewSet):
     queryset = Company.objects.all()
     serializer_class = CompanySerializer
     filterset_class = CompanyFilter

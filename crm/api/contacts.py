@@ -25,6 +25,7 @@ from axiomatic.api.viewsets import (
     PartialUpdateMixin,
     RetrieveMixin,
 )
+from crm.api.bulk import BulkMixin
 from crm.api.custom_fields import CustomFieldsField
 from crm.filters import ContactFilter
 from crm.models import Company, CompanyMembership, Contact
@@ -215,7 +216,7 @@ class MembershipSerializer(ApiModelSerializer):
         responses={204: None},
     ),
 )
-class ContactViewSet(ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, EntityScopedViewSet):
+class ContactViewSet(BulkMixin, ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, EntityScopedViewSet):
     queryset = Contact.objects.all()
     serializer_class = ContactSerializer
     filterset_class = ContactFilter

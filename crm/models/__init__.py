@@ -8,6 +8,7 @@ from crm.models.email import (
     OutboundEmail,
     OutboundEmailConnection,
 )
+from crm.models.imports import Import, ImportFileSlice, ImportRowError
 from crm.models.leads import Lead, LeadEvent
 from crm.models.pipeline import PipelineFigure, PipelineStage
 
@@ -16,6 +17,9 @@ __all__ = [
     "Company",
     "CompanyMembership",
     "Contact",
+    "Import",
+    "ImportFileSlice",
+    "ImportRowError",
     "CustomField",
     "CustomFieldObjectType",
     "CustomFieldType",
