@@ -60,6 +60,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import psycopg
 import requests
 
+from bench import custom_fields as bench_custom_fields
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ax_bench_data"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -1075,6 +1077,10 @@ def report(
         "",
     ]
     lines += gaps_section(specs, results, closed, meta.get("breakdown"), goal_rps=args.goal_rps)
+    if meta.get("bulk") is not None:
+        from bench.bulk import report_lines
+
+        lines += report_lines(meta["bulk"])
     if meta.get("errors"):
         lines += ["## Errors the app logged", "", *[f"- {error}" for error in meta["errors"]], ""]
     return "\n".join(lines)
@@ -1443,6 +1449,14 @@ def run(args) -> int:
                 entity = data.small if spec.entity == "small" else data.large
                 results[spec.key].sql_ms = sql.time(spec.sql, spec.sql_params, entity, max(5, min(args.samples, 20)))
 
+        log("custom fields: page 1 with and without, cf.<key>= against role=, create with values")
+        cf_key = command(
+            "create_api_key", "--entity", data.large, "--scopes", "read:crm,write:crm", "--expires-in-days", "1"
+        )["key"]
+        meta["custom_fields"] = bench_custom_fields.measure(
+            port=port, key=cf_key, entity=data.large, other=data.small, connect=connect, url=args.database_url,
+            samples=max(5, args.samples),
+        )  # fmt: skip
         page1 = f"/api/crm/companies?entityId={data.large}"
         log("where companies page 1 spends its time (in process, cProfile)")
         meta["breakdown"] = request_breakdown(env, page1, keys["large"])
@@ -1455,6 +1469,14 @@ def run(args) -> int:
         fixed = with_cpu(
             gunicorn.pid, lambda: fixed_rate(port, page1, keys["large"], rate=args.rate, seconds=args.duration)
         )
+        log("bulk writes: export, import, batch (bench/bulk.py)")
+        try:
+            from bench.bulk import measure as measure_bulk
+
+            meta["bulk"] = measure_bulk(env, args.database_url, data.large, keys["large"])
+        except Exception as exc:
+            log(f"bulk writes not measured: {exc}")
+            meta["bulk"] = {}
         log("done measuring")
         finished = True
     finally:
@@ -1470,14 +1492,29 @@ def run(args) -> int:
             log(f"the app's log is kept in {log_dir}")
     meta["load_after"] = load_average()
     text = report(args=args, data=data, results=results, specs=specs, closed=closed, fixed=fixed, meta=meta)
+    if meta.get("custom_fields"):
+        text = text.rstrip("\n") + "\n\n" + bench_custom_fields.section(meta["custom_fields"])
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text)
+    output.write_text(text + kept_sections(output))
     log(f"wrote {output}")
     print(text)
     if args.drop_database:
         drop_database(args.database_url)
     return 0
+
+
+KEPT_MARKER = "<!-- Measured outside bin/bench: kept as written when the page is regenerated. -->"
+
+
+def kept_sections(output: Path) -> str:
+    """The hand-written part of the page after KEPT_MARKER (figures that other tools measure, such as
+    the inbound mail sync test), so that regenerating the benchmark's own tables never drops them."""
+    if not output.exists():
+        return ""
+    previous = output.read_text()
+    at = previous.find(KEPT_MARKER)
+    return "" if at < 0 else "\n" + previous[at:]
 
 
 def main(argv: list[str] | None = None) -> int:

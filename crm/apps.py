@@ -17,6 +17,10 @@ class CrmConfig(AppConfig):
 
         representations.register()
 
+        from crm.bulk import catalogue, tasks  # noqa: F401  (the import's fields and Celery tasks)
+
+        catalogue.register()
+
         from axiomatic.crypto import register_encrypted_fields
         from crm.models import OutboundEmailConnection
 

@@ -23,8 +23,9 @@ from django.utils import timezone
 
 from axiomatic.admin import StaffScopeMixin, entity_lookup
 from axiomatic.models import Entity, User
-from crm.models import Lead, OutboundEmail, OutboundEmailConnection
+from crm.models import Import, ImportFileSlice, ImportRowError, Lead, OutboundEmail, OutboundEmailConnection
 from crm.services.actors import Actor
+from crm.services.custom_fields import custom_field_create
 from crm.services.leads import lead_save_new
 from tests import factories
 from tests.rls_support import app_context
@@ -113,6 +114,10 @@ def _populate(entity: Entity, owner: User, tag: str) -> None:
         attempted_at=timezone.now(),
     )
     factories.make_key(entity, owner, name=f"{tag} key")
+    job = Import.objects.create(entity=entity, object_type="company", file_name=f"{tag}.csv", created_by=owner)
+    ImportFileSlice.objects.create(entity=entity, job=job, number=0, data=b"name\nA\n")
+    ImportRowError.objects.create(entity=entity, job=job, row=1, column="name", message=f"{tag} bad", cells=["A"])
+    custom_field_create(entity=entity, object_type="company", key="tier", label=f"{tag} tier", type="text")
 
 
 @pytest.fixture

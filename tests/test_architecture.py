@@ -15,7 +15,7 @@ from axiomatic.admin import StaffScopeMixin
 from axiomatic.api.viewsets import EntityScopedViewSet
 from axiomatic.changes import event_types, object_type_of
 from axiomatic.models import Change
-from crm.models import LeadEvent, OutboundEmailConnection
+from crm.models import CustomField, Import, ImportRowError, LeadEvent, OutboundEmailConnection
 from tests.test_roles import ADMIN_ONLY, MEMBER_ALLOWED, api_routes
 from webhooks.feed import TEST_EVENT_TYPE
 from webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -24,7 +24,17 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 # Served by the API but not feed objects: rows written only as a side effect of other writes (a
 # lead's timeline, the feed itself, the webhook delivery log) and the configuration of the
 # entity's integrations (mailboxes, webhook endpoints), which are no CRM records to keep a copy of.
-NOT_FEED_OBJECTS = {LeadEvent, Change, WebhookDelivery, OutboundEmailConnection, WebhookEndpoint}
+# Import jobs and their row errors are work records, not CRM data: the records they write are in the feed.
+NOT_FEED_OBJECTS = {
+    LeadEvent,
+    Change,
+    WebhookDelivery,
+    OutboundEmailConnection,
+    WebhookEndpoint,
+    CustomField,
+    Import,
+    ImportRowError,
+}
 
 
 def _models_by_path() -> dict[str, type]:

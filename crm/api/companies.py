@@ -15,6 +15,8 @@ from axiomatic.api.viewsets import (
     RetrieveMixin,
 )
 from axiomatic.errors import field_rule
+from crm.api.bulk import BulkMixin
+from crm.api.custom_fields import CustomFieldsField
 from crm.filters import CompanyFilter
 from crm.models import Company
 from crm.services.companies import (
@@ -37,6 +39,7 @@ class CompanySerializer(ApiModelSerializer):
     """A prospect, customer or vendor (or both) of the entity."""
 
     owner_user_id = EntityMemberField(source="owner", allow_null=True, required=False)
+    custom_fields = CustomFieldsField()
     domain = openapi_field(
         serializers.CharField(
             max_length=253,
@@ -80,6 +83,7 @@ class CompanySerializer(ApiModelSerializer):
             "postal_code",
             "country",
             "notes",
+            "custom_fields",
             "archived_at",
             "created_at",
             "updated_at",
@@ -99,7 +103,7 @@ class CompanySerializer(ApiModelSerializer):
     retrieve=extend_schema(summary="Get a company"),
     partial_update=extend_schema(summary="Update a company", description="Changes only the fields sent."),
 )
-class CompanyViewSet(ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, EntityScopedViewSet):
+class CompanyViewSet(BulkMixin, ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, EntityScopedViewSet):
     queryset = Company.objects.all()
     serializer_class = CompanySerializer
     filterset_class = CompanyFilter

@@ -25,6 +25,8 @@ from axiomatic.api.viewsets import (
     PartialUpdateMixin,
     RetrieveMixin,
 )
+from crm.api.bulk import BulkMixin
+from crm.api.custom_fields import CustomFieldsField
 from crm.filters import ContactFilter
 from crm.models import Company, CompanyMembership, Contact
 from crm.selectors.contacts import primary_company_id
@@ -86,6 +88,7 @@ class ContactSerializer(ApiModelSerializer):
         "Blank is stored as null.",
     )
     company_id = PrimaryCompanyField(source="company", allow_null=True, required=False, help_text=COMPANY_ID_HELP)
+    custom_fields = CustomFieldsField()
     owner_user_id = EntityMemberField(
         source="owner", allow_null=True, required=False, help_text="A member of the entity (else 400)."
     )
@@ -104,6 +107,7 @@ class ContactSerializer(ApiModelSerializer):
             "owner_user_id",
             "linkedin_url",
             "notes",
+            "custom_fields",
             "created_at",
             "updated_at",
         ]
@@ -212,7 +216,7 @@ class MembershipSerializer(ApiModelSerializer):
         responses={204: None},
     ),
 )
-class ContactViewSet(ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, EntityScopedViewSet):
+class ContactViewSet(BulkMixin, ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, EntityScopedViewSet):
     queryset = Contact.objects.all()
     serializer_class = ContactSerializer
     filterset_class = ContactFilter

@@ -43,6 +43,8 @@ from axiomatic.api.viewsets import (
 )
 from axiomatic.currencies import ISO_4217, validate_currency_code
 from crm.api.activities import ActivitySerializer
+from crm.api.bulk import BulkMixin
+from crm.api.custom_fields import CustomFieldsField
 from crm.choices import ActorType, LeadEventKind
 from crm.filters import LeadFilter
 from crm.models import Activity, Company, Contact, Lead, LeadEvent, PipelineStage
@@ -144,6 +146,7 @@ class LeadSerializer(ApiModelSerializer):
         help_text="Default on create: the first open stage. Changing it moves the lead (see PATCH .../stage).",
     )
     stage = StageReferenceField(required=False)
+    custom_fields = CustomFieldsField()
     status = serializers.ChoiceField(
         choices=_LEAD_STATUS_CHOICES, source="stage.kind", read_only=True, help_text="The stage's kind."
     )
@@ -195,6 +198,7 @@ class LeadSerializer(ApiModelSerializer):
             "owner_user_id",
             "source",
             "notes",
+            "custom_fields",
             "lost_reason",
             "closed_at",
             "stage_changed_at",
@@ -320,7 +324,9 @@ LEAD_ENVELOPE = item_envelope("lead", LeadSerializer)
         summary="Delete a lead", description="Its activities stay, with leadId null; its timeline is deleted."
     ),
 )
-class LeadViewSet(ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, DestroyOkMixin, EntityScopedViewSet):
+class LeadViewSet(
+    BulkMixin, ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, DestroyOkMixin, EntityScopedViewSet
+):
     queryset = Lead.objects.all()
     serializer_class = LeadSerializer
     filterset_class = LeadFilter

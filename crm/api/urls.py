@@ -5,8 +5,10 @@ from rest_framework.routers import SimpleRouter
 from crm.api.activities import ActivityViewSet, TaskViewSet
 from crm.api.companies import CompanyViewSet
 from crm.api.contacts import CompanyContactViewSet, ContactMembershipViewSet, ContactViewSet
+from crm.api.custom_fields import CustomFieldViewSet
 from crm.api.dashboard import DashboardViewSet
 from crm.api.email import OutboundEmailConnectionViewSet, OutboundEmailViewSet
+from crm.api.imports import ImportErrorViewSet, ImportViewSet
 from crm.api.leads import LeadActivityViewSet, LeadTimelineViewSet, LeadViewSet
 from crm.api.pipeline import PipelineStageViewSet
 
@@ -17,6 +19,7 @@ router.register("contacts", ContactViewSet, basename="contact")
 router.register(
     r"contacts/(?P<contactId>[^/.]+)/company-memberships", ContactMembershipViewSet, basename="contact-membership"
 )
+router.register("custom-fields", CustomFieldViewSet, basename="custom-field")
 router.register("dashboard", DashboardViewSet, basename="dashboard")
 router.register("outbound-email-connections", OutboundEmailConnectionViewSet, basename="outbound-email-connection")
 router.register("outbound-email", OutboundEmailViewSet, basename="outbound-email")
@@ -26,5 +29,7 @@ router.register(r"leads/(?P<leadId>[^/.]+)/timeline", LeadTimelineViewSet, basen
 router.register(r"leads/(?P<leadId>[^/.]+)/activities", LeadActivityViewSet, basename="lead-activity")
 router.register("activities", ActivityViewSet, basename="activity")
 router.register("tasks", TaskViewSet, basename="task")
+router.register("imports", ImportViewSet, basename="import")
+router.register(r"imports/(?P<importId>[^/.]+)/errors", ImportErrorViewSet, basename="import-error")
 
 urlpatterns = router.urls

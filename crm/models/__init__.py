@@ -3,10 +3,12 @@
 from crm.models.activities import Activity
 from crm.models.companies import Company
 from crm.models.contacts import CompanyMembership, Contact
+from crm.models.custom_fields import CustomField, CustomFieldObjectType, CustomFieldType
 from crm.models.email import (
     OutboundEmail,
     OutboundEmailConnection,
 )
+from crm.models.imports import Import, ImportFileSlice, ImportRowError
 from crm.models.leads import Lead, LeadEvent
 from crm.models.pipeline import PipelineFigure, PipelineStage
 
@@ -15,6 +17,12 @@ __all__ = [
     "Company",
     "CompanyMembership",
     "Contact",
+    "Import",
+    "ImportFileSlice",
+    "ImportRowError",
+    "CustomField",
+    "CustomFieldObjectType",
+    "CustomFieldType",
     "Lead",
     "LeadEvent",
     "OutboundEmail",

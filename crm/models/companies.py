@@ -35,6 +35,11 @@ class Company(TenantModel):
     country = models.CharField(max_length=2, blank=True)
     notes = models.TextField(blank=True)
     archived_at = models.DateTimeField(null=True, blank=True)
+    # Values of the entity's custom fields, keyed by definition (crm.models.custom_fields); the
+    # database default lets bulk loaders (COPY) leave the column out.
+    custom_fields = models.JSONField(
+        default=dict, db_default=models.Value({}, output_field=models.JSONField()), blank=True
+    )
 
     class Meta:
         verbose_name_plural = "companies"

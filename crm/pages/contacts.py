@@ -21,6 +21,7 @@ from crm.forms import ContactForm
 from crm.models import Company, Contact
 from crm.pages.common import entity_members, text, with_query
 from crm.pages.companies import activities_context
+from crm.pages.imports import export_url
 from crm.pages.lists import ListSpec, render_list
 from crm.selectors.contacts import with_primary_company
 from crm.selectors.records import contact_list_page, contact_memberships, related_leads
@@ -55,6 +56,7 @@ def _company_named(request, value) -> Company | None:
 def contacts(request):
     company = _company_named(request, request.GET.get("companyId", ""))
     extra = {"members": entity_members(request.entity), "filter_company": company}
+    extra["export_url"] = export_url(request, "contacts")
     return render_list(request, CONTACT_LIST, Contact.objects.for_entity(request.entity), extra)
 
 

@@ -21,9 +21,16 @@ from axiomatic.models import Entity
 from axiomatic.uniqueness import ensure_unique, save_unique
 from crm.choices import CompanyStatus
 from crm.models import Company
+from crm.services.custom_fields import (
+    custom_fields_apply,
+    custom_fields_conflict,
+    custom_fields_ensure_unique,
+    custom_fields_take,
+)
 
 DOMAIN_MESSAGE = "Enter a domain such as example.com."
 COUNTRY_MESSAGE = "Use an ISO 3166-1 alpha-2 code such as DE."
+DOMAIN_TAKEN_MESSAGE = "A company with domain {domain} already exists."
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
@@ -68,10 +75,12 @@ def _ensure_domain_free(*, entity: Entity | UUID, domain: str | None, exclude_id
     if not domain:
         return
     taken = Company.objects.for_entity(entity).filter(domain=domain).exclude(pk=exclude_id)
-    ensure_unique(taken, message=f"A company with domain {domain} already exists.")
+    ensure_unique(taken, message=DOMAIN_TAKEN_MESSAGE.format(domain=domain))
 
 
-def _sync_archived_at(company: Company) -> None:
+def company_sync_archived_at(company: Company) -> None:
+    """`archivedAt` follows the status: set when it becomes inactive, cleared when active again
+    (the bulk writes apply it to each row before their set-based statements)."""
     if company.status == CompanyStatus.INACTIVE and company.archived_at is None:
         company.archived_at = timezone.now()
     elif company.status == CompanyStatus.ACTIVE:
@@ -79,17 +88,22 @@ def _sync_archived_at(company: Company) -> None:
 
 
 def _save(company: Company, *, entity: Entity | UUID) -> Company:
-    return save_unique(
-        company, recheck=lambda: _ensure_domain_free(entity=entity, domain=company.domain, exclude_id=company.pk)
-    )
+    def recheck() -> None:
+        _ensure_domain_free(entity=entity, domain=company.domain, exclude_id=company.pk)
+        custom_fields_conflict(company)
+
+    custom_fields_ensure_unique(company)
+    return save_unique(company, recheck=recheck)
 
 
 @transaction.atomic
 def company_create(*, entity: Entity, **fields) -> Company:
     """Create a company; a domain already used in the entity is a 409. Records `company.created`."""
+    custom_values = custom_fields_take(fields, entity=entity, model=Company, partial=False)
     company = Company(entity=entity, **_normalised(fields))
+    custom_fields_apply(company, custom_values, fresh=False)
     _ensure_domain_free(entity=entity, domain=company.domain)
-    _sync_archived_at(company)
+    company_sync_archived_at(company)
     company = _save(company, entity=entity)
     changes.record_created(company)
     return company
@@ -99,13 +113,15 @@ def company_create(*, entity: Entity, **fields) -> Company:
 def company_update(*, company: Company, **fields) -> Company:
     """Apply a partial update; status changes set or clear `archived_at`. Records `company.updated`
     (the row is locked first, so `previous` is what the update replaced)."""
+    custom_values = custom_fields_take(fields, entity=company.entity_id, model=Company, partial=True)
     fields = _normalised(fields)
     before = changes.snapshot_fresh(company, lock=True)
+    custom_fields_apply(company, custom_values, fresh=True)
     if "domain" in fields and fields["domain"] != company.domain:
         _ensure_domain_free(entity=company.entity_id, domain=fields["domain"], exclude_id=company.pk)
     for name, value in fields.items():
         setattr(company, name, value)
-    _sync_archived_at(company)
+    company_sync_archived_at(company)
     company = _save(company, entity=company.entity_id)
     changes.record_updated(company, before)
     return company

@@ -26,6 +26,12 @@ from axiomatic import changes, errors
 from axiomatic.models import Entity
 from axiomatic.uniqueness import ensure_unique, save_unique
 from crm.models import Company, CompanyMembership, Contact
+from crm.services.custom_fields import (
+    custom_fields_apply,
+    custom_fields_conflict,
+    custom_fields_ensure_unique,
+    custom_fields_take,
+)
 
 
 class _Unset:
@@ -42,6 +48,7 @@ UNSET: Final = _Unset()
 
 
 IDENTITY_MESSAGE = "A contact needs at least one of firstName, lastName or email."
+EMAIL_TAKEN_MESSAGE = "A contact with email {email} already exists."
 
 
 def contact_email_normalise(email: str | None) -> str | None:
@@ -63,15 +70,16 @@ def _ensure_email_free(*, entity_id, email: str | None, exclude_id=None) -> None
     if not email:
         return
     taken = Contact.objects.for_entity(entity_id).filter(email=email).exclude(pk=exclude_id)
-    ensure_unique(taken, message=f"A contact with email {email} already exists.")
+    ensure_unique(taken, message=EMAIL_TAKEN_MESSAGE.format(email=email))
 
 
 def _save_contact(contact: Contact, *, update_fields: list[str] | None = None) -> Contact:
-    return save_unique(
-        contact,
-        recheck=lambda: _ensure_email_free(entity_id=contact.entity_id, email=contact.email, exclude_id=contact.pk),
-        update_fields=update_fields,
-    )
+    def recheck() -> None:
+        _ensure_email_free(entity_id=contact.entity_id, email=contact.email, exclude_id=contact.pk)
+        custom_fields_conflict(contact)
+
+    custom_fields_ensure_unique(contact)
+    return save_unique(contact, recheck=recheck, update_fields=update_fields)
 
 
 def _state(contact: Contact) -> tuple[dict | None, dict]:
@@ -111,7 +119,9 @@ def contact_create(*, entity: Entity, company: Company | None = None, **fields: 
     """
     if "email" in fields:
         fields["email"] = contact_email_normalise(fields["email"])
+    custom_values = custom_fields_take(fields, entity=entity, model=Contact, partial=False)
     contact = Contact(entity=entity, **fields)
+    custom_fields_apply(contact, custom_values, fresh=False)
     _ensure_identifiable(contact)
     _ensure_email_free(entity_id=entity.pk, email=contact.email)
     with transaction.atomic():
@@ -132,14 +142,16 @@ def contact_update(*, contact: Contact, company: Company | None | _Unset = UNSET
         fields["email"] = contact_email_normalise(fields["email"])
     if "email" in fields and fields["email"] != contact.email:
         _ensure_email_free(entity_id=contact.entity_id, email=fields["email"], exclude_id=contact.pk)
+    custom_values = custom_fields_take(fields, entity=contact.entity_id, model=Contact, partial=True)
     for name, value in fields.items():
         setattr(contact, name, value)
     _ensure_identifiable(contact)
     with transaction.atomic():
         _lock_contact(contact)  # a contact deleted meanwhile is a 404, not a failed UPDATE
         before = _state(contact)
+        custom_fields_apply(contact, custom_values, fresh=True)  # merged into the values as locked
         # Only the fields sent: a concurrent PATCH of other fields is not overwritten.
-        _save_contact(contact, update_fields=[*fields, "updated_at"])
+        _save_contact(contact, update_fields=[*fields, *(["custom_fields"] if custom_values else []), "updated_at"])
         if not isinstance(company, _Unset):
             contact_set_primary_company(contact=contact, company=company)
         _record_state(contact, before)
