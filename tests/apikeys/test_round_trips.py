@@ -2,8 +2,9 @@
 requests that would let a revoked key or a removed member through (issue 27, "a lean request").
 
 A Bearer request sends the database two statements (the entity setting with the key lookup, then
-the page with its total) and Redis one command (the address's failure budget with the user's
-request count). The counts are pinned here, and so are the guarantees that must survive them:
+the page with its total) and Redis one command for its authentication and limits (the address's
+failure budget with the user's request count), plus what the representation reads (the custom
+field definitions). The counts are pinned here, and so are the guarantees that must survive them:
 revocation, removal and role changes apply on the very next request; the limits stay exact.
 """
 
@@ -25,6 +26,9 @@ from axiomatic.models import Membership
 from tests import factories
 from tests.helpers import ApiClient, assert_error
 
+# A company's representation reads the entity's custom-field definitions from the shared cache
+# (crm.selectors.custom_fields: its generation, then the definitions of that generation).
+CUSTOM_FIELD_DEFINITIONS = ["GET", "GET"]
 _TRANSACTION_CONTROL = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
 
 
@@ -64,7 +68,7 @@ def test_a_list_page_costs_two_statements_and_one_redis_command(api, entity, red
     # The entity for row-level security is set in the same round trip as the key is looked up.
     assert sql[0].startswith("SELECT set_config('app.entity_id'") and "apikeys_apikey" in sql[0]
     assert "crm_company" in sql[1]
-    assert redis_commands == ["EVALSHA"]
+    assert redis_commands == ["EVALSHA", *CUSTOM_FIELD_DEFINITIONS]
 
 
 def test_an_item_and_a_write_cost_one_statement_for_the_key_and_one_redis_command(api, entity, redis_commands):
@@ -75,7 +79,7 @@ def test_an_item_and_a_write_cost_one_statement_for_the_key_and_one_redis_comman
         assert api.get(f"/companies/{company.pk}").status_code == 200
     sql = statements(captured)
     assert len(sql) == 2 and "apikeys_apikey" in sql[0], sql
-    assert redis_commands == ["EVALSHA"]
+    assert redis_commands == ["EVALSHA", *CUSTOM_FIELD_DEFINITIONS]
 
 
 def test_a_refused_key_costs_one_redis_command(entity, redis_commands, db):
