@@ -26,8 +26,15 @@ _statement_timeout_seconds = _int("DB_STATEMENT_TIMEOUT_MS", 5000) / 1000
 bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{_int('PORT', 8000)}"
 # CPUs this process may use (a container's cpuset, not the host's count); set WEB_CONCURRENCY under a CPU quota.
 _cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-workers = _int("WEB_CONCURRENCY", 2 * _cpus + 1)
-threads = _int("GUNICORN_THREADS", 1)
+# One worker per CPU with two threads each, chosen by measurement (issue 27): companies page 1 on
+# a 2-core machine shared with PostgreSQL and the load generator (wrk, 8 clients, runs alternated,
+# load average 2.6–4): sync ×3 161–186 req/s at 5.1–5.3 CPU ms a request, sync ×4 158–198 req/s at
+# 5.3–5.9 ms, sync ×5 (the old 2 × CPUs + 1) 231 req/s at 6.0 ms; gthread 2 × 2 218–318 req/s at
+# 4.6–4.8 ms, gthread 3 × 2 203–237 req/s at 4.6–4.8 ms. Threads keep a client's connection alive
+# (a sync worker closes each one), and fewer processes contend less for the cores the database
+# shares. A request that waits on the database frees its core for the other thread.
+workers = _int("WEB_CONCURRENCY", _cpus)
+threads = _int("GUNICORN_THREADS", 2)
 worker_class = "gthread" if threads > 1 else "sync"
 
 # A request may run several statements, each bounded by the statement timeout.

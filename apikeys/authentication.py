@@ -8,8 +8,7 @@ from rest_framework import authentication, exceptions
 from apikeys.middleware import api_key_mark_used
 from apikeys.services import api_key_authenticate
 from axiomatic.access import MalformedAuthorization, bearer_token
-from axiomatic.api.throttling import auth_failure_record, auth_failures_check
-from axiomatic.tenancy.database import enter_entity
+from axiomatic.api.throttling import api_request_admit, auth_failure_record, auth_failures_check
 from axiomatic.tenancy.resolve import named_entity_id_or_none
 
 # The outcome of a request's authentication, kept on its HttpRequest (see `authenticate`).
@@ -49,20 +48,20 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         try:
             token = bearer_token(request.META)
         except MalformedAuthorization as exc:
-            auth_failures_check(request)
-            auth_failure_record(request)
+            auth_failure_record(request)  # 429 instead when the address is past its budget
             raise exceptions.AuthenticationFailed(str(exc)) from None
         if token is None:
             return None
         auth_failures_check(request)
-        # Row-level security: the key is looked up inside the entity the request names, which is
-        # the transaction's entity from now on (the entity check then needs no query of its own).
+        # Row-level security: the key is looked up inside the entity the request names, which the
+        # same round trip makes the transaction's entity (the entity check then needs no query).
         entity_id = named_entity_id_or_none(query=request.query_params, meta=request.META)
-        in_entity = entity_id is not None and enter_entity(entity_id, request=request)
-        api_key = api_key_authenticate(token, entity_id=entity_id if in_entity else None)
+        api_key = api_key_authenticate(token, entity_id=entity_id, request=request)
         if api_key is None:
-            auth_failure_record(request)
+            auth_failure_record(request)  # 429 instead when the address is past its budget
             raise exceptions.AuthenticationFailed("Invalid, expired or revoked API key.")
+        # The address's failure budget and the user's request count: one Redis round trip.
+        api_request_admit(request, api_key.user_id)
         api_key_mark_used(request, api_key)
         return api_key.user, api_key
 

@@ -142,7 +142,7 @@ def company_options(request):
     words = search_words(search_text_clean(request.GET.get("company_q", "")))
     matches = []
     if words:
-        found = search_companies(entity=request.entity, words=words)
+        found = search_companies(entity=request.entity, words=words, limit=PICKER_LIMIT + 1)
         if current is not None:
             found = found.exclude(pk=current.pk)
         matches = list(found[:PICKER_LIMIT])

@@ -13,7 +13,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from axiomatic.keyset import keyset_after, order_keys
-from axiomatic.ordering import order_matches
+from axiomatic.ordering import first_matches, order_matches
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,9 @@ def keyset_page(
     """`size` rows of `queryset` in `order`, after the cursor `after` (from the start when None).
 
     Reads `size + 1` rows to learn whether another page follows: no COUNT(*). `search`: the
-    queryset is a text search's matches, which are sorted rather than walked for when PostgreSQL
-    expects few of them (`axiomatic.ordering.order_matches`).
+    queryset is a text search's matches: the first page by a bounded walk of the ordering index,
+    later ones (or a short walk) sorted rather than walked for when PostgreSQL expects few of them
+    (`axiomatic.ordering`).
     """
     keys = order_keys(order)
     if len(order) != len(after or order):
@@ -55,7 +56,8 @@ def keyset_page(
     if after is not None:
         rows = keyset_after(rows, keys, list(after))
     if search:
-        rows = order_matches(rows, [(key.field, key.descending) for key in keys])
+        search_order = [(key.field, key.descending) for key in keys]
+        rows = order_matches(rows, search_order) if after is not None else first_matches(rows, search_order, size + 1)
     fetched = list(rows[: size + 1])
     page = fetched[:size]
     return KeysetPage(rows=page, next_after=cursor_of(page[-1], order) if len(fetched) > size else None)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from django.db.models import CharField, F, Func, Q, QuerySet, Value
 
 from axiomatic.models import Entity
-from axiomatic.ordering import order_matches
+from axiomatic.ordering import first_matches, order_matches
 from crm.models import Company, Contact, Lead
 
 GROUP_LIMIT = 8
@@ -77,9 +77,12 @@ def _group(key: str, label: str, queryset: QuerySet, limit: int) -> SearchGroup:
     return SearchGroup(key=key, label=label, rows=rows[:limit], has_more=len(rows) > limit)
 
 
-def search_companies(*, entity: Entity, words: list[str]) -> QuerySet[Company]:
+def search_companies(*, entity: Entity, words: list[str], limit: int | None = None) -> QuerySet[Company]:
+    """The entity's companies matching every word, by name; with `limit`, narrowed to the first
+    `limit` of them the fast way (`axiomatic.ordering.first_matches`)."""
     matches = _matching(Company.objects.for_entity(entity), words, ("name",)).order_by("name", "id")
-    return order_matches(matches, [("name", False), ("id", False)])
+    order = [("name", False), ("id", False)]
+    return order_matches(matches, order) if limit is None else first_matches(matches, order, limit)
 
 
 def contact_search_name() -> Func:
@@ -94,10 +97,13 @@ def contact_search_name() -> Func:
     )
 
 
-def search_contacts(*, entity: Entity, words: list[str]) -> QuerySet[Contact]:
+def search_contacts(*, entity: Entity, words: list[str], limit: int | None = None) -> QuerySet[Contact]:
+    """The entity's contacts matching every word (full name or email), by name; `limit` as for
+    `search_companies`."""
     contacts = Contact.objects.for_entity(entity).alias(search_name=contact_search_name())
     matches = _matching(contacts, words, ("search_name", "email")).order_by("last_name", "first_name", "id")
-    return order_matches(matches, [("last_name", False), ("first_name", False), ("id", False)])
+    order = [("last_name", False), ("first_name", False), ("id", False)]
+    return order_matches(matches, order) if limit is None else first_matches(matches, order, limit)
 
 
 def search_leads(*, entity: Entity, words: list[str]) -> QuerySet[Lead]:
@@ -117,8 +123,8 @@ def search_all(*, entity: Entity, text: str, limit: int = GROUP_LIMIT) -> Search
     return SearchResults(
         text=text,
         groups=[
-            _group("companies", "Companies", search_companies(entity=entity, words=words), limit),
-            _group("contacts", "Contacts", search_contacts(entity=entity, words=words), limit),
+            _group("companies", "Companies", search_companies(entity=entity, words=words, limit=limit + 1), limit),
+            _group("contacts", "Contacts", search_contacts(entity=entity, words=words, limit=limit + 1), limit),
             _group("leads", "Leads", search_leads(entity=entity, words=words), limit),
         ],
     )

@@ -844,9 +844,10 @@ def test_search_is_limited_per_group_with_a_link_to_the_rest(signed_in, entity):
 def test_search_makes_three_bounded_queries(signed_in, entity, django_assert_max_num_queries):
     factories.make_company(entity, name="Acme")
     signed_in.get("/crm/search", {"q": "acme"}, headers=HTMX)
-    with django_assert_max_num_queries(14) as few:
+    # 16: the companies and the contacts each try the bounded walk first (axiomatic.ordering).
+    with django_assert_max_num_queries(16) as few:
         signed_in.get("/crm/search", {"q": "acme"}, headers=HTMX)
-    limited = [q["sql"] for q in few.captured_queries if "LIMIT 9" in q["sql"]]
+    limited = [q["sql"] for q in few.captured_queries if q["sql"].startswith("SELECT") and "LIMIT 9" in q["sql"]]
     assert len(limited) == 3 and all('"entity_id" =' in q for q in limited)
     Company.objects.bulk_create(Company(entity=entity, name=f"Acme {n}") for n in range(100))
     with django_assert_max_num_queries(len(few.captured_queries)):
