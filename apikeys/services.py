@@ -18,6 +18,7 @@ from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from apikeys.models import SCOPES, ApiKey
+from axiomatic.db import is_postgres, read_connection
 from axiomatic.models import Membership
 from axiomatic.replica import replica_pin_entity
 from axiomatic.rls import bypass_rls, entity_scope
@@ -145,8 +146,7 @@ class _EnteringLookup:
         return cls(sql=sql, models=tuple(parts))
 
     def run(self, secret: str, digest: str, entity_id) -> ApiKey | None:
-        from django.db import connection
-
+        connection = read_connection()  # a read request's key is read where its page is (the replica)
         entity = str(entity_id)
         params = [entity, secret[: ApiKey.PREFIX_LENGTH], entity, timezone.now()]
         with connection.cursor() as cursor:
@@ -173,10 +173,7 @@ class _EnteringLookup:
 
 
 def _entering_lookup_possible(entity_id) -> bool:
-    from django.db import connection
-
-    from axiomatic.db import is_postgres
-
+    connection = read_connection()
     return entity_id is not None and is_postgres(connection) and connection.in_atomic_block
 
 
