@@ -20,12 +20,13 @@ from itertools import islice
 from django.db import transaction
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from axiomatic.api.schema import ErrorSerializer
 from axiomatic.api.serializers import ApiSerializer
 from axiomatic.tenancy.database import enter_entity
 from crm.api.imports import CsvRenderer
@@ -85,12 +86,18 @@ def export_rows(view, queryset, columns: list[str]):
             yield buffer.getvalue()
 
 
+@extend_schema_field({"type": "object"})
+class BatchItemField(serializers.JSONField):
+    """An item: an object (a body as POST or PATCH take it). Anything else is refused per item (400
+    in its result), so one malformed item does not refuse the batch."""
+
+
 class BatchSerializer(ApiSerializer):
     """A batch of writes of one kind."""
 
     operation = serializers.ChoiceField(choices=[(name, name) for name in OPERATIONS])
     items = serializers.ListField(
-        child=serializers.JSONField(),
+        child=BatchItemField(),
         min_length=1,
         max_length=MAX_BATCH_ITEMS,
         help_text="1–100 bodies as POST (create) or PATCH (update, with id) take them; delete items are {id}.",
@@ -127,8 +134,15 @@ class BatchResponseSerializer(serializers.Serializer):
         ref_name = "BatchResponse"
 
 
-class BatchRolledBackSerializer(BatchResponseSerializer):
-    error = serializers.CharField(help_text="allOrNone: how many items failed; every item was rolled back.")
+class BatchRolledBackSerializer(ErrorSerializer):
+    """The 400 of a batch: the error envelope of a refused request, with the per-item results when
+    `allOrNone` rolled every item back."""
+
+    results = BatchResultSerializer(
+        many=True, required=False, help_text="allOrNone: per item, in order; each failed item's error given."
+    )
+    succeeded = serializers.IntegerField(required=False)
+    failed = serializers.IntegerField(required=False)
 
     class Meta:
         ref_name = "BatchRolledBack"
