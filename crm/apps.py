@@ -17,6 +17,12 @@ class CrmConfig(AppConfig):
 
         representations.register()
 
+        from django.db.backends.signals import connection_created
+
+        from crm.services.duplicates import register_sqlite_functions
+
+        connection_created.connect(register_sqlite_functions, dispatch_uid="crm-sqlite-similarity")
+
         from axiomatic.crypto import register_encrypted_fields
         from crm.models import OutboundEmailConnection
 

@@ -15,6 +15,7 @@ from axiomatic.api.viewsets import (
     RetrieveMixin,
 )
 from axiomatic.errors import field_rule
+from crm.api.merged import MergedRecordsMixin
 from crm.filters import CompanyFilter
 from crm.models import Company
 from crm.services.companies import (
@@ -99,7 +100,10 @@ class CompanySerializer(ApiModelSerializer):
     retrieve=extend_schema(summary="Get a company"),
     partial_update=extend_schema(summary="Update a company", description="Changes only the fields sent."),
 )
-class CompanyViewSet(ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, EntityScopedViewSet):
+class CompanyViewSet(
+    MergedRecordsMixin, ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, EntityScopedViewSet
+):
+    merged_kind = "company"  # a merged id answers 404 with mergedInto
     queryset = Company.objects.all()
     serializer_class = CompanySerializer
     filterset_class = CompanyFilter

@@ -25,6 +25,7 @@ from axiomatic.api.viewsets import (
     PartialUpdateMixin,
     RetrieveMixin,
 )
+from crm.api.merged import MergedRecordsMixin
 from crm.filters import ContactFilter
 from crm.models import Company, CompanyMembership, Contact
 from crm.selectors.contacts import primary_company_id
@@ -212,7 +213,10 @@ class MembershipSerializer(ApiModelSerializer):
         responses={204: None},
     ),
 )
-class ContactViewSet(ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, EntityScopedViewSet):
+class ContactViewSet(
+    MergedRecordsMixin, ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, EntityScopedViewSet
+):
+    merged_kind = "contact"  # a merged id answers 404 with mergedInto
     queryset = Contact.objects.all()
     serializer_class = ContactSerializer
     filterset_class = ContactFilter

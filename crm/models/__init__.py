@@ -3,6 +3,7 @@
 from crm.models.activities import Activity
 from crm.models.companies import Company
 from crm.models.contacts import CompanyMembership, Contact
+from crm.models.duplicates import CompanyDuplicate, ContactDuplicate, DuplicateDismissal, MergedRecord
 from crm.models.email import (
     OutboundEmail,
     OutboundEmailConnection,
@@ -13,10 +14,14 @@ from crm.models.pipeline import PipelineFigure, PipelineStage
 __all__ = [
     "Activity",
     "Company",
+    "CompanyDuplicate",
     "CompanyMembership",
     "Contact",
+    "ContactDuplicate",
+    "DuplicateDismissal",
     "Lead",
     "LeadEvent",
+    "MergedRecord",
     "OutboundEmail",
     "OutboundEmailConnection",
     "PipelineFigure",

@@ -21,6 +21,7 @@ from axiomatic.models import Entity
 from axiomatic.uniqueness import ensure_unique, save_unique
 from crm.choices import CompanyStatus
 from crm.models import Company
+from crm.services.duplicates import companies_refresh
 
 DOMAIN_MESSAGE = "Enter a domain such as example.com."
 COUNTRY_MESSAGE = "Use an ISO 3166-1 alpha-2 code such as DE."
@@ -92,6 +93,7 @@ def company_create(*, entity: Entity, **fields) -> Company:
     _sync_archived_at(company)
     company = _save(company, entity=entity)
     changes.record_created(company)
+    companies_refresh(company_ids=[company.pk])  # its duplicate pairs, in the same transaction
     return company
 
 
@@ -108,4 +110,5 @@ def company_update(*, company: Company, **fields) -> Company:
     _sync_archived_at(company)
     company = _save(company, entity=company.entity_id)
     changes.record_updated(company, before)
+    companies_refresh(company_ids=[company.pk])
     return company

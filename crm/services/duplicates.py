@@ -1,0 +1,343 @@
+"""Duplicate detection: the normalised keys, the pairs kept on write, dismissals and rebuilds.
+
+Why a table of pairs: comparing every record with every other one at request time does not fit
+a page's time on a million rows. Instead each record carries normalised keys in indexed columns
+(`name_key`, `phone_key`, `email_key`, `website_host`: a PostgreSQL trigger keeps them whatever
+writes the row, COPY included; on SQLite the model's `pre_save` does), and every service that
+writes a contact, a membership or a company calls `contacts_refresh` / `companies_refresh` in the
+same transaction: the record's pairs are deleted and found again by index lookups (equal keys;
+trigram similarity of the name among the same company's contacts, or through the trigram index
+for companies). `GET .../duplicates` is then one indexed page over the pairs.
+
+Reasons and weights (a pair's score is 1 − Π(1 − weight) over its reasons, so more reasons score
+higher, and every score is in 0..1):
+
+- contacts: `similar_email` (equal after lower-casing and, for gmail.com / googlemail.com,
+  dropping dots and `+tags` in the local part), `same_name_same_company`, `same_phone` (the same
+  digits, at least 6), `similar_name` (trigram similarity ≥ 0.8 of the full name, different
+  names, sharing a company);
+- companies: `same_website_host` (website, else domain; without `www.`), `same_name` (without
+  case, punctuation and legal suffixes such as Inc, Ltd, LLC, GmbH, SA, BV), `same_phone`,
+  `similar_name` (trigram similarity ≥ 0.8 of the normalised names).
+
+A key held by more than `COMMON_KEY_LIMIT` records (a switchboard number, a placeholder name)
+says nothing about any two of them and is ignored. A dismissed pair is never stored again.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F, FloatField, Func, Q, Value
+
+from axiomatic import errors
+from axiomatic.db import is_postgres
+from crm.models import (
+    Company,
+    CompanyDuplicate,
+    CompanyMembership,
+    Contact,
+    ContactDuplicate,
+    DuplicateDismissal,
+)
+from crm.models.duplicates import DuplicateKind
+from crm.models.keys import company_keys, contact_keys
+
+SIMILARITY = 0.8
+COMMON_KEY_LIMIT = 100
+CONTACT_WEIGHTS = {"similar_email": 0.9, "same_name_same_company": 0.85, "same_phone": 0.6, "similar_name": 0.6}
+COMPANY_WEIGHTS = {"same_website_host": 0.9, "same_name": 0.85, "same_phone": 0.6, "similar_name": 0.6}
+
+# --- trigram similarity (pg_trgm's on PostgreSQL; the same arithmetic in Python for SQLite) -------
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def _trigrams(text: str) -> set[str]:
+    grams: set[str] = set()
+    for word in _WORD.findall((text or "").lower()):
+        padded = f"  {word} "
+        grams.update(padded[i : i + 3] for i in range(len(padded) - 2))
+    return grams
+
+
+def trigram_similarity(a: str | None, b: str | None) -> float:
+    """pg_trgm's `similarity(a, b)`: shared trigrams over all trigrams of the two."""
+    first, second = _trigrams(a or ""), _trigrams(b or "")
+    if not first or not second:
+        return 0.0
+    return len(first & second) / len(first | second)
+
+
+def register_sqlite_functions(sender, connection, **kwargs) -> None:
+    """`connection_created`: give SQLite (the demo) the `similarity()` PostgreSQL has."""
+    if connection.vendor == "sqlite":
+        connection.connection.create_function("similarity", 2, trigram_similarity, deterministic=True)
+
+
+class Similarity(Func):
+    function = "similarity"
+    output_field = FloatField()
+
+
+# --- scoring ----------------------------------------------------------------------------------------
+
+
+def score_of(reasons: Iterable[str], weights: dict[str, float]) -> float:
+    """1 − Π(1 − weight): one strong reason scores high, several reasons higher still (≤ 1)."""
+    remaining = 1.0
+    for reason in reasons:
+        remaining *= 1 - weights[reason]
+    return round(1 - remaining, 4)
+
+
+def _ordered(reasons: set[str], weights: dict[str, float]) -> list[str]:
+    return sorted(reasons, key=lambda reason: (-weights[reason], reason))
+
+
+def _pair(a: uuid.UUID, b: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
+    return (a, b) if str(a) < str(b) else (b, a)
+
+
+def _equal_key(queryset, field: str, value: str | None, exclude: uuid.UUID) -> list:
+    """Ids holding the same key (none when the key is missing or too common to mean anything)."""
+    if not value:
+        return []
+    ids = list(queryset.filter(**{field: value}).exclude(pk=exclude).values_list("pk", flat=True)[:COMMON_KEY_LIMIT])
+    return [] if len(ids) >= COMMON_KEY_LIMIT else ids
+
+
+def _dismissed(entity_id, kind: str, pairs: Iterable[tuple]) -> set[tuple]:
+    pairs = list(pairs)
+    if not pairs:
+        return set()
+    ids = {pk for pair in pairs for pk in pair}
+    rows = DuplicateDismissal.objects.filter(entity_id=entity_id, kind=kind, first_id__in=ids, second_id__in=ids)
+    return set(rows.values_list("first_id", "second_id"))
+
+
+def _store(model, *, entity_id, kind: str, found: dict[tuple, set[str]], weights: dict[str, float]) -> int:
+    dismissed = _dismissed(entity_id, kind, found)
+    rows = [
+        model(
+            entity_id=entity_id,
+            first_id=first,
+            second_id=second,
+            reasons=_ordered(reasons, weights),
+            score=score_of(reasons, weights),
+        )
+        for (first, second), reasons in found.items()
+        if (first, second) not in dismissed
+    ]
+    model.objects.bulk_create(rows, ignore_conflicts=True)  # a concurrent refresh may have stored it
+    return len(rows)
+
+
+# --- contacts -----------------------------------------------------------------------------------
+
+
+def _contact_candidates(contact: dict) -> dict[tuple, set[str]]:
+    pk, entity_id = contact["id"], contact["entity_id"]
+    same_entity = Contact.objects.filter(entity_id=entity_id)
+    found: dict[tuple, set[str]] = {}
+
+    def add(other, reason: str) -> None:
+        found.setdefault(_pair(pk, other), set()).add(reason)
+
+    for other in _equal_key(same_entity, "email_key", contact["email_key"], pk):
+        add(other, "similar_email")
+    for other in _equal_key(same_entity, "phone_key", contact["phone_key"], pk):
+        add(other, "same_phone")
+    name = contact["name_key"]
+    if name:
+        companies = CompanyMembership.objects.filter(contact_id=pk).values("company_id")
+        colleagues = (
+            CompanyMembership.objects.filter(entity_id=entity_id, company_id__in=companies)
+            .exclude(contact_id=pk)
+            .values("contact_id")
+        )
+        similar = (
+            same_entity.filter(pk__in=colleagues)
+            .annotate(similarity=Similarity(F("name_key"), Value(name)))
+            .filter(Q(name_key=name) | Q(similarity__gte=SIMILARITY))
+            .values_list("pk", "name_key")
+        )
+        for other, other_name in similar:
+            add(other, "same_name_same_company" if other_name == name else "similar_name")
+    return found
+
+
+def contacts_refresh(*, contact_ids: Iterable) -> None:
+    """Find again the pairs of these contacts (after a write to them or their memberships).
+
+    Runs inside the caller's transaction, so the pairs change with the record or not at all.
+    """
+    ids = [pk for pk in dict.fromkeys(contact_ids) if pk is not None]
+    if not ids:
+        return
+    with transaction.atomic():
+        ContactDuplicate.objects.filter(Q(first_id__in=ids) | Q(second_id__in=ids)).delete()
+        rows = Contact.objects.filter(pk__in=ids).values("id", "entity_id", "name_key", "phone_key", "email_key")
+        by_entity: dict[Any, dict[tuple, set[str]]] = {}
+        for row in rows:
+            found = by_entity.setdefault(row["entity_id"], {})
+            for pair, reasons in _contact_candidates(row).items():
+                found.setdefault(pair, set()).update(reasons)
+        for entity_id, found in by_entity.items():
+            _store(
+                ContactDuplicate, entity_id=entity_id, kind=DuplicateKind.CONTACT, found=found, weights=CONTACT_WEIGHTS
+            )
+
+
+def company_contacts_refresh(*, company_id) -> None:
+    """After a company gained many memberships (a company merge): the same-name pairs among its
+    contacts, in one grouped query. Similar (not equal) names among them are found again by the
+    next write to each contact or by `manage.py duplicates_rebuild`; comparing every pair of a
+    large company's contacts does not belong inside a merge's transaction."""
+    members = CompanyMembership.objects.filter(company_id=company_id).values("contact_id")
+    rows = list(
+        Contact.objects.filter(pk__in=members, name_key__isnull=False)
+        .values_list("pk", "name_key", "entity_id")
+        .order_by("name_key", "pk")
+    )
+    groups: dict[str, list] = {}
+    for pk, name, _ in rows:
+        groups.setdefault(name, []).append(pk)
+    if not rows:
+        return
+    entity_id = rows[0][2]
+    found: dict[tuple, set[str]] = {}
+    for ids in groups.values():
+        if 1 < len(ids) <= COMMON_KEY_LIMIT:
+            for index, first in enumerate(ids):
+                for second in ids[index + 1 :]:
+                    found.setdefault(_pair(first, second), set()).add("same_name_same_company")
+    if not found:
+        return
+    existing = {
+        (first, second): reasons
+        for first, second, reasons in ContactDuplicate.objects.filter(
+            first_id__in={a for a, _ in found}, second_id__in={b for _, b in found}
+        ).values_list("first_id", "second_id", "reasons")
+    }
+    for pair in existing:
+        found.get(pair, set()).update(existing[pair])
+    ContactDuplicate.objects.filter(
+        first_id__in={a for a, _ in existing}, second_id__in={b for _, b in existing}
+    ).delete()
+    _store(ContactDuplicate, entity_id=entity_id, kind=DuplicateKind.CONTACT, found=found, weights=CONTACT_WEIGHTS)
+
+
+# --- companies ------------------------------------------------------------------------------------
+
+
+def _similar_company_names(entity_id, name: str, pk) -> list:
+    if is_postgres():
+        # The trigram index on name_key answers `%` (threshold set for this transaction only);
+        # similarity() then keeps exactly those at or above SIMILARITY.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('pg_trgm.similarity_threshold', %s, true)", [str(SIMILARITY)])
+            cursor.execute(
+                "SELECT id FROM crm_company WHERE name_key %% %s AND entity_id = %s AND id <> %s "
+                "AND name_key <> %s AND similarity(name_key, %s) >= %s LIMIT %s",
+                [name, entity_id, pk, name, name, SIMILARITY, COMMON_KEY_LIMIT],
+            )
+            return [row[0] for row in cursor.fetchall()]
+    return list(
+        Company.objects.filter(entity_id=entity_id)
+        .exclude(pk=pk)
+        .exclude(name_key=name)
+        .annotate(similarity=Similarity(F("name_key"), Value(name)))
+        .filter(similarity__gte=SIMILARITY)
+        .values_list("pk", flat=True)[:COMMON_KEY_LIMIT]
+    )
+
+
+def _company_candidates(company: dict) -> dict[tuple, set[str]]:
+    pk, entity_id = company["id"], company["entity_id"]
+    same_entity = Company.objects.filter(entity_id=entity_id)
+    found: dict[tuple, set[str]] = {}
+    for field, reason in (
+        ("website_host", "same_website_host"),
+        ("name_key", "same_name"),
+        ("phone_key", "same_phone"),
+    ):
+        for other in _equal_key(same_entity, field, company[field], pk):
+            found.setdefault(_pair(pk, other), set()).add(reason)
+    if company["name_key"]:
+        for other in _similar_company_names(entity_id, company["name_key"], pk):
+            found.setdefault(_pair(pk, other), set()).add("similar_name")
+    return found
+
+
+def companies_refresh(*, company_ids: Iterable) -> None:
+    """Find again the pairs of these companies (after a write to them), in the caller's transaction."""
+    ids = [pk for pk in dict.fromkeys(company_ids) if pk is not None]
+    if not ids:
+        return
+    with transaction.atomic():
+        CompanyDuplicate.objects.filter(Q(first_id__in=ids) | Q(second_id__in=ids)).delete()
+        rows = Company.objects.filter(pk__in=ids).values("id", "entity_id", "name_key", "phone_key", "website_host")
+        by_entity: dict[Any, dict[tuple, set[str]]] = {}
+        for row in rows:
+            found = by_entity.setdefault(row["entity_id"], {})
+            for pair, reasons in _company_candidates(row).items():
+                found.setdefault(pair, set()).update(reasons)
+        for entity_id, found in by_entity.items():
+            _store(
+                CompanyDuplicate, entity_id=entity_id, kind=DuplicateKind.COMPANY, found=found, weights=COMPANY_WEIGHTS
+            )
+
+
+# --- dismissals -------------------------------------------------------------------------------------
+
+PAIR_MODELS = {DuplicateKind.CONTACT: (Contact, ContactDuplicate), DuplicateKind.COMPANY: (Company, CompanyDuplicate)}
+
+
+def duplicates_dismiss(*, entity, kind: str, ids: list) -> None:
+    """Remember that these two records are not duplicates: the pair is removed and never stored again.
+
+    Two distinct ids of the entity (400 otherwise; another entity's id reads as missing, 400 too,
+    since it is an id inside the body). Dismissing twice is harmless.
+    """
+    model, pair_model = PAIR_MODELS[kind]
+    if len(ids) != 2 or ids[0] == ids[1]:
+        raise errors.Invalid("ids must name two different records.", field="ids")
+    found = set(model.objects.for_entity(entity).filter(pk__in=ids).values_list("pk", flat=True))
+    if len(found) != 2:
+        raise errors.Invalid(f"No {kind} with that id exists in this entity.", field="ids")
+    first, second = _pair(*ids)
+    with transaction.atomic():
+        DuplicateDismissal.objects.get_or_create(entity_id=entity.pk, kind=kind, first_id=first, second_id=second)
+        pair_model.objects.filter(entity_id=entity.pk, first_id=first, second_id=second).delete()
+
+
+# --- rebuild ----------------------------------------------------------------------------------------
+
+
+def duplicates_rebuild(*, entity) -> dict[str, int]:
+    """Recompute every key and pair of the entity (after bulk loads that bypass the services, e.g.
+    the demo seeder on SQLite). One record at a time through the same lookups as a write: meant for
+    demo-sized data; on PostgreSQL migration 0018 does the initial set-based fill."""
+    counts = {}
+    for kind, (model, pair_model) in PAIR_MODELS.items():
+        ids = list(model.objects.for_entity(entity).values_list("pk", flat=True))
+        for start in range(0, len(ids), 500):
+            batch = model.objects.filter(pk__in=ids[start : start + 500])
+            with transaction.atomic():
+                for row in batch:
+                    keys = contact_keys(row) if kind == DuplicateKind.CONTACT else company_keys(row)
+                    if any(getattr(row, name) != value for name, value in keys.items()):
+                        model.objects.filter(pk=row.pk).update(**keys)
+        for start in range(0, len(ids), 500):
+            with transaction.atomic():
+                if kind == DuplicateKind.CONTACT:
+                    contacts_refresh(contact_ids=ids[start : start + 500])
+                else:
+                    companies_refresh(company_ids=ids[start : start + 500])
+        counts[kind] = pair_model.objects.for_entity(entity).count()
+    return counts
