@@ -35,7 +35,7 @@ $$;
 CREATE OR REPLACE FUNCTION crm_dup_company_key(name text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT nullif(coalesce(nullif(btrim(regexp_replace(' ' || b, '( (SUFFIXES))+$', '')), ''), b), '')
-  FROM (SELECT btrim(regexp_replace(regexp_replace(lower(coalesce(name, '')), '[!-/:-@\[-`{-~]', ' ', 'g'),
+  FROM (SELECT btrim(regexp_replace(regexp_replace(replace(lower(coalesce(name, '')), '.', ''), '[!-/:-@\[-`{-~]', ' ', 'g'),
                                     '[ \t\n\r\f\v]+', ' ', 'g')) AS b) AS base
 $$;
 CREATE OR REPLACE FUNCTION crm_dup_phone_key(phone text) RETURNS text

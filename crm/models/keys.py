@@ -57,8 +57,9 @@ def person_name_key(first_name: str | None, last_name: str | None) -> str | None
 
 
 def company_name_key(name: str | None) -> str | None:
-    """`ACME, Inc.` → `acme`; `Müller GmbH & Co. KG` → `müller`. A name that is only a suffix keeps it."""
-    base = _SPACES.sub(" ", _PUNCTUATION.sub(" ", (name or "").lower())).strip()
+    """`ACME, Inc.` → `acme`; `Müller GmbH & Co. KG` → `müller`; `B.V.` → `bv` (dots go, other
+    punctuation becomes a space). A name that is only a suffix keeps it."""
+    base = _SPACES.sub(" ", _PUNCTUATION.sub(" ", (name or "").lower().replace(".", ""))).strip()
     stripped = _SUFFIXES.sub("", f" {base}").strip()
     return (stripped or base) or None
 
