@@ -36,6 +36,21 @@ def _contact(contact: Contact) -> dict:
     return dict(_serializer(ContactSerializer).to_representation(fresh))
 
 
+def _contacts(contacts: list[Contact]) -> list[dict]:
+    """Many contacts at once (a merge records thousands): their primary companies in one query."""
+    primaries = dict(
+        CompanyMembership.objects.filter(contact_id__in=[c.pk for c in contacts], is_primary=True).values_list(
+            "contact_id", "company_id"
+        )
+    )
+    fresh = []
+    for contact in contacts:
+        row = Contact(**{f.attname: getattr(contact, f.attname) for f in Contact._meta.concrete_fields})
+        row.primary_company_id = primaries.get(contact.pk)
+        fresh.append(row)
+    return [dict(item) for item in _serializer(ContactSerializer, many=True).to_representation(fresh)]
+
+
 def _stage(stage: PipelineStage) -> dict:
     if not hasattr(stage, "lead_count"):  # loaded without the figure (not through the selector)
         stage.lead_count = (
@@ -62,7 +77,7 @@ def register() -> None:
     ):
         one, many = _one_and_many(serializer_class)
         register_representation(model, one, many=many)
-    register_representation(Contact, _contact)
+    register_representation(Contact, _contact, many=_contacts)
     register_representation(PipelineStage, _stage)
 
     register_object_type(Company, "company")

@@ -193,42 +193,48 @@ def contacts_refresh(*, contact_ids: Iterable) -> None:
             )
 
 
-def company_contacts_refresh(*, company_id) -> None:
-    """After a company gained many memberships (a company merge): the same-name pairs among its
-    contacts, in one grouped query. Similar (not equal) names among them are found again by the
-    next write to each contact or by `manage.py duplicates_rebuild`; comparing every pair of a
-    large company's contacts does not belong inside a merge's transaction."""
-    members = CompanyMembership.objects.filter(company_id=company_id).values("contact_id")
-    rows = list(
-        Contact.objects.filter(pk__in=members, name_key__isnull=False)
-        .values_list("pk", "name_key", "entity_id")
-        .order_by("name_key", "pk")
-    )
-    groups: dict[str, list] = {}
-    for pk, name, _ in rows:
-        groups.setdefault(name, []).append(pk)
-    if not rows:
-        return
-    entity_id = rows[0][2]
+_MEMBERS = (
+    "WITH members AS (SELECT c.id, c.name_key FROM crm_companymembership m JOIN crm_contact c ON c.id = m.contact_id "
+    "WHERE m.company_id = %s AND c.name_key IS NOT NULL) "
+)
+_EQUAL_AT_COMPANY = (
+    _MEMBERS + "SELECT a.id, b.id, a.name_key FROM members a JOIN members b ON a.name_key = b.name_key AND a.id < b.id"
+)
+_SIMILAR_AT_COMPANY = (
+    _MEMBERS + "SELECT a.id, b.id, NULL FROM members a JOIN members b ON a.id < b.id AND a.name_key <> b.name_key "
+    "WHERE similarity(a.name_key, b.name_key) >= %s"
+)
+SIMILAR_AT_COMPANY_LIMIT = 300
+
+
+def company_contacts_refresh(*, company_id, entity_id) -> None:
+    """After a company gained memberships at once (a company merge): the pairs its contacts now
+    form by sharing it, found in one grouped query and added to the pairs they had (a merge only
+    adds shared companies, so no pair goes away). Similar names are compared when the company has
+    at most `SIMILAR_AT_COMPANY_LIMIT` contacts; beyond that equal names only — comparing every
+    pair of a huge company's contacts does not belong in a merge's transaction, and the next write
+    to each contact finds them."""
+    company_param = Company._meta.pk.get_db_prep_value(company_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(_EQUAL_AT_COMPANY, [company_param])
+        rows = [(a, b, "same_name_same_company") for a, b, _ in cursor.fetchall()]
+        if CompanyMembership.objects.filter(company_id=company_id).count() <= SIMILAR_AT_COMPANY_LIMIT:
+            cursor.execute(_SIMILAR_AT_COMPANY, [company_param, SIMILARITY])
+            rows += [(a, b, "similar_name") for a, b, _ in cursor.fetchall()]
+    to_uuid = Contact._meta.pk.to_python
     found: dict[tuple, set[str]] = {}
-    for ids in groups.values():
-        if 1 < len(ids) <= COMMON_KEY_LIMIT:
-            for index, first in enumerate(ids):
-                for second in ids[index + 1 :]:
-                    found.setdefault(_pair(first, second), set()).add("same_name_same_company")
+    for a, b, reason in rows:
+        found.setdefault(_pair(to_uuid(a), to_uuid(b)), set()).add(reason)
     if not found:
         return
-    existing = {
-        (first, second): reasons
-        for first, second, reasons in ContactDuplicate.objects.filter(
-            first_id__in={a for a, _ in found}, second_id__in={b for _, b in found}
-        ).values_list("first_id", "second_id", "reasons")
-    }
-    for pair in existing:
-        found.get(pair, set()).update(existing[pair])
-    ContactDuplicate.objects.filter(
-        first_id__in={a for a, _ in existing}, second_id__in={b for _, b in existing}
-    ).delete()
+    firsts, seconds = {a for a, _ in found}, {b for _, b in found}
+    existing = ContactDuplicate.objects.filter(first_id__in=firsts, second_id__in=seconds)
+    replaced = []
+    for pk, first, second, reasons in existing.values_list("pk", "first_id", "second_id", "reasons"):
+        if (first, second) in found:
+            found[(first, second)].update(reasons)
+            replaced.append(pk)
+    ContactDuplicate.objects.filter(pk__in=replaced).delete()
     _store(ContactDuplicate, entity_id=entity_id, kind=DuplicateKind.CONTACT, found=found, weights=CONTACT_WEIGHTS)
 
 

@@ -67,7 +67,6 @@ DERIVED = (ContactDuplicate, CompanyDuplicate)
 NOT_MERGED = {"id", "entity", "created_at", "updated_at", "name_key", "phone_key", "email_key", "website_host"}
 # Company fields derived from another one (set by the company rules, not chosen on their own).
 DERIVED_FIELDS = {"archived_at"}
-SMALL_CONTACT_REFRESH = 50  # a company merge re-finds the moved contacts' pairs one by one up to this
 
 
 @dataclass
@@ -201,7 +200,6 @@ class _Merge:
         self.moved: dict[str, int] = dict.fromkeys(MOVED_KEYS.values(), 0)
         self.before: dict[type, dict] = {}  # feed rows that change, snapshots before
         self.deleted: list[changes.ChangeRecord] = []
-        self.touched_contacts: set = set()
 
     def count(self, related, n: int) -> None:
         key = _moved_key(related)
@@ -261,7 +259,6 @@ def _fold_company_memberships(job: _Merge, rel) -> None:
     job.remember(CompanyMembership, moving)
     # Contacts whose primary company was the merged one: their companyId changes.
     primaries = set(theirs.filter(is_primary=True).values_list("contact_id", flat=True))
-    job.touched_contacts |= primaries
     for pk, data in _feed_rows(Contact, primaries).items():
         job.before.setdefault(Contact, {})[pk] = data
     job.delete_rows(CompanyMembership, [pk for pk, _, _ in clash_rows])
@@ -429,9 +426,7 @@ def _finish(job: _Merge, values: dict, survivor_before: dict | None) -> None:
         contacts_refresh(contact_ids=[survivor.pk])
     else:
         companies_refresh(company_ids=[survivor.pk])
-        company_contacts_refresh(company_id=survivor.pk)
-        if len(job.touched_contacts) <= SMALL_CONTACT_REFRESH:
-            contacts_refresh(contact_ids=job.touched_contacts)
+        company_contacts_refresh(company_id=survivor.pk, entity_id=job.entity_id)
 
 
 def _sync_archived(company: Company) -> None:

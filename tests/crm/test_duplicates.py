@@ -144,7 +144,12 @@ def test_a_key_shared_by_too_many_records_means_nothing(api, entity, monkeypatch
 
 @pytest.mark.parametrize(
     "first,second",
-    [("Acme, Inc.", "ACME"), ("Acme GmbH", "acme ltd"), ("Acme Holding B.V.", "Acme Holding BV"), ("Müller GmbH & Co. KG", "müller")],
+    [
+        ("Acme, Inc.", "ACME"),
+        ("Acme GmbH", "acme ltd"),
+        ("Acme Holding B.V.", "Acme Holding BV"),
+        ("Müller GmbH & Co. KG", "müller"),
+    ],
 )
 def test_company_same_name(api, first, second):
     a, b = company(api, name=first), company(api, name=second)
