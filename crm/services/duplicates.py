@@ -197,9 +197,6 @@ _MEMBERS = (
     "WITH members AS (SELECT c.id, c.name_key FROM crm_companymembership m JOIN crm_contact c ON c.id = m.contact_id "
     "WHERE m.company_id = %s AND c.name_key IS NOT NULL) "
 )
-_EQUAL_AT_COMPANY = (
-    _MEMBERS + "SELECT a.id, b.id, a.name_key FROM members a JOIN members b ON a.name_key = b.name_key AND a.id < b.id"
-)
 _SIMILAR_AT_COMPANY = (
     _MEMBERS + "SELECT a.id, b.id, NULL FROM members a JOIN members b ON a.id < b.id AND a.name_key <> b.name_key "
     "WHERE similarity(a.name_key, b.name_key) >= %s"
@@ -209,22 +206,36 @@ SIMILAR_AT_COMPANY_LIMIT = 300
 
 def company_contacts_refresh(*, company_id, entity_id) -> None:
     """After a company gained memberships at once (a company merge): the pairs its contacts now
-    form by sharing it, found in one grouped query and added to the pairs they had (a merge only
+    form by sharing it, found in one ordered query and added to the pairs they had (a merge only
     adds shared companies, so no pair goes away). Similar names are compared when the company has
     at most `SIMILAR_AT_COMPANY_LIMIT` contacts; beyond that equal names only — comparing every
     pair of a huge company's contacts does not belong in a merge's transaction, and the next write
     to each contact finds them."""
-    company_param = Company._meta.pk.get_db_prep_value(company_id, connection)
-    with connection.cursor() as cursor:
-        cursor.execute(_EQUAL_AT_COMPANY, [company_param])
-        rows = [(a, b, "same_name_same_company") for a, b, _ in cursor.fetchall()]
-        if CompanyMembership.objects.filter(company_id=company_id).count() <= SIMILAR_AT_COMPANY_LIMIT:
-            cursor.execute(_SIMILAR_AT_COMPANY, [company_param, SIMILARITY])
-            rows += [(a, b, "similar_name") for a, b, _ in cursor.fetchall()]
-    to_uuid = Contact._meta.pk.to_python
+    # Equal names: the members in name order, grouped here (linear whatever the planner's statistics
+    # say right after a bulk load; a self-join misjudged there was a nested loop over 10⁸ pairs).
+    members = (
+        Contact.objects.filter(memberships__company_id=company_id, name_key__isnull=False)
+        .order_by("name_key", "pk")
+        .values_list("pk", "name_key")
+    )
     found: dict[tuple, set[str]] = {}
-    for a, b, reason in rows:
-        found.setdefault(_pair(to_uuid(a), to_uuid(b)), set()).add(reason)
+    group: list = []
+    for pk, name in [*members, (None, None)]:
+        if group and name != group[0][1]:
+            if len(group) <= COMMON_KEY_LIMIT:
+                for index, (first, _) in enumerate(group):
+                    for second, _ in group[index + 1 :]:
+                        found.setdefault(_pair(first, second), set()).add("same_name_same_company")
+            group = []
+        group.append((pk, name))
+    if len(members) <= SIMILAR_AT_COMPANY_LIMIT:
+        to_uuid = Contact._meta.pk.to_python
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _SIMILAR_AT_COMPANY, [Company._meta.pk.get_db_prep_value(company_id, connection), SIMILARITY]
+            )
+            for first, second, _ in cursor.fetchall():
+                found.setdefault(_pair(to_uuid(first), to_uuid(second)), set()).add("similar_name")
     if not found:
         return
     firsts, seconds = {a for a, _ in found}, {b for _, b in found}

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.db import models, transaction
@@ -34,6 +35,7 @@ from django.utils import timezone
 
 from axiomatic import changes, errors
 from axiomatic.models import Entity
+from axiomatic.timestamps import iso_utc
 from crm.choices import LeadEventKind
 from crm.models import (
     Activity,
@@ -183,12 +185,18 @@ def _moved_key(related: type[models.Model]) -> str:
     return MOVED_KEYS.get(related, _camel(related._meta.model_name) + "s")
 
 
-def _feed_rows(model, pks) -> dict:
-    """{pk: snapshot} of the feed object rows (nothing for models outside the feed)."""
-    if not changes.object_type_of(model) or not pks:
-        return {}
-    rows = list(changes.load(model, pks).values())
-    return {row.pk: data for row, data in zip(rows, changes.snapshots(rows), strict=True)}
+def _api_key(model, name: str) -> str:
+    """The key a column has in the model's representation (`contact` → `contactId`)."""
+    found = model._meta.get_field(name)
+    return _camel(found.name) + "Id" if found.is_relation else _camel(name)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    return value
 
 
 class _Merge:
@@ -205,12 +213,24 @@ class _Merge:
         key = _moved_key(related)
         self.moved[key] = self.moved.get(key, 0) + n
 
-    def remember(self, related, queryset) -> list:
-        pks = list(queryset.values_list("pk", flat=True))
-        if not self.dry_run:
-            for pk, data in _feed_rows(related, pks).items():
-                self.before.setdefault(related, {})[pk] = data
-        return pks
+    def remember(self, related, queryset, fields: tuple[str, ...] = (), extra: dict | None = None) -> list:
+        """The ids of the rows about to change, and (feed objects) the old values of the columns
+        `fields` that will change, keyed as their representation; `extra`, other keys' old values.
+
+        Only those values are read now, not whole representations: a merge moving 10,000 rows
+        represents each once, after the move, and `previous` is what differs from these."""
+        names = ["pk", *fields]
+        if any(f.name == "updated_at" for f in related._meta.concrete_fields):
+            names.append("updated_at")
+        rows = list(queryset.values_list(*names))
+        if not self.dry_run and changes.object_type_of(related):
+            known = self.before.setdefault(related, {})
+            for row in rows:
+                old = {
+                    _api_key(related, name): _json_value(value) for name, value in zip(names[1:], row[1:], strict=False)
+                }
+                known[row[0]] = {**old, **(extra or {}), **known.get(row[0], {})}
+        return [row[0] for row in rows]
 
     def delete_rows(self, related, pks: list) -> None:
         if not pks or self.dry_run:
@@ -231,8 +251,12 @@ def _fold_contact_memberships(job: _Merge, rel) -> None:
     job.count(CompanyMembership, theirs.count())
     if job.dry_run:
         return
-    job.remember(CompanyMembership, mine.filter(company_id__in=[row["company_id"] for row in clashing]))
-    moving = job.remember(CompanyMembership, theirs.exclude(pk__in=[row["pk"] for row in clashing]))
+    job.remember(
+        CompanyMembership, mine.filter(company_id__in=[row["company_id"] for row in clashing]), ("is_primary",)
+    )
+    moving = job.remember(
+        CompanyMembership, theirs.exclude(pk__in=[row["pk"] for row in clashing]), ("contact", "is_primary")
+    )
     promote = next((row["company_id"] for row in clashing if row["is_primary"]), None)
     job.delete_rows(CompanyMembership, [row["pk"] for row in clashing])
     now = timezone.now()
@@ -254,13 +278,18 @@ def _fold_company_memberships(job: _Merge, rel) -> None:
     clashing = theirs.filter(contact_id__in=mine.values("contact_id"))
     clash_rows = list(clashing.values_list("pk", "contact_id", "is_primary"))
     promote = [contact for _, contact, primary in clash_rows if primary]
-    job.remember(CompanyMembership, mine.filter(contact_id__in=[contact for _, contact, _ in clash_rows]))
+    job.remember(
+        CompanyMembership, mine.filter(contact_id__in=[contact for _, contact, _ in clash_rows]), ("is_primary",)
+    )
     moving = theirs.exclude(pk__in=[pk for pk, _, _ in clash_rows])
-    job.remember(CompanyMembership, moving)
+    job.remember(CompanyMembership, moving, ("company",), {"companyName": job.merged.name})
     # Contacts whose primary company was the merged one: their companyId changes.
-    primaries = set(theirs.filter(is_primary=True).values_list("contact_id", flat=True))
-    for pk, data in _feed_rows(Contact, primaries).items():
-        job.before.setdefault(Contact, {})[pk] = data
+    job.remember(
+        Contact,
+        Contact.objects.filter(memberships__company_id=merged, memberships__is_primary=True),
+        (),
+        {"companyId": str(merged)},
+    )
     job.delete_rows(CompanyMembership, [pk for pk, _, _ in clash_rows])
     now = timezone.now()
     moving.update(company_id=survivor, updated_at=now)
@@ -276,8 +305,12 @@ def _fold_list_members(job: _Merge, rel) -> None:
     if job.dry_run:
         return
     clashing = list(theirs.filter(marketing_list_id__in=mine.values("marketing_list_id")).values())
-    job.remember(MarketingListMember, mine.filter(marketing_list_id__in=[row["marketing_list_id"] for row in clashing]))
-    moving = job.remember(MarketingListMember, theirs.exclude(pk__in=[row["id"] for row in clashing]))
+    job.remember(
+        MarketingListMember,
+        mine.filter(marketing_list_id__in=[row["marketing_list_id"] for row in clashing]),
+        ("status", "unsubscribed_at"),
+    )
+    moving = job.remember(MarketingListMember, theirs.exclude(pk__in=[row["id"] for row in clashing]), ("contact",))
     unsubscribed = [row for row in clashing if row["status"] == MemberStatus.UNSUBSCRIBED]
     job.delete_rows(MarketingListMember, [row["id"] for row in clashing])
     now = timezone.now()
@@ -299,7 +332,7 @@ FOLD_RULES = {
 def _move(job: _Merge, rel) -> None:
     related, attname = rel.related_model, rel.field.attname
     rows = related._base_manager.filter(**{attname: job.merged.pk})
-    n = rows.count() if job.dry_run else len(job.remember(related, rows))
+    n = rows.count() if job.dry_run else len(job.remember(related, rows, (rel.field.name,)))
     job.count(related, n)
     if job.dry_run or not n:
         return
@@ -412,9 +445,10 @@ def _finish(job: _Merge, values: dict, survivor_before: dict | None) -> None:
     MergedRecord.objects.create(entity_id=job.entity_id, kind=job.kind, merged_id=merged.pk, survivor_id=survivor.pk)
 
     records: list[changes.ChangeRecord | None] = []
-    for related, before in job.before.items():
-        rows = changes.load(related, before).values()
-        records += changes.updates(rows, before, actor=job.actor)
+    for related, old in job.before.items():
+        rows = list(changes.load(related, old).values())
+        for row, after in zip(rows, changes.snapshots(rows), strict=True):
+            records.append(changes.update(row, {**after, **old[row.pk]}, after=after, actor=job.actor))
     records += job.deleted
     records.append(changes.update(survivor, survivor_before, after=changes.snapshot_fresh(survivor), actor=job.actor))
     gone = changes.deletion(model=model, pk=merged.pk, entity_id=job.entity_id, actor=job.actor)

@@ -79,14 +79,20 @@ def test_a_and_c_both_taking_b(make_api, round_):
 
 def test_feed_carries_survivor_updated_and_merged_deleted(make_api):
     api = make_api()
-    survivor, merged = factories.make_company(api.entity, name="Acme"), factories.make_company(api.entity, phone="123456")
+    survivor, merged = (
+        factories.make_company(api.entity, name="Acme"),
+        factories.make_company(api.entity, phone="123456"),
+    )
     cursor = api.get("/changes", {"cursor": "latest"}).json()["nextCursor"]
     assert api.post(f"/companies/{survivor.pk}/merge", {"mergeId": str(merged.pk)}).status_code == 200
     feed = api.get("/changes", {"cursor": cursor}).json()["changes"]
     by_type = {change["type"]: change for change in feed}
     assert by_type["company.updated"]["objectId"] == str(survivor.pk)
     assert by_type["company.updated"]["data"]["phone"] == "123456"
-    assert by_type["company.updated"]["previous"] == {"phone": "", "updatedAt": by_type["company.updated"]["previous"]["updatedAt"]}
+    assert by_type["company.updated"]["previous"] == {
+        "phone": "",
+        "updatedAt": by_type["company.updated"]["previous"]["updatedAt"],
+    }
     deleted = by_type["company.deleted"]
     assert deleted["objectId"] == str(merged.pk)
     assert deleted["data"] == {"id": str(merged.pk), "mergedInto": str(survivor.pk)}
