@@ -1,8 +1,8 @@
-"""The sales pages under /crm/: dashboard, tasks, companies, contacts, search."""
+"""The sales pages under /crm/: dashboard, tasks, companies, contacts, search, duplicates."""
 
 from django.urls import path
 
-from crm.pages import companies, contacts, dashboard, search, tasks
+from crm.pages import companies, contacts, dashboard, duplicates, search, tasks
 
 urlpatterns = [
     path("dashboard", dashboard.dashboard, name="crm-dashboard"),
@@ -22,4 +22,9 @@ urlpatterns = [
     path("contacts/<uuid:contact_id>/edit", contacts.contact_edit, name="crm-contact-edit"),
     path("contacts/<uuid:contact_id>/activities", contacts.contact_activities, name="crm-contact-activities"),
     path("search", search.search, name="crm-search"),
+    path("duplicates", duplicates.duplicates, name="crm-duplicates"),
+    path("duplicates/compare", duplicates.duplicate_compare, name="crm-duplicate-compare"),
+    path("duplicates/merge", duplicates.duplicate_merge, name="crm-duplicate-merge"),
+    path("duplicates/dismiss", duplicates.duplicate_dismiss, name="crm-duplicate-dismiss"),
+    path("<str:kind_path>/<uuid:record_id>/merge-with", duplicates.merge_with, name="crm-merge-with"),
 ]
