@@ -7,6 +7,7 @@ from django.contrib.admin.helpers import ActionForm
 from axiomatic import errors
 from axiomatic.admin import EntityScopedAdmin, ReadOnlyAdminMixin, StaffScopeMixin
 from axiomatic.models import Membership
+from crm.admin_merge import MergeActionMixin
 from crm.forms import API_MESSAGES
 from crm.models import (
     Activity,
@@ -62,7 +63,7 @@ class CompanyAdminForm(forms.ModelForm):
 
 
 @admin.register(Company)
-class CompanyAdmin(EntityScopedAdmin):
+class CompanyAdmin(MergeActionMixin, EntityScopedAdmin):
     """Saves go through the company service: the domain normalised, `archived_at` kept with the
     status, the change recorded."""
 
@@ -122,7 +123,7 @@ class MembershipInline(StaffScopeMixin, admin.TabularInline):
 
 
 @admin.register(Contact)
-class ContactAdmin(EntityScopedAdmin):
+class ContactAdmin(MergeActionMixin, EntityScopedAdmin):
     form = ContactAdminForm
     list_display = ["__str__", "email", "phone", "owner", "entity", "created_at"]
     list_filter = ["entity"]

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from axiomatic.admin import StaffScopeMixin, entity_lookup
 from axiomatic.models import Entity, User
-from crm.models import Lead, OutboundEmail, OutboundEmailConnection
+from crm.models import CompanyDuplicate, ContactDuplicate, Lead, OutboundEmail, OutboundEmailConnection
 from crm.services.actors import Actor
 from crm.services.leads import lead_save_new
 from tests import factories
@@ -113,6 +113,10 @@ def _populate(entity: Entity, owner: User, tag: str) -> None:
         attempted_at=timezone.now(),
     )
     factories.make_key(entity, owner, name=f"{tag} key")
+    twin = factories.make_contact(entity, first_name=tag, last_name="Contact")
+    ContactDuplicate.objects.create(entity=entity, first=contact, second=twin, reasons=["same_phone"], score=0.6)
+    other = factories.make_company(entity, name=f"{tag} Company Inc")
+    CompanyDuplicate.objects.create(entity=entity, first=company, second=other, reasons=["same_name"], score=0.85)
 
 
 @pytest.fixture
@@ -234,7 +238,7 @@ def test_an_admin_view_of_a_staff_user_reads_only_their_entities_even_in_raw_sql
     view = admin.site.admin_view(_count_every_company)
     with app_context(), transaction.atomic():
         response = view(request)
-    assert json.loads(response.content)["companies"] == (2 if superuser else 1)
+    assert json.loads(response.content)["companies"] == (4 if superuser else 2)  # _populate: 2 per entity
 
 
 def test_the_application_role_cannot_truncate_a_tenant_table(world):

@@ -1,5 +1,6 @@
-"""Duplicates and merge: `/contacts/duplicates`, `/companies/duplicates` (list, dismiss) and
-`/contacts/{contactId}/merge`, `/companies/{companyId}/merge`.
+"""Duplicates and merge: `/contacts/duplicates`, `/companies/duplicates` (list, dismiss), and the
+schema of `/contacts/{contactId}/merge`, `/companies/{companyId}/merge` (the action itself is on the
+contact and company views, from `crm.api.merged`).
 
 Thin views: the pairs are kept by `crm.services.duplicates` (so a list is one indexed page), the
 merge is `crm.services.merge`. `crm.api.merged.MergedRecordsMixin` makes the contact and company views answer a
@@ -9,20 +10,20 @@ merged id with 404 and `mergedInto`.
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from axiomatic.api.schema import ErrorSerializer
 from axiomatic.api.serializers import ApiSerializer, StrictUUIDField
-from axiomatic.api.viewsets import EntityScopedViewSet, ListMixin, ParentResource
-from crm.api.companies import CompanySerializer
-from crm.api.contacts import ContactSerializer
-from crm.models import Company, CompanyDuplicate, Contact, ContactDuplicate
+from axiomatic.api.viewsets import EntityScopedViewSet, ListMixin
+from crm.api.companies import CompanySerializer, CompanyViewSet
+from crm.api.contacts import ContactSerializer, ContactViewSet
+from crm.api.merged import MergeSerializer
+from crm.models import CompanyDuplicate, ContactDuplicate
 from crm.models.duplicates import DuplicateKind
-from crm.services.actors import Actor
 from crm.services.duplicates import COMPANY_WEIGHTS, CONTACT_WEIGHTS, duplicates_dismiss
-from crm.services.merge import MOVED_KEYS, company_merge, contact_merge
+from crm.services.merge import MOVED_KEYS
 
 # --- duplicates -------------------------------------------------------------------------------------
 
@@ -131,110 +132,46 @@ class CompanyDuplicateViewSet(_DuplicateViewSet):
         return self._dismiss(request)
 
 
-# --- merge ----------------------------------------------------------------------------------------------
-
-
-class MergeSerializer(ApiSerializer):
-    """Which record to merge into the one in the path, and how."""
-
-    merge_id = StrictUUIDField(help_text="The record that is merged and then gone. The path's id → 400; unknown → 404.")
-    fields_from = serializers.DictField(
-        child=serializers.ChoiceField(choices=["merged", "survivor"]),
-        required=False,
-        help_text="Fields (API names, or `customFields.<key>`) that take the merged record's value even when the "
-        'survivor has one: `{"phone": "merged"}`. Empty fields of the survivor take the merged record\'s values '
-        "anyway.",
-    )
-    dry_run = serializers.BooleanField(
-        required=False, default=False, help_text="Answer the counts and the resulting record without writing."
-    )
-
+# --- merge (the action lives on the contact and company views: crm.api.merged) -----------------------
 
 MOVED = inline_serializer(
     name="MergeMoved",
     fields={key: serializers.IntegerField(min_value=0) for key in MOVED_KEYS.values()},
 )
-
-
-def _merge_answer(name: str, serializer_class):
-    return inline_serializer(
-        name=f"{name.capitalize()}MergeResult",
-        fields={
-            name: serializer_class(),
-            "moved": MOVED,
-            "dryRun": serializers.BooleanField(),
-        },
-    )
-
-
-class _MergeViewSet(EntityScopedViewSet):
-    pagination_class = None
-    filter_backends: list = []
-    serializer_class = MergeSerializer
-    item_key = ""
-
-    def _merge(self, request, service, name: str, representation):
-        body = MergeSerializer(data=request.data, context=self.get_serializer_context())
-        body.is_valid(raise_exception=True)
-        data = body.validated_data
-        result = service(
-            **{name: self.parent},
-            merge_id=data["merge_id"],
-            fields_from=data.get("fields_from") or {},
-            dry_run=data["dry_run"],
-            actor=Actor.from_request(request),
-        )
-        survivor = representation(result.survivor, context=self.get_serializer_context()).data
-        return Response({name: survivor, "moved": result.moved, "dryRun": result.dry_run}, status=status.HTTP_200_OK)
-
-
 _MERGE_DESCRIPTION = (
     "Merges `mergeId` into the {name} in the path, which survives, in one transaction: every row that pointed at "
     "`mergeId` points at the survivor ({folds}); empty fields of the survivor take the merged record's values, and "
     "fields named in `fieldsFrom` take them regardless. `mergeId` is then gone: its GET answers 404 with "
-    "`mergedInto`. The change feed records the survivor's `updated`, the moved rows' `updated` and the merged "
-    "record's `deleted` with `data.mergedInto`. `dryRun: true` answers the counts and the resulting record and "
-    "writes nothing. The path's own id as `mergeId` → 400; an unknown or another entity's id → 404; a merge "
-    "racing another over the same records → 404 for the one that finds its record gone."
+    "`mergedInto`, and it leaves every list. The change feed records the survivor's `updated`, the moved rows' "
+    "`updated` and the merged record's `deleted` with `data.mergedInto`. `dryRun: true` answers the counts and "
+    "the resulting record and writes nothing. The path's own id as `mergeId` → 400; an unknown or another "
+    "entity's id → 404; of two merges racing over the same records, the one that finds its record gone → 404."
 )
 
 
-@extend_schema_view(
-    create=extend_schema(
-        summary="Merge two contacts",
-        description=_MERGE_DESCRIPTION.format(
-            name="contact",
-            folds="memberships at the same company fold into one, primary if either was; list members of the "
-            "same list fold into one, unsubscribed if either was",
-        ),
-        request=MergeSerializer,
-        responses={200: _merge_answer("contact", ContactSerializer), 400: ErrorSerializer, 404: ErrorSerializer},
+def _merge_schema(name: str, serializer_class, folds: str):
+    answer = inline_serializer(
+        name=f"{name.capitalize()}MergeResult",
+        fields={name: serializer_class(), "moved": MOVED, "dryRun": serializers.BooleanField()},
     )
-)
-class ContactMergeViewSet(_MergeViewSet):
-    queryset = Contact.objects.all()
-    parent_resource = ParentResource(Contact, "contactId")
-    operation_noun = "ContactMerge"
-
-    def create(self, request, *args, **kwargs):
-        return self._merge(request, contact_merge, "contact", ContactSerializer)
-
-
-@extend_schema_view(
-    create=extend_schema(
-        summary="Merge two companies",
-        description=_MERGE_DESCRIPTION.format(
-            name="company",
-            folds="a contact with memberships at both keeps one, primary if either was",
-        ),
+    return extend_schema(
+        summary=f"Merge another {name} into this one",
+        description=_MERGE_DESCRIPTION.format(name=name, folds=folds),
         request=MergeSerializer,
-        responses={200: _merge_answer("company", CompanySerializer), 400: ErrorSerializer, 404: ErrorSerializer},
+        responses={200: answer, 400: ErrorSerializer, 404: ErrorSerializer},
     )
-)
-class CompanyMergeViewSet(_MergeViewSet):
-    queryset = Company.objects.all()
-    parent_resource = ParentResource(Company, "companyId")
-    operation_noun = "CompanyMerge"
 
-    def create(self, request, *args, **kwargs):
-        return self._merge(request, company_merge, "company", CompanySerializer)
+
+extend_schema_view(
+    merge=_merge_schema(
+        "contact",
+        ContactSerializer,
+        "memberships at the same company fold into one, primary if either was; list members of the same list "
+        "fold into one, unsubscribed if either was",
+    )
+)(ContactViewSet)
+extend_schema_view(
+    merge=_merge_schema(
+        "company", CompanySerializer, "a contact with memberships at both keeps one, primary if either was"
+    )
+)(CompanyViewSet)

@@ -1,19 +1,68 @@
-"""The contact and company views' answer for a merged id: 404 with `mergedInto` (the survivor)."""
+"""What the contact and company views gain from duplicates and merge (one mixin in their bases):
+`POST /{contacts|companies}/{id}/merge`, and a merged id answering 404 with `mergedInto`.
+
+The request body and the schema are in `crm.api.duplicates`; the merge itself is
+`crm.services.merge`.
+"""
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.http import Http404
-from rest_framework import exceptions
+from rest_framework import exceptions, serializers
+from rest_framework.decorators import action
+from rest_framework.response import Response
 
 from axiomatic import errors
-from crm.services.merge import merged_into
+from axiomatic.api.serializers import ApiSerializer, StrictUUIDField
+from crm.models.duplicates import DuplicateKind
+from crm.services.actors import Actor
+from crm.services.merge import company_merge, contact_merge, merged_into
+
+
+class MergeSerializer(ApiSerializer):
+    """Which record to merge into the one in the path, and how."""
+
+    merge_id = StrictUUIDField(
+        help_text="The record that is merged and then gone. The path's own id → 400; unknown → 404."
+    )
+    fields_from = serializers.DictField(
+        child=serializers.ChoiceField(choices=["merged", "survivor"]),
+        required=False,
+        help_text='Fields (API names, or `customFields.<key>`) and whose value they keep: `"merged"` takes the '
+        'merged record\'s value even when the survivor has one (`{"phone": "merged"}`); `"survivor"` keeps '
+        "the survivor's even when empty. Fields not named: an empty field of the survivor takes the merged "
+        "record's value. An unknown field → 400.",
+    )
+    dry_run = serializers.BooleanField(
+        required=False, default=False, help_text="Answer the counts and the resulting record without writing."
+    )
+
+
+_MERGES = {DuplicateKind.CONTACT: contact_merge, DuplicateKind.COMPANY: company_merge}
 
 
 class MergedRecordsMixin:
-    """For the contact and company views: a path id that was merged answers 404 with `mergedInto`
-    (the survivor's id) instead of a bare 404."""
+    # For ContactViewSet and CompanyViewSet (`merged_kind` names which): the merge action, and the
+    # 404 of a merged id naming the survivor (`mergedInto`) instead of a bare 404.
 
     merged_kind: str = ""
+
+    @action(detail=True, methods=["post"], url_path="merge", filter_backends=[], pagination_class=None)
+    def merge(self, request, *args, **kwargs):
+        survivor = self.get_object()
+        body = MergeSerializer(data=request.data, context=self.get_serializer_context())
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        result = _MERGES[self.merged_kind](
+            **{self.merged_kind: survivor},
+            merge_id=data["merge_id"],
+            fields_from=data.get("fields_from") or {},
+            dry_run=data["dry_run"],
+            actor=Actor.from_request(request),
+        )
+        representation = self.get_serializer(result.survivor).data
+        return Response({self.item_key: representation, "moved": result.moved, "dryRun": result.dry_run})
 
     def handle_exception(self, exc):
         if isinstance(exc, Http404 | exceptions.NotFound) and self.merged_kind:
@@ -22,7 +71,7 @@ class MergedRecordsMixin:
             if pk and entity is not None:
                 try:
                     survivor = merged_into(entity=entity, kind=self.merged_kind, pk=pk)
-                except Exception:  # a malformed id: the plain 404 it was
+                except ValidationError:  # a malformed id: the plain 404 it was
                     survivor = None
                 if survivor is not None:
                     exc = errors.NotFound(f"This {self.merged_kind} was merged into another one.", merged_into=survivor)

@@ -6,12 +6,7 @@ from crm.api.activities import ActivityViewSet, TaskViewSet
 from crm.api.companies import CompanyViewSet
 from crm.api.contacts import CompanyContactViewSet, ContactMembershipViewSet, ContactViewSet
 from crm.api.dashboard import DashboardViewSet
-from crm.api.duplicates import (
-    CompanyDuplicateViewSet,
-    CompanyMergeViewSet,
-    ContactDuplicateViewSet,
-    ContactMergeViewSet,
-)
+from crm.api.duplicates import CompanyDuplicateViewSet, ContactDuplicateViewSet
 from crm.api.email import OutboundEmailConnectionViewSet, OutboundEmailViewSet
 from crm.api.leads import LeadActivityViewSet, LeadTimelineViewSet, LeadViewSet
 from crm.api.pipeline import PipelineStageViewSet
@@ -19,8 +14,6 @@ from crm.api.pipeline import PipelineStageViewSet
 router = SimpleRouter(trailing_slash=False)
 router.register("companies/duplicates", CompanyDuplicateViewSet, basename="company-duplicate")
 router.register("contacts/duplicates", ContactDuplicateViewSet, basename="contact-duplicate")
-router.register(r"companies/(?P<companyId>[^/.]+)/merge", CompanyMergeViewSet, basename="company-merge")
-router.register(r"contacts/(?P<contactId>[^/.]+)/merge", ContactMergeViewSet, basename="contact-merge")
 router.register("companies", CompanyViewSet, basename="company")
 router.register(r"companies/(?P<companyId>[^/.]+)/contacts", CompanyContactViewSet, basename="company-contact")
 router.register("contacts", ContactViewSet, basename="contact")
