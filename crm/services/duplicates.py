@@ -107,7 +107,9 @@ def _equal_key(queryset, field: str, value: str | None, exclude: uuid.UUID) -> l
     """Ids holding the same key (none when the key is missing or too common to mean anything)."""
     if not value:
         return []
-    ids = list(queryset.filter(**{field: value}).exclude(pk=exclude).values_list("pk", flat=True)[:COMMON_KEY_LIMIT])
+    # No ORDER BY (the models' default orders would walk the name index instead of the key's).
+    matches = queryset.filter(**{field: value}).exclude(pk=exclude).order_by()
+    ids = list(matches.values_list("pk", flat=True)[:COMMON_KEY_LIMIT])
     return [] if len(ids) >= COMMON_KEY_LIMIT else ids
 
 
@@ -164,6 +166,7 @@ def _contact_candidates(contact: dict) -> dict[tuple, set[str]]:
             same_entity.filter(pk__in=colleagues)
             .annotate(similarity=Similarity(F("name_key"), Value(name)))
             .filter(Q(name_key=name) | Q(similarity__gte=SIMILARITY))
+            .order_by()
             .values_list("pk", "name_key")
         )
         for other, other_name in similar:
@@ -181,7 +184,11 @@ def contacts_refresh(*, contact_ids: Iterable) -> None:
         return
     with transaction.atomic():
         ContactDuplicate.objects.filter(Q(first_id__in=ids) | Q(second_id__in=ids)).delete()
-        rows = Contact.objects.filter(pk__in=ids).values("id", "entity_id", "name_key", "phone_key", "email_key")
+        rows = (
+            Contact.objects.filter(pk__in=ids)
+            .order_by()
+            .values("id", "entity_id", "name_key", "phone_key", "email_key")
+        )
         by_entity: dict[Any, dict[tuple, set[str]]] = {}
         for row in rows:
             found = by_entity.setdefault(row["entity_id"], {})
@@ -270,6 +277,7 @@ def _similar_company_names(entity_id, name: str, pk) -> list:
         .exclude(name_key=name)
         .annotate(similarity=Similarity(F("name_key"), Value(name)))
         .filter(similarity__gte=SIMILARITY)
+        .order_by()
         .values_list("pk", flat=True)[:COMMON_KEY_LIMIT]
     )
 
@@ -298,7 +306,11 @@ def companies_refresh(*, company_ids: Iterable) -> None:
         return
     with transaction.atomic():
         CompanyDuplicate.objects.filter(Q(first_id__in=ids) | Q(second_id__in=ids)).delete()
-        rows = Company.objects.filter(pk__in=ids).values("id", "entity_id", "name_key", "phone_key", "website_host")
+        rows = (
+            Company.objects.filter(pk__in=ids)
+            .order_by()
+            .values("id", "entity_id", "name_key", "phone_key", "website_host")
+        )
         by_entity: dict[Any, dict[tuple, set[str]]] = {}
         for row in rows:
             found = by_entity.setdefault(row["entity_id"], {})
