@@ -348,25 +348,91 @@ def duplicates_dismiss(*, entity, kind: str, ids: list) -> None:
 # --- rebuild ----------------------------------------------------------------------------------------
 
 
+def _equal_pairs_sql(table: str, key: str, reason: str, weight: float) -> str:
+    """Pairs of the entity (%(entity)s) sharing `key`, in groups of 2 to COMMON_KEY_LIMIT rows."""
+    return f"""
+  SELECT a.entity_id, a.id AS first_id, b.id AS second_id, '{reason}' AS reason, {weight}::float8 AS weight
+  FROM (SELECT {key} FROM {table} WHERE entity_id = %(entity)s AND {key} IS NOT NULL GROUP BY 1
+        HAVING count(*) BETWEEN 2 AND {COMMON_KEY_LIMIT}) g
+  JOIN {table} a ON a.entity_id = %(entity)s AND a.{key} = g.{key}
+  JOIN {table} b ON b.entity_id = %(entity)s AND b.{key} = g.{key} AND a.id < b.id"""
+
+
+_COLLEAGUES_SQL = f"""
+  SELECT DISTINCT a.entity_id, a.id AS first_id, b.id AS second_id,
+    CASE WHEN a.name_key = b.name_key THEN 'same_name_same_company' ELSE 'similar_name' END AS reason,
+    CASE WHEN a.name_key = b.name_key THEN {CONTACT_WEIGHTS["same_name_same_company"]}
+         ELSE {CONTACT_WEIGHTS["similar_name"]} END::float8 AS weight
+  FROM crm_companymembership ma
+  JOIN crm_companymembership mb ON mb.company_id = ma.company_id AND ma.contact_id < mb.contact_id
+  JOIN crm_contact a ON a.id = ma.contact_id
+  JOIN crm_contact b ON b.id = mb.contact_id
+  WHERE ma.entity_id = %(entity)s AND a.name_key IS NOT NULL AND b.name_key IS NOT NULL
+    AND (a.name_key = b.name_key OR similarity(a.name_key, b.name_key) >= {SIMILARITY})"""
+_SIMILAR_COMPANIES_SQL = f"""
+  SELECT a.entity_id, a.id AS first_id, b.id AS second_id, 'similar_name' AS reason,
+    {COMPANY_WEIGHTS["similar_name"]}::float8 AS weight
+  FROM crm_company a JOIN crm_company b ON b.name_key %% a.name_key AND b.entity_id = a.entity_id AND a.id < b.id
+  WHERE a.entity_id = %(entity)s AND a.name_key IS NOT NULL AND b.name_key <> a.name_key
+    AND similarity(a.name_key, b.name_key) >= {SIMILARITY}"""
+SIMILAR_COMPANIES_REBUILD_LIMIT = 200_000  # one trigram probe per company: beyond this, found on write
+
+
+def _insert_pairs_sql(table: str, kind: str, candidates: list[str]) -> str:
+    return f"""
+INSERT INTO {table} (id, entity_id, created_at, updated_at, first_id, second_id, reasons, score)
+SELECT gen_random_uuid(), entity_id, now(), now(), first_id, second_id,
+  to_jsonb(array_agg(reason ORDER BY weight DESC, reason)),
+  round((1 - exp(sum(ln(1 - weight))))::numeric, 4)::float8
+FROM ({" UNION ALL ".join(candidates)}) AS candidates
+WHERE NOT EXISTS (SELECT 1 FROM crm_duplicatedismissal d WHERE d.entity_id = candidates.entity_id
+                  AND d.kind = '{kind}' AND d.first_id = candidates.first_id AND d.second_id = candidates.second_id)
+GROUP BY entity_id, first_id, second_id"""
+
+
+def _rebuild_postgres(entity_id) -> None:
+    """Every pair of the entity again, set-based (grouped equal keys and one join per reason)."""
+    contacts = [
+        _equal_pairs_sql("crm_contact", "email_key", "similar_email", CONTACT_WEIGHTS["similar_email"]),
+        _equal_pairs_sql("crm_contact", "phone_key", "same_phone", CONTACT_WEIGHTS["same_phone"]),
+        _COLLEAGUES_SQL,
+    ]
+    companies = [
+        _equal_pairs_sql("crm_company", "website_host", "same_website_host", COMPANY_WEIGHTS["same_website_host"]),
+        _equal_pairs_sql("crm_company", "name_key", "same_name", COMPANY_WEIGHTS["same_name"]),
+        _equal_pairs_sql("crm_company", "phone_key", "same_phone", COMPANY_WEIGHTS["same_phone"]),
+    ]
+    params = {"entity": entity_id}
+    with transaction.atomic(), connection.cursor() as cursor:
+        ContactDuplicate.objects.filter(entity_id=entity_id).delete()
+        CompanyDuplicate.objects.filter(entity_id=entity_id).delete()
+        cursor.execute(_insert_pairs_sql("crm_contactduplicate", DuplicateKind.CONTACT, contacts), params)
+        if Company.objects.filter(entity_id=entity_id).count() <= SIMILAR_COMPANIES_REBUILD_LIMIT:
+            cursor.execute("SELECT set_config('pg_trgm.similarity_threshold', %s, true)", [str(SIMILARITY)])
+            companies.append(_SIMILAR_COMPANIES_SQL)
+        cursor.execute(_insert_pairs_sql("crm_companyduplicate", DuplicateKind.COMPANY, companies), params)
+
+
 def duplicates_rebuild(*, entity) -> dict[str, int]:
-    """Recompute every key and pair of the entity (after bulk loads that bypass the services, e.g.
-    the demo seeder on SQLite). One record at a time through the same lookups as a write: meant for
-    demo-sized data; on PostgreSQL migration 0018 does the initial set-based fill."""
-    counts = {}
-    for kind, (model, pair_model) in PAIR_MODELS.items():
-        ids = list(model.objects.for_entity(entity).values_list("pk", flat=True))
-        for start in range(0, len(ids), 500):
-            batch = model.objects.filter(pk__in=ids[start : start + 500])
-            with transaction.atomic():
-                for row in batch:
-                    keys = contact_keys(row) if kind == DuplicateKind.CONTACT else company_keys(row)
-                    if any(getattr(row, name) != value for name, value in keys.items()):
-                        model.objects.filter(pk=row.pk).update(**keys)
-        for start in range(0, len(ids), 500):
-            with transaction.atomic():
-                if kind == DuplicateKind.CONTACT:
-                    contacts_refresh(contact_ids=ids[start : start + 500])
-                else:
-                    companies_refresh(company_ids=ids[start : start + 500])
-        counts[kind] = pair_model.objects.for_entity(entity).count()
-    return counts
+    """Find every pair of the entity again, after loads that bypass the services (the demo seeder's
+    COPY, a restore). PostgreSQL: set-based, as migration 0018's first fill (the keys are kept by
+    its trigger). SQLite (the demo): the keys are recomputed and each record's pairs found as a
+    write finds them, in batches."""
+    if is_postgres():
+        _rebuild_postgres(entity.pk)
+    else:
+        for kind, (model, _) in PAIR_MODELS.items():
+            ids = list(model.objects.for_entity(entity).order_by().values_list("pk", flat=True))
+            for start in range(0, len(ids), 500):
+                with transaction.atomic():
+                    for row in model.objects.filter(pk__in=ids[start : start + 500]):
+                        keys = contact_keys(row) if kind == DuplicateKind.CONTACT else company_keys(row)
+                        if any(getattr(row, name) != value for name, value in keys.items()):
+                            model.objects.filter(pk=row.pk).update(**keys)
+            for start in range(0, len(ids), 500):
+                with transaction.atomic():
+                    if kind == DuplicateKind.CONTACT:
+                        contacts_refresh(contact_ids=ids[start : start + 500])
+                    else:
+                        companies_refresh(company_ids=ids[start : start + 500])
+    return {kind: pair_model.objects.for_entity(entity).count() for kind, (_, pair_model) in PAIR_MODELS.items()}
