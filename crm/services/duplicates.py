@@ -211,15 +211,41 @@ _SIMILAR_AT_COMPANY = (
 SIMILAR_AT_COMPANY_LIMIT = 300
 
 
-def company_contacts_refresh(*, company_id, entity_id) -> None:
-    """After a company gained memberships at once (a company merge): the pairs its contacts now
-    form by sharing it, found in one ordered query and added to the pairs they had (a merge only
-    adds shared companies, so no pair goes away). Similar names are compared when the company has
-    at most `SIMILAR_AT_COMPANY_LIMIT` contacts; beyond that equal names only — comparing every
-    pair of a huge company's contacts does not belong in a merge's transaction, and the next write
-    to each contact finds them."""
-    # Equal names: the members in name order, grouped here (linear whatever the planner's statistics
-    # say right after a bulk load; a self-join misjudged there was a nested loop over 10⁸ pairs).
+def _reason_order_sql(weights: dict[str, float]) -> str:
+    cases = " ".join(f"WHEN '{reason}' THEN {weight}" for reason, weight in weights.items())
+    return f"CASE r {cases} END"
+
+
+# Equal names at one company, upserted by the database in one statement: the company's members
+# grouped by name (groups of 2 to COMMON_KEY_LIMIT), paired, dismissed pairs left out, and an
+# existing pair of the two gaining the reason (its reasons kept in weight order, its score raised).
+_SAME_NAME_AT_COMPANY_UPSERT = f"""
+WITH members AS MATERIALIZED (
+  SELECT c.id, c.name_key FROM crm_companymembership m JOIN crm_contact c ON c.id = m.contact_id
+  WHERE m.company_id = %(company)s AND c.name_key IS NOT NULL
+), names AS (
+  SELECT name_key FROM members GROUP BY 1 HAVING count(*) BETWEEN 2 AND {COMMON_KEY_LIMIT}
+), found AS (
+  SELECT a.id AS first_id, b.id AS second_id
+  FROM names n JOIN members a ON a.name_key = n.name_key JOIN members b ON b.name_key = n.name_key AND a.id < b.id
+)
+INSERT INTO crm_contactduplicate AS p (id, entity_id, created_at, updated_at, first_id, second_id, reasons, score)
+SELECT gen_random_uuid(), %(entity)s, now(), now(), first_id, second_id, '["same_name_same_company"]'::jsonb,
+  {CONTACT_WEIGHTS["same_name_same_company"]}
+FROM found f
+WHERE NOT EXISTS (SELECT 1 FROM crm_duplicatedismissal d WHERE d.entity_id = %(entity)s AND d.kind = 'contact'
+                  AND d.first_id = f.first_id AND d.second_id = f.second_id)
+ON CONFLICT (first_id, second_id) DO UPDATE SET
+  reasons = (SELECT jsonb_agg(r ORDER BY {_reason_order_sql(CONTACT_WEIGHTS)} DESC, r)
+             FROM (SELECT DISTINCT jsonb_array_elements_text(p.reasons || EXCLUDED.reasons) AS r) AS x),
+  score = CASE WHEN p.reasons ? 'same_name_same_company' THEN p.score
+               ELSE round((1 - (1 - p.score) * (1 - EXCLUDED.score))::numeric, 4)::float8 END,
+  updated_at = now()
+"""
+
+
+def _same_names_python(company_id) -> dict[tuple, set[str]]:
+    """The company's members in name order, grouped here (linear, whatever the statistics say)."""
     members = (
         Contact.objects.filter(memberships__company_id=company_id, name_key__isnull=False)
         .order_by("name_key", "pk")
@@ -235,14 +261,11 @@ def company_contacts_refresh(*, company_id, entity_id) -> None:
                         found.setdefault(_pair(first, second), set()).add("same_name_same_company")
             group = []
         group.append((pk, name))
-    if len(members) <= SIMILAR_AT_COMPANY_LIMIT:
-        to_uuid = Contact._meta.pk.to_python
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _SIMILAR_AT_COMPANY, [Company._meta.pk.get_db_prep_value(company_id, connection), SIMILARITY]
-            )
-            for first, second, _ in cursor.fetchall():
-                found.setdefault(_pair(to_uuid(first), to_uuid(second)), set()).add("similar_name")
+    return found
+
+
+def _add_pairs(found: dict[tuple, set[str]], *, entity_id) -> None:
+    """Store `found` contact pairs, merged with the reasons the same pairs already have."""
     if not found:
         return
     firsts, seconds = {a for a, _ in found}, {b for _, b in found}
@@ -254,6 +277,37 @@ def company_contacts_refresh(*, company_id, entity_id) -> None:
             replaced.append(pk)
     ContactDuplicate.objects.filter(pk__in=replaced).delete()
     _store(ContactDuplicate, entity_id=entity_id, kind=DuplicateKind.CONTACT, found=found, weights=CONTACT_WEIGHTS)
+
+
+def company_contacts_refresh(*, company_id, entity_id) -> None:
+    """After a company gained memberships at once (a company merge): the pairs its contacts now
+    form by sharing it, added to the pairs they had (a merge only adds shared companies, so no pair
+    goes away). Equal names: on PostgreSQL one upsert the database groups and pairs (a merge of
+    10,000 memberships may pair tens of thousands of namesakes: no row of them passes through
+    Python), elsewhere grouped in name order here. Similar names are compared when the company has
+    at most `SIMILAR_AT_COMPANY_LIMIT` contacts; beyond that equal names only — comparing every
+    pair of a huge company's contacts does not belong in a merge's transaction, and the next write
+    to each contact finds them."""
+    if is_postgres():
+        with connection.cursor() as cursor:
+            # The statistics of a company that just gained its memberships say "a few rows": a
+            # nested loop over the members would compare 10⁸ pairs. Hash joins, for this statement.
+            cursor.execute("SELECT current_setting('enable_nestloop'), set_config('enable_nestloop', 'off', true)")
+            (nestloop, _) = cursor.fetchone()
+            cursor.execute(_SAME_NAME_AT_COMPANY_UPSERT, {"company": company_id, "entity": entity_id})
+            cursor.execute("SELECT set_config('enable_nestloop', %s, true)", [nestloop])
+        found: dict[tuple, set[str]] = {}
+    else:
+        found = _same_names_python(company_id)
+    if CompanyMembership.objects.filter(company_id=company_id).count() <= SIMILAR_AT_COMPANY_LIMIT:
+        to_uuid = Contact._meta.pk.to_python
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _SIMILAR_AT_COMPANY, [Company._meta.pk.get_db_prep_value(company_id, connection), SIMILARITY]
+            )
+            for first, second, _ in cursor.fetchall():
+                found.setdefault(_pair(to_uuid(first), to_uuid(second)), set()).add("similar_name")
+    _add_pairs(found, entity_id=entity_id)
 
 
 # --- companies ------------------------------------------------------------------------------------

@@ -331,3 +331,28 @@ def test_merge_refinds_the_survivors_pairs(api, entity):
     }
     assert api.post(f"/contacts/{b}/merge", {"mergeId": c}).status_code == 200
     assert {frozenset(p["ids"]) for p in api.get("/contacts/duplicates").json()["duplicates"]} == {frozenset({a, b})}
+
+
+def test_company_merge_pairs_the_namesakes_it_brings_together(api, entity):
+    survivor = api.post("/companies", {"name": "Acme"}).json()["company"]["id"]
+    merged = api.post("/companies", {"name": "Globex"}).json()["company"]["id"]
+
+    def contact(first, company, **more):
+        return api.post("/contacts", {"firstName": first, "lastName": "Doe", "companyId": company, **more}).json()[
+            "contact"
+        ]["id"]
+
+    a, b = contact("Ann", survivor, phone="0301234567"), contact("Ann", merged, phone="030 1234567")
+    c, d = contact("Cy", survivor), contact("Cy", merged)
+    e, f = contact("Eve", survivor), contact("Eve", merged)
+    assert api.post("/contacts/duplicates/dismiss", {"ids": [e, f]}).status_code == 200
+    before = {frozenset(p["ids"]): p for p in api.get("/contacts/duplicates").json()["duplicates"]}
+    assert before[frozenset({a, b})]["reasons"] == ["same_phone"]
+
+    assert api.post(f"/companies/{survivor}/merge", {"mergeId": merged}).status_code == 200
+    after = {frozenset(p["ids"]): p for p in api.get("/contacts/duplicates").json()["duplicates"]}
+    assert after[frozenset({a, b})]["reasons"] == ["same_name_same_company", "same_phone"]
+    assert after[frozenset({a, b})]["score"] == pytest.approx(1 - 0.4 * 0.15, abs=1e-4)
+    assert after[frozenset({c, d})]["reasons"] == ["same_name_same_company"]
+    assert frozenset({e, f}) not in after
+    assert api.get("/contacts/duplicates").json()["total"] == 2
