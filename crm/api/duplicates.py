@@ -19,7 +19,7 @@ from axiomatic.api.serializers import ApiSerializer, StrictUUIDField
 from axiomatic.api.viewsets import EntityScopedViewSet, ListMixin
 from crm.api.companies import CompanySerializer, CompanyViewSet
 from crm.api.contacts import ContactSerializer, ContactViewSet
-from crm.api.merged import MergeSerializer
+from crm.api.merged import MERGE_SERIALIZERS
 from crm.models import CompanyDuplicate, ContactDuplicate
 from crm.models.duplicates import DuplicateKind
 from crm.services.duplicates import COMPANY_WEIGHTS, CONTACT_WEIGHTS, duplicates_dismiss
@@ -149,7 +149,7 @@ _MERGE_DESCRIPTION = (
 )
 
 
-def _merge_schema(name: str, serializer_class, folds: str):
+def _merge_schema(name: str, serializer_class, folds: str, request):
     answer = inline_serializer(
         name=f"{name.capitalize()}MergeResult",
         fields={name: serializer_class(), "moved": MOVED, "dryRun": serializers.BooleanField()},
@@ -157,7 +157,7 @@ def _merge_schema(name: str, serializer_class, folds: str):
     return extend_schema(
         summary=f"Merge another {name} into this one",
         description=_MERGE_DESCRIPTION.format(name=name, folds=folds),
-        request=MergeSerializer,
+        request=request,
         responses={200: answer, 400: ErrorSerializer, 404: ErrorSerializer},
     )
 
@@ -168,10 +168,14 @@ extend_schema_view(
         ContactSerializer,
         "memberships at the same company fold into one, primary if either was; list members of the same list "
         "fold into one, unsubscribed if either was",
+        MERGE_SERIALIZERS[DuplicateKind.CONTACT],
     )
 )(ContactViewSet)
 extend_schema_view(
     merge=_merge_schema(
-        "company", CompanySerializer, "a contact with memberships at both keeps one, primary if either was"
+        "company",
+        CompanySerializer,
+        "a contact with memberships at both keeps one, primary if either was",
+        MERGE_SERIALIZERS[DuplicateKind.COMPANY],
     )
 )(CompanyViewSet)

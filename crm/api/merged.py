@@ -14,29 +14,54 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from axiomatic import errors
+from axiomatic.api.openapi import openapi_field
 from axiomatic.api.serializers import ApiSerializer, StrictUUIDField
+from crm.models import Company, Contact
 from crm.models.duplicates import DuplicateKind
 from crm.services.actors import Actor
-from crm.services.merge import company_merge, contact_merge, merged_into
+from crm.services.merge import company_merge, contact_merge, mergeable_fields, merged_into
+
+_FIELDS_FROM_HELP = (
+    "Fields (API names; `customFields.<key>` too when the record has custom fields) and whose value they keep: "
+    '`"merged"` takes the merged record\'s value even when the survivor has one (`{"phone": "merged"}`); '
+    '`"survivor"` keeps the survivor\'s even when it is empty. A field not named: an empty field of the survivor '
+    "takes the merged record's value. An unknown field → 400."
+)
+SOURCES = ["merged", "survivor"]
 
 
-class MergeSerializer(ApiSerializer):
-    """Which record to merge into the one in the path, and how."""
+def merge_serializer(model) -> type[ApiSerializer]:
+    """The body of a merge of `model` records; `fieldsFrom` names that model's fields (the schema
+    lists them, so a client knows which it may name)."""
+    names = list(mergeable_fields(model))
 
-    merge_id = StrictUUIDField(
-        help_text="The record that is merged and then gone. The path's own id → 400; unknown → 404."
-    )
-    fields_from = serializers.DictField(
-        child=serializers.ChoiceField(choices=["merged", "survivor"]),
-        required=False,
-        help_text='Fields (API names, or `customFields.<key>`) and whose value they keep: `"merged"` takes the '
-        'merged record\'s value even when the survivor has one (`{"phone": "merged"}`); `"survivor"` keeps '
-        "the survivor's even when empty. Fields not named: an empty field of the survivor takes the merged "
-        "record's value. An unknown field → 400.",
-    )
-    dry_run = serializers.BooleanField(
-        required=False, default=False, help_text="Answer the counts and the resulting record without writing."
-    )
+    class MergeSerializer(ApiSerializer):
+        merge_id = StrictUUIDField(
+            help_text="The record that is merged and then gone. The path's own id → 400; unknown → 404."
+        )
+        fields_from = openapi_field(
+            serializers.DictField(
+                child=serializers.ChoiceField(choices=SOURCES), required=False, help_text=_FIELDS_FROM_HELP
+            ),
+            request={
+                "type": "object",
+                "properties": {name: {"type": "string", "enum": SOURCES} for name in names},
+                "additionalProperties": False,
+            },
+        )
+        dry_run = serializers.BooleanField(
+            required=False, default=False, help_text="Answer the counts and the resulting record without writing."
+        )
+
+    MergeSerializer.__name__ = f"{model.__name__}MergeSerializer"
+    MergeSerializer.__doc__ = f"Which {model._meta.verbose_name} to merge into the one in the path, and how."
+    return MergeSerializer
+
+
+MERGE_SERIALIZERS = {
+    DuplicateKind.CONTACT: merge_serializer(Contact),
+    DuplicateKind.COMPANY: merge_serializer(Company),
+}
 
 
 _MERGES = {DuplicateKind.CONTACT: contact_merge, DuplicateKind.COMPANY: company_merge}
@@ -51,7 +76,7 @@ class MergedRecordsMixin:
     @action(detail=True, methods=["post"], url_path="merge", filter_backends=[], pagination_class=None)
     def merge(self, request, *args, **kwargs):
         survivor = self.get_object()
-        body = MergeSerializer(data=request.data, context=self.get_serializer_context())
+        body = MERGE_SERIALIZERS[self.merged_kind](data=request.data, context=self.get_serializer_context())
         body.is_valid(raise_exception=True)
         data = body.validated_data
         result = _MERGES[self.merged_kind](

@@ -51,6 +51,7 @@ from crm.models import (
 )
 from crm.models.duplicates import DuplicateKind
 from crm.services.actors import Actor
+from crm.services.contacts import IDENTITY_MESSAGE, contact_is_identifiable
 from crm.services.duplicates import companies_refresh, company_contacts_refresh, contacts_refresh
 from marketing.models import MarketingListMember, MemberStatus
 
@@ -423,6 +424,10 @@ def _merge(
             _move(job, rel)
         for name, value in values.items():
             setattr(survivor, name, value)
+        if model is Contact and not contact_is_identifiable(
+            first_name=survivor.first_name, last_name=survivor.last_name, email=survivor.email
+        ):
+            raise errors.Invalid(IDENTITY_MESSAGE, field="fields_from")
         if dry_run:
             transaction.set_rollback(True)  # nothing was written; make sure of it
             return MergeResult(survivor=survivor, moved=job.moved, dry_run=True)

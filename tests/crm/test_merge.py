@@ -147,6 +147,15 @@ def test_contact_fields_fill_when_empty_or_named(api, entity):
     assert survivor.email == "ada@x.example" and survivor.name_key == "ada lovelace"
 
 
+def test_a_merged_contact_keeps_a_name_or_an_address(api, entity):
+    survivor = factories.make_contact(entity, first_name="Ada", last_name="", email=None)
+    merged = factories.make_contact(entity, first_name="", last_name="", email=None)
+    Contact.objects.filter(pk=merged.pk).update(first_name="")
+    body = {"mergeId": str(merged.pk), "fieldsFrom": {"firstName": "merged"}}
+    assert_error(api.post(f"/contacts/{survivor.pk}/merge", body), 400)
+    assert Contact.objects.filter(pk=merged.pk).exists()
+
+
 def test_fields_from_refuses_unknown_fields(api, entity):
     survivor, merged = factories.make_contact(entity), factories.make_contact(entity)
     assert_error(
