@@ -9,7 +9,7 @@ from django.db import router, transaction
 
 from axiomatic import errors
 from axiomatic.admin import EntityScopedAdmin, ReadOnlyAdminMixin
-from crm.models import Company, CompanyDuplicate, ContactDuplicate
+from crm.models import Company, CompanyDuplicate, ContactDuplicate, DuplicateDismissal, MergedRecord
 from crm.services.actors import Actor
 from crm.services.merge import company_merge, contact_merge
 
@@ -61,3 +61,32 @@ class ContactDuplicateAdmin(_PairAdmin):
 @admin.register(CompanyDuplicate)
 class CompanyDuplicateAdmin(_PairAdmin):
     pass
+
+
+@admin.register(DuplicateDismissal)
+class DuplicateDismissalAdmin(EntityScopedAdmin):
+    """Pairs someone said are no duplicates. Deleting one lets the pair be offered again (from the
+    next write to either record, or `manage.py duplicates_rebuild`); nothing else is editable."""
+
+    list_display = ["kind", "first_id", "second_id", "entity", "created_at"]
+    list_filter = ["kind", "entity"]
+    ordering = ["-created_at", "id"]
+    list_select_related = ["entity"]
+    readonly_fields = ["kind", "first_id", "second_id"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(MergedRecord)
+class MergedRecordAdmin(ReadOnlyAdminMixin, EntityScopedAdmin):
+    """The tombstones of merged records (what a read of a merged id answers), read-only."""
+
+    list_display = ["kind", "merged_id", "survivor_id", "entity", "created_at"]
+    list_filter = ["kind", "entity"]
+    ordering = ["-created_at", "id"]
+    list_select_related = ["entity"]
+    readonly_fields = []

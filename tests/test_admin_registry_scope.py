@@ -11,6 +11,7 @@ choices, autocomplete or the change-list filters. A model added to the admin wit
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from django.contrib import admin
@@ -23,7 +24,15 @@ from django.utils import timezone
 
 from axiomatic.admin import StaffScopeMixin, entity_lookup
 from axiomatic.models import Entity, User
-from crm.models import CompanyDuplicate, ContactDuplicate, Lead, OutboundEmail, OutboundEmailConnection
+from crm.models import (
+    CompanyDuplicate,
+    ContactDuplicate,
+    DuplicateDismissal,
+    Lead,
+    MergedRecord,
+    OutboundEmail,
+    OutboundEmailConnection,
+)
 from crm.services.actors import Actor
 from crm.services.leads import lead_save_new
 from tests import factories
@@ -117,6 +126,8 @@ def _populate(entity: Entity, owner: User, tag: str) -> None:
     ContactDuplicate.objects.create(entity=entity, first=contact, second=twin, reasons=["same_phone"], score=0.6)
     other = factories.make_company(entity, name=f"{tag} Company Inc")
     CompanyDuplicate.objects.create(entity=entity, first=company, second=other, reasons=["same_name"], score=0.85)
+    DuplicateDismissal.objects.create(entity=entity, kind="contact", first_id=contact.pk, second_id=twin.pk)
+    MergedRecord.objects.create(entity=entity, kind="company", merged_id=uuid.uuid4(), survivor_id=company.pk)
 
 
 @pytest.fixture
