@@ -53,7 +53,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 CREATE OR REPLACE FUNCTION crm_dup_host_one(value text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-  SELECT CASE WHEN h LIKE '%.%' THEN h END FROM (
+  SELECT CASE WHEN h LIKE '%.%' THEN left(h, 253) END FROM (
     SELECT regexp_replace(rtrim(lower(substring(btrim(coalesce(value, ''))
       FROM '^(?:[A-Za-z][A-Za-z0-9+.-]*://)?(?:[^@/?#]*@)?([^/?#:@]+)')), '.'), '^www\.', '') AS h) AS x
 $$;
@@ -75,12 +75,14 @@ BEGIN
   NEW.email_key := crm_dup_email_key(NEW.email);
   RETURN NEW;
 END $$;
+""".replace("SUFFIXES", SUFFIXES)
+TRIGGERS = """
 CREATE TRIGGER crm_company_dup_keys BEFORE INSERT OR UPDATE OF name, phone, website, domain, name_key, phone_key,
   website_host ON crm_company FOR EACH ROW EXECUTE FUNCTION crm_company_dup_keys();
 CREATE TRIGGER crm_contact_dup_keys BEFORE INSERT OR UPDATE OF first_name, last_name, phone, email, name_key,
   phone_key, email_key ON crm_contact FOR EACH ROW EXECUTE FUNCTION crm_contact_dup_keys();
 CREATE INDEX crm_company_name_key_trgm ON crm_company USING gin (name_key gin_trgm_ops);
-""".replace("SUFFIXES", SUFFIXES)
+"""
 DROP_FUNCTIONS = """
 DROP INDEX IF EXISTS crm_company_name_key_trgm;
 DROP TRIGGER IF EXISTS crm_company_dup_keys ON crm_company;
@@ -89,11 +91,19 @@ DROP FUNCTION IF EXISTS crm_company_dup_keys(), crm_contact_dup_keys(), crm_dup_
   crm_dup_host_one(text), crm_dup_email_key(text), crm_dup_phone_key(text), crm_dup_company_key(text),
   crm_dup_person_key(text, text);
 """
+# The keys of the existing rows, filled by rewriting each table once (ALTER COLUMN ... TYPE ... USING):
+# a million-row UPDATE would write a second version of every row and an entry into every index for
+# it; the rewrite builds the table and its indexes afresh, fires no trigger, and on the benchmark's
+# data: 35 s against over 4 minutes. (Before the triggers exist, so nothing computes twice.)
 FILL_KEYS = """
-UPDATE crm_company SET name_key = crm_dup_company_key(name), phone_key = crm_dup_phone_key(phone),
-  website_host = crm_dup_host_key(website, domain);
-UPDATE crm_contact SET name_key = crm_dup_person_key(first_name, last_name), phone_key = crm_dup_phone_key(phone),
-  email_key = crm_dup_email_key(email);
+ALTER TABLE crm_company
+  ALTER COLUMN name_key TYPE varchar(200) USING crm_dup_company_key(name),
+  ALTER COLUMN phone_key TYPE varchar(50) USING crm_dup_phone_key(phone),
+  ALTER COLUMN website_host TYPE varchar(253) USING crm_dup_host_key(website, domain);
+ALTER TABLE crm_contact
+  ALTER COLUMN name_key TYPE varchar(201) USING crm_dup_person_key(first_name, last_name),
+  ALTER COLUMN phone_key TYPE varchar(50) USING crm_dup_phone_key(phone),
+  ALTER COLUMN email_key TYPE varchar(254) USING crm_dup_email_key(email);
 """
 
 
@@ -139,6 +149,7 @@ def keys_and_pairs(apps, schema_editor):
     with schema_editor.connection.cursor() as cursor:
         cursor.execute(FUNCTIONS)
         cursor.execute(FILL_KEYS)
+        cursor.execute(TRIGGERS)
         contacts = [
             _equal_pairs("crm_contact", "email_key", "similar_email", 0.9),
             _equal_pairs("crm_contact", "phone_key", "same_phone", 0.6),
@@ -298,13 +309,15 @@ class Migration(migrations.Migration):
             model_name="companyduplicate",
             name="entity",
             field=models.ForeignKey(
-                on_delete=django.db.models.deletion.CASCADE, related_name="+", to="axiomatic.entity"
+                db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name="+", to="axiomatic.entity"
             ),
         ),
         migrations.AddField(
             model_name="companyduplicate",
             name="first",
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="+", to="crm.company"),
+            field=models.ForeignKey(
+                db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name="+", to="crm.company"
+            ),
         ),
         migrations.AddField(
             model_name="companyduplicate",
@@ -315,13 +328,15 @@ class Migration(migrations.Migration):
             model_name="contactduplicate",
             name="entity",
             field=models.ForeignKey(
-                on_delete=django.db.models.deletion.CASCADE, related_name="+", to="axiomatic.entity"
+                db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name="+", to="axiomatic.entity"
             ),
         ),
         migrations.AddField(
             model_name="contactduplicate",
             name="first",
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="+", to="crm.contact"),
+            field=models.ForeignKey(
+                db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name="+", to="crm.contact"
+            ),
         ),
         migrations.AddField(
             model_name="contactduplicate",
@@ -351,10 +366,6 @@ class Migration(migrations.Migration):
                 name="companyduplicate_page_idx",
             ),
         ),
-        migrations.AddIndex(
-            model_name="companyduplicate",
-            index=models.Index(fields=["second"], name="companyduplicate_second_idx"),
-        ),
         migrations.AddConstraint(
             model_name="companyduplicate",
             constraint=models.UniqueConstraint(fields=("first", "second"), name="companyduplicate_pair_uniq"),
@@ -367,10 +378,6 @@ class Migration(migrations.Migration):
                 models.F("id"),
                 name="contactduplicate_page_idx",
             ),
-        ),
-        migrations.AddIndex(
-            model_name="contactduplicate",
-            index=models.Index(fields=["second"], name="contactduplicate_second_idx"),
         ),
         migrations.AddConstraint(
             model_name="contactduplicate",

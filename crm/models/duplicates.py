@@ -19,6 +19,9 @@ from axiomatic.tenancy import TenantModel
 class DuplicatePair(TenantModel):
     """Abstract: two records that look like the same thing, why (`reasons`), and how sure (0..1)."""
 
+    # The page index (entity, score, id) leads with the entity: no index of its own for it (pair
+    # tables hold millions of rows; every index is written on every pair).
+    entity = models.ForeignKey("axiomatic.Entity", on_delete=models.CASCADE, related_name="+", db_index=False)
     reasons = models.JSONField(default=list)
     score = models.FloatField()
 
@@ -33,7 +36,9 @@ class DuplicatePair(TenantModel):
 class ContactDuplicate(DuplicatePair):
     """Two contacts that may be one person (pairs vanish with either contact: CASCADE)."""
 
-    first = models.ForeignKey("crm.Contact", on_delete=models.CASCADE, related_name="+")
+    first = models.ForeignKey(
+        "crm.Contact", on_delete=models.CASCADE, related_name="+", db_index=False
+    )  # (first, second)
     second = models.ForeignKey("crm.Contact", on_delete=models.CASCADE, related_name="+")
 
     class Meta:
@@ -41,14 +46,15 @@ class ContactDuplicate(DuplicatePair):
         constraints = [models.UniqueConstraint(fields=["first", "second"], name="contactduplicate_pair_uniq")]
         indexes = [
             models.Index(F("entity"), F("score").desc(), F("id"), name="contactduplicate_page_idx"),
-            models.Index(fields=["second"], name="contactduplicate_second_idx"),
         ]
 
 
 class CompanyDuplicate(DuplicatePair):
     """Two companies that may be one organisation (pairs vanish with either company)."""
 
-    first = models.ForeignKey("crm.Company", on_delete=models.CASCADE, related_name="+")
+    first = models.ForeignKey(
+        "crm.Company", on_delete=models.CASCADE, related_name="+", db_index=False
+    )  # (first, second)
     second = models.ForeignKey("crm.Company", on_delete=models.CASCADE, related_name="+")
 
     class Meta:
@@ -56,7 +62,6 @@ class CompanyDuplicate(DuplicatePair):
         constraints = [models.UniqueConstraint(fields=["first", "second"], name="companyduplicate_pair_uniq")]
         indexes = [
             models.Index(F("entity"), F("score").desc(), F("id"), name="companyduplicate_page_idx"),
-            models.Index(fields=["second"], name="companyduplicate_second_idx"),
         ]
 
 

@@ -89,7 +89,7 @@ def website_host(website: str | None, domain: str | None = None) -> str | None:
             host = match.group(1).lower().rstrip(".")
             host = host[4:] if host.startswith("www.") else host
             if "." in host:
-                return host
+                return host[:253]
     return None
 
 
