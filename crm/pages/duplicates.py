@@ -22,7 +22,7 @@ from crm.pages.common import cursor_decode, cursor_encode
 from crm.selectors.duplicates import KINDS, compare, duplicate_page, merge_candidates, records
 from crm.services.actors import Actor
 from crm.services.duplicates import duplicates_dismiss
-from crm.services.merge import company_merge, contact_merge
+from crm.services.merge import company_merge, contact_merge, merged_into
 
 PAGE_SIZE = 20
 _KIND_PARAM = {"contacts": DuplicateKind.CONTACT, "companies": DuplicateKind.COMPANY}
@@ -42,6 +42,20 @@ def _uuid(value) -> uuid.UUID | None:
 
 def _list_url(request, kind: str) -> str:
     return f"{reverse('crm-duplicates')}?entityId={request.entity.pk}&kind={_KIND_PATH[kind]}"
+
+
+def survivor_or_404(request, kind: str, record_id, lookup):
+    """`lookup()` (a record page's 404-raising load); for a merged id, a redirect to the record it
+    was merged into instead of the 404, so old links and bookmarks keep working."""
+    try:
+        return lookup()
+    except Http404:
+        survivor = merged_into(entity=request.entity, kind=kind, pk=record_id)
+        if survivor is None:
+            raise
+        name = "crm-contact" if kind == DuplicateKind.CONTACT else "crm-company"
+        messages.info(request, f"That {kind} was merged into this one.")
+        return HttpResponseRedirect(f"{reverse(name, args=[survivor])}?entityId={request.entity.pk}")
 
 
 @require_GET
@@ -146,4 +160,12 @@ def duplicate_dismiss(request):
     return HttpResponseRedirect(_list_url(request, kind))
 
 
-__all__ = ["KINDS", "duplicate_compare", "duplicate_dismiss", "duplicate_merge", "duplicates", "merge_with"]
+__all__ = [
+    "KINDS",
+    "duplicate_compare",
+    "duplicate_dismiss",
+    "duplicate_merge",
+    "duplicates",
+    "merge_with",
+    "survivor_or_404",
+]

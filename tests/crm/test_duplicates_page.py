@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from crm.models import Contact, DuplicateDismissal, Lead
@@ -83,3 +85,21 @@ def test_other_entities_records_are_404(signed_in, entity, other_entity):
     )
     assert response.status_code == 404
     assert Contact.objects.filter(pk=foreign.pk).exists()
+
+
+def test_a_merged_records_page_redirects_to_the_survivor(signed_in, entity, pair):
+    a, b = pair
+    signed_in.post(
+        f"/crm/duplicates/merge?entityId={entity.pk}", {"kind": "contacts", "a": a.pk, "b": b.pk, "survivor": a.pk}
+    )
+    response = signed_in.get(f"/crm/contacts/{b.pk}?entityId={entity.pk}")
+    assert response.status_code == 302 and response["Location"].startswith(f"/crm/contacts/{a.pk}")
+    assert signed_in.get(f"/crm/contacts/{uuid.uuid4()}?entityId={entity.pk}").status_code == 404
+    keep, gone = company_create(entity=entity, name="Keep"), company_create(entity=entity, name="Gone")
+    signed_in.post(
+        f"/crm/duplicates/merge?entityId={entity.pk}",
+        {"kind": "companies", "a": keep.pk, "b": gone.pk, "survivor": keep.pk},
+    )
+    assert signed_in.get(f"/crm/companies/{gone.pk}?entityId={entity.pk}")["Location"].startswith(
+        f"/crm/companies/{keep.pk}"
+    )
