@@ -144,9 +144,15 @@ def _resulting_values(survivor, merged, fields_from: dict[str, str]) -> dict[str
 
 
 def reverse_relations(model: type[models.Model]) -> list:
-    """Every one-to-many relation pointing at `model` (many-to-many ones go through a model listed
-    here, e.g. a contact's companies through memberships)."""
-    return [rel for rel in model._meta.related_objects if not rel.many_to_many]
+    """Every one-to-many (or one-to-one) relation pointing at `model`, hidden ones included
+    (`related_name="+"`, as an outbound email's contact and company: `_meta.related_objects` leaves
+    those out). Many-to-many ones go through a model listed here (a contact's companies through
+    memberships)."""
+    return [
+        field
+        for field in model._meta.get_fields(include_hidden=True)
+        if field.auto_created and not field.concrete and (field.one_to_many or field.one_to_one)
+    ]
 
 
 def _unique_with(rel) -> bool:

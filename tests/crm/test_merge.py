@@ -9,8 +9,17 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from axiomatic.models_changes import Change
-from crm.models import Activity, Company, CompanyMembership, Contact, Lead, LeadEvent
-from crm.services.merge import FOLDED, MOVED_KEYS, relation_plan, reverse_relations
+from crm.models import (
+    Activity,
+    Company,
+    CompanyMembership,
+    Contact,
+    Lead,
+    LeadEvent,
+    OutboundEmail,
+    OutboundEmailConnection,
+)
+from crm.services.merge import FOLDED, MOVED_KEYS, relation_plan
 from marketing.models import MarketingListMember
 from tests import factories
 from tests.helpers import assert_error
@@ -33,8 +42,14 @@ def last_seq(entity) -> int:
 @pytest.mark.parametrize("model", [Contact, Company])
 def test_every_reverse_relation_has_a_plan(model):
     plan = relation_plan(model)  # raises for a unique relation without a fold rule
-    planned = {rel.related_model for rels in plan.values() for rel in rels}
-    assert planned == {rel.related_model for rel in reverse_relations(model)}
+    planned = {(rel.related_model, rel.field.name) for rels in plan.values() for rel in rels}
+    every = {
+        (field.related_model, field.remote_field.name)
+        for field in model._meta.get_fields(include_hidden=True)
+        if field.auto_created and not field.concrete and not field.many_to_many
+    }
+    assert planned == every
+    assert (OutboundEmail, model._meta.model_name) in planned  # a hidden relation (related_name="+") too
     for rel in plan["fold"]:
         assert (model, rel.related_model) in FOLDED
 
@@ -52,6 +67,18 @@ def _row_pointing_at(entity, model, related, field, target):
         return factories.make_activity(entity, **{field: target})
     if related is MarketingListMember:
         return factories.make_list_member(factories.make_list(entity), target)
+    if related is OutboundEmail:
+        connection = OutboundEmailConnection.objects.create(
+            entity=entity, channel="gmail", email_address=f"box-{target.pk.hex[:8]}@example.com"
+        )
+        return OutboundEmail.objects.create(
+            entity=entity,
+            channel="gmail",
+            from_address=connection.email_address,
+            subject="Hello",
+            connection=connection,
+            **{field: target},
+        )
     raise AssertionError(
         f"{related.__name__}.{field} points at {model.__name__}: teach this test (and check crm.services.merge) "
         "how the merge moves it"
