@@ -18,7 +18,10 @@ What it does, in order:
    it), p50 and p99 of the client-side time. Interleaving puts passing load on every row alike.
    The trivial endpoint (`/livez`: no database) and the equivalent plain SQL (psycopg, as the
    app's database role, with the entity set, client-side binding as Django does) are measured in
-   the same run; `ratio` = p50 / (trivial p50 + SQL p50).
+   the same run; `ratio` = p50 / (trivial p50 + SQL p50). Then the merges (`bench/merges.py`):
+   each sample merges a pair made for it in the large entity (two contacts with 50 related rows
+   each; a company holding 10,000 memberships into another) through the API with a write key,
+   and everything the samples made is deleted afterwards.
 4. Load: companies page 1 from 8 concurrent clients for `--duration` seconds (wrk when installed,
    else a Python thread pool), then an open-loop Python generator at a fixed 150 requests/s
    whose latencies count from each request's scheduled start (no coordinated omission).
