@@ -325,6 +325,13 @@ def test_company_merge_folds_memberships_and_moves_primaries(api, entity):
     assert assert_error(api.get(f"/companies/{merged.pk}"), 404)["mergedInto"] == str(survivor.pk)
 
 
+def per_row(queries) -> int:
+    """Statements that could grow with the rows moved: all of them but cached per-entity lookups
+    (custom field definitions are read once and cached, so whether a request reads them depends on
+    the cache, not on the merge)."""
+    return sum(1 for query in queries if "crm_customfield" not in query["sql"])
+
+
 def test_company_merge_query_count_is_bounded(api, entity):
     api.get("/companies")  # the key's first use of the minute writes last_used_at once
 
@@ -335,7 +342,7 @@ def test_company_merge_query_count_is_bounded(api, entity):
             factories.make_lead(entity, company=merged)
         with CaptureQueriesContext(connection) as queries:
             assert api.post(f"/companies/{survivor.pk}/merge", {"mergeId": str(merged.pk)}).status_code == 200
-        return len(queries)
+        return per_row(queries)
 
     assert run(8) == run(2)
 
@@ -351,7 +358,7 @@ def test_contact_merge_query_count_is_bounded(api, entity):
             factories.make_membership(merged, factories.make_company(entity))
         with CaptureQueriesContext(connection) as queries:
             assert api.post(f"/contacts/{survivor.pk}/merge", {"mergeId": str(merged.pk)}).status_code == 200
-        return len(queries)
+        return per_row(queries)
 
     assert run(8) == run(2)
 
