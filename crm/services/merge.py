@@ -8,7 +8,8 @@ transaction:
   gone (404) and no row lost. The contact services lock the contact row too, so a membership
   written meanwhile waits for the merge.
 - Every foreign key that points at the merged record is moved, found from the model's
-  `_meta.related_objects` (so a relation a later feature adds is moved too; one that needs a fold
+  `_meta.get_fields(include_hidden=True)` (so a relation a later feature adds is moved too, hidden
+  `related_name="+"` ones included; one that needs a fold
   rule — a unique constraint on the key — and has none stops the merge loudly, and a test walks
   the relations). Moves are bulk UPDATEs, never a save per row. Folds: memberships at the same
   company (contact merge) or of the same contact (company merge) become one, which stays primary
@@ -51,6 +52,7 @@ from crm.models import (
 )
 from crm.models.duplicates import DuplicateKind
 from crm.services.actors import Actor
+from crm.services.companies import _sync_archived_at
 from crm.services.contacts import IDENTITY_MESSAGE, contact_is_identifiable
 from crm.services.duplicates import companies_refresh, company_contacts_refresh, contacts_refresh
 from marketing.models import MarketingListMember, MemberStatus
@@ -447,7 +449,7 @@ def _finish(job: _Merge, values: dict, survivor_before: dict | None) -> None:
     model._base_manager.filter(pk=merged.pk).delete()
     if values:
         if model is Company:
-            _sync_archived(survivor)
+            _sync_archived_at(survivor)  # the company rule: archivedAt follows the status
             values = {**values, "archived_at": survivor.archived_at}
         survivor.save(update_fields=[*values, "updated_at"])
     MergedRecord.objects.filter(entity_id=job.entity_id, kind=job.kind, survivor_id=merged.pk).update(
@@ -472,15 +474,6 @@ def _finish(job: _Merge, values: dict, survivor_before: dict | None) -> None:
     else:
         companies_refresh(company_ids=[survivor.pk])
         company_contacts_refresh(company_id=survivor.pk, entity_id=job.entity_id)
-
-
-def _sync_archived(company: Company) -> None:
-    from crm.choices import CompanyStatus
-
-    if company.status == CompanyStatus.INACTIVE and company.archived_at is None:
-        company.archived_at = timezone.now()
-    elif company.status == CompanyStatus.ACTIVE:
-        company.archived_at = None
 
 
 def contact_merge(

@@ -399,3 +399,13 @@ def test_company_merge_pairs_the_namesakes_it_brings_together(api, entity):
     assert after[frozenset({c, d})]["reasons"] == ["same_name_same_company"]
     assert frozenset({e, f}) not in after
     assert api.get("/contacts/duplicates").json()["total"] == 2
+
+
+def test_a_status_taken_from_the_merged_company_keeps_archived_at_in_step(api, entity):
+    survivor = factories.make_company(entity, name="Acme")
+    merged = factories.make_company(entity, name="Acme Old")
+    assert api.patch(f"/companies/{merged.pk}", {"status": "inactive"}).status_code == 200
+    body = api.post(
+        f"/companies/{survivor.pk}/merge", {"mergeId": str(merged.pk), "fieldsFrom": {"status": "merged"}}
+    ).json()["company"]
+    assert body["status"] == "inactive" and body["archivedAt"] is not None
