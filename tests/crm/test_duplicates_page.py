@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -103,3 +104,15 @@ def test_a_merged_records_page_redirects_to_the_survivor(signed_in, entity, pair
     assert signed_in.get(f"/crm/companies/{gone.pk}?entityId={entity.pk}")["Location"].startswith(
         f"/crm/companies/{keep.pk}"
     )
+
+
+def test_the_list_pages_by_cursor(signed_in, entity):
+    for n in range(21):
+        contact_create(entity=entity, first_name=f"A{n}", phone=f"0{n:02d}0 123456")
+        contact_create(entity=entity, first_name=f"B{n}", phone=f"0{n:02d}0123456")
+    first = signed_in.get(f"/crm/duplicates?entityId={entity.pk}").content.decode()
+    assert first.count('class="card duplicate-pair"') == 20
+    [next_url] = re.findall(r'href="([^"]*cursor=[^"]+)"', first)
+    rest = signed_in.get(next_url.replace("&amp;", "&")).content.decode()
+    assert rest.count('class="card duplicate-pair"') == 1 and "More pairs" not in rest
+    assert signed_in.get(f"/crm/duplicates?entityId={entity.pk}&cursor=garbage").status_code == 200
