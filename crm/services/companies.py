@@ -93,7 +93,7 @@ def company_create(*, entity: Entity, **fields) -> Company:
     _sync_archived_at(company)
     company = _save(company, entity=entity)
     changes.record_created(company)
-    companies_refresh(company_ids=[company.pk])  # its duplicate pairs, in the same transaction
+    companies_refresh(company_ids=[company.pk], new=True)  # its duplicate pairs, in the same transaction
     return company
 
 

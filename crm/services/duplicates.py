@@ -103,14 +103,26 @@ def _pair(a: uuid.UUID, b: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
     return (a, b) if str(a) < str(b) else (b, a)
 
 
-def _equal_key(queryset, field: str, value: str | None, exclude: uuid.UUID) -> list:
-    """Ids holding the same key (none when the key is missing or too common to mean anything)."""
-    if not value:
+def _equal_keys(queryset, keys: dict[str, tuple[str | None, str]], exclude: uuid.UUID) -> list[tuple]:
+    """(other id, reason) for every record sharing one of `keys` ({field: (value, reason)}), a key
+    too common to mean anything left out: one statement on PostgreSQL (a UNION ALL of one
+    index lookup per key, each limited), one per key where compound statements cannot be limited."""
+    lookups = []
+    for field, (value, reason) in keys.items():
+        if value:
+            # No ORDER BY (the models' default orders would walk the name index instead of the key's).
+            matches = queryset.filter(**{field: value}).exclude(pk=exclude).order_by()
+            lookups.append(matches.annotate(reason=Value(reason)).values_list("pk", "reason")[:COMMON_KEY_LIMIT])
+    if not lookups:
         return []
-    # No ORDER BY (the models' default orders would walk the name index instead of the key's).
-    matches = queryset.filter(**{field: value}).exclude(pk=exclude).order_by()
-    ids = list(matches.values_list("pk", flat=True)[:COMMON_KEY_LIMIT])
-    return [] if len(ids) >= COMMON_KEY_LIMIT else ids
+    if connection.features.supports_slicing_ordering_in_compound and len(lookups) > 1:
+        rows = list(lookups[0].union(*lookups[1:], all=True))
+    else:
+        rows = [row for lookup in lookups for row in lookup]
+    per_reason: dict[str, int] = {}
+    for _, reason in rows:
+        per_reason[reason] = per_reason.get(reason, 0) + 1
+    return [(pk, reason) for pk, reason in rows if per_reason[reason] < COMMON_KEY_LIMIT]
 
 
 def _dismissed(entity_id, kind: str, pairs: Iterable[tuple]) -> set[tuple]:
@@ -150,10 +162,12 @@ def _contact_candidates(contact: dict) -> dict[tuple, set[str]]:
     def add(other, reason: str) -> None:
         found.setdefault(_pair(pk, other), set()).add(reason)
 
-    for other in _equal_key(same_entity, "email_key", contact["email_key"], pk):
-        add(other, "similar_email")
-    for other in _equal_key(same_entity, "phone_key", contact["phone_key"], pk):
-        add(other, "same_phone")
+    keys = {
+        "email_key": (contact["email_key"], "similar_email"),
+        "phone_key": (contact["phone_key"], "same_phone"),
+    }
+    for other, reason in _equal_keys(same_entity, keys, pk):
+        add(other, reason)
     name = contact["name_key"]
     if name:
         companies = CompanyMembership.objects.filter(contact_id=pk).values("company_id")
@@ -174,7 +188,7 @@ def _contact_candidates(contact: dict) -> dict[tuple, set[str]]:
     return found
 
 
-def contacts_refresh(*, contact_ids: Iterable) -> None:
+def contacts_refresh(*, contact_ids: Iterable, new: bool = False) -> None:
     """Find again the pairs of these contacts (after a write to them or their memberships).
 
     Runs inside the caller's transaction, so the pairs change with the record or not at all.
@@ -183,7 +197,8 @@ def contacts_refresh(*, contact_ids: Iterable) -> None:
     if not ids:
         return
     with transaction.atomic():
-        ContactDuplicate.objects.filter(Q(first_id__in=ids) | Q(second_id__in=ids)).delete()
+        if not new:  # a record created in this transaction has no pairs yet
+            ContactDuplicate.objects.filter(Q(first_id__in=ids) | Q(second_id__in=ids)).delete()
         rows = (
             Contact.objects.filter(pk__in=ids)
             .order_by()
@@ -340,26 +355,27 @@ def _company_candidates(company: dict) -> dict[tuple, set[str]]:
     pk, entity_id = company["id"], company["entity_id"]
     same_entity = Company.objects.filter(entity_id=entity_id)
     found: dict[tuple, set[str]] = {}
-    for field, reason in (
-        ("website_host", "same_website_host"),
-        ("name_key", "same_name"),
-        ("phone_key", "same_phone"),
-    ):
-        for other in _equal_key(same_entity, field, company[field], pk):
-            found.setdefault(_pair(pk, other), set()).add(reason)
+    keys = {
+        "website_host": (company["website_host"], "same_website_host"),
+        "name_key": (company["name_key"], "same_name"),
+        "phone_key": (company["phone_key"], "same_phone"),
+    }
+    for other, reason in _equal_keys(same_entity, keys, pk):
+        found.setdefault(_pair(pk, other), set()).add(reason)
     if company["name_key"]:
         for other in _similar_company_names(entity_id, company["name_key"], pk):
             found.setdefault(_pair(pk, other), set()).add("similar_name")
     return found
 
 
-def companies_refresh(*, company_ids: Iterable) -> None:
+def companies_refresh(*, company_ids: Iterable, new: bool = False) -> None:
     """Find again the pairs of these companies (after a write to them), in the caller's transaction."""
     ids = [pk for pk in dict.fromkeys(company_ids) if pk is not None]
     if not ids:
         return
     with transaction.atomic():
-        CompanyDuplicate.objects.filter(Q(first_id__in=ids) | Q(second_id__in=ids)).delete()
+        if not new:  # a record created in this transaction has no pairs yet
+            CompanyDuplicate.objects.filter(Q(first_id__in=ids) | Q(second_id__in=ids)).delete()
         rows = (
             Company.objects.filter(pk__in=ids)
             .order_by()
