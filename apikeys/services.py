@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from apikeys.models import SCOPES, ApiKey
 from axiomatic.models import Membership
+from axiomatic.replica import replica_pin_entity
 from axiomatic.rls import bypass_rls, entity_scope
 
 KEY_PREFIX = "ak_"
@@ -142,4 +143,5 @@ def api_key_revoke(api_key: ApiKey) -> ApiKey:
 
 def api_keys_revoke_for_member(*, entity_id, user_id) -> int:
     """Revoke every usable key the user holds in the entity (they are no longer a member there)."""
+    replica_pin_entity(entity_id)  # an UPDATE sends no post_save (apikeys.signals): pin here
     return ApiKey.objects.usable().filter(entity_id=entity_id, user_id=user_id).update(revoked_at=timezone.now())

@@ -213,9 +213,20 @@ def snapshot_fresh(instance: Model, *, lock: bool = False) -> dict | None:
     return snapshot(row) if row is not None else None
 
 
+# Objects of `data` whose `previous` holds only the sub-keys that changed (a record's custom fields:
+# one changed key should not repeat the other ninety-nine).
+PARTIAL_PREVIOUS_KEYS = ("customFields",)
+
+
 def changed_fields(before: dict, after: dict) -> dict:
     """The old values of the keys whose values differ (keyed like `data`)."""
-    return {key: before.get(key) for key, value in after.items() if before.get(key) != value}
+    previous = {key: before.get(key) for key, value in after.items() if before.get(key) != value}
+    for key in PARTIAL_PREVIOUS_KEYS:
+        old, new = previous.get(key), after.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            names = [*new, *(name for name in old if name not in new)]
+            previous[key] = {name: old.get(name) for name in names if old.get(name) != new.get(name)}
+    return previous
 
 
 def creation(instance: Model, *, actor: Any = None, data: dict | None = None) -> ChangeRecord:

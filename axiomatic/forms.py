@@ -22,6 +22,8 @@ T = TypeVar("T")
 def form_field_for(form: forms.BaseForm, name: str) -> str | None:
     """The form field a service's keyword refers to: itself, or the relation of an `*_id`."""
     candidates = [name]
+    if name.startswith("customFields."):  # a custom field's value: its `cf_<key>` input
+        candidates.append("cf_" + name.split(".", 1)[1])
     if name.endswith("_ids"):
         candidates.append(name[:-4] + "s")
     if name.endswith("_id"):

@@ -47,7 +47,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.base.base import NO_DB_ALIAS
 
-from axiomatic.db import is_postgres
+from axiomatic.db import is_postgres, read_alias
 
 logger = logging.getLogger("axiomatic.rls")
 
@@ -158,16 +158,17 @@ def _setting(connection, name: str, value: str) -> Iterator[Scope]:
 
 
 @contextmanager
-def bypass_rls(reason: str, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[Scope]:
+def bypass_rls(reason: str, *, using: str | None = None) -> Iterator[Scope]:
     """The one way past row-level security: every entity's rows for the block's statements.
 
     `reason` names the caller's need (kept in debug logs); usable as a decorator too. Inside a
     transaction it costs two queries (on, then back), outside one it holds for the session until
-    the block ends. Yields a `Scope` (`enter_entity_after`).
+    the block ends. Yields a `Scope` (`enter_entity_after`). Without `using`, on the connection the
+    code reads from (the replica on a read path routed there, `axiomatic.replica`), as the scopes.
     """
     if not reason or not reason.strip():
         raise ValueError("bypass_rls() needs the reason it is used")
-    connection = connections[using]
+    connection = connections[using or read_alias()]
     if not _is_postgresql(connection):
         yield Scope()
         return
@@ -177,14 +178,14 @@ def bypass_rls(reason: str, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[Scope]
 
 
 @contextmanager
-def entity_scope(entity_id, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[Scope]:
+def entity_scope(entity_id, *, using: str | None = None) -> Iterator[Scope]:
     """The block's statements act in `entity_id` (None: in no entity), then back to before.
 
     For work outside a request's transaction that spans several transactions (a Celery task, the
     mailbox callback that talks to the provider between queries). In a request use
     `axiomatic.tenancy.database.enter_entity`, which lasts until the transaction ends.
     """
-    connection = connections[using]
+    connection = connections[using or read_alias()]
     if not _is_postgresql(connection):
         yield Scope()
         return
@@ -193,14 +194,14 @@ def entity_scope(entity_id, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[Scope]
 
 
 @contextmanager
-def entities_scope(entity_ids: Iterable, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[Scope]:
+def entities_scope(entity_ids: Iterable, *, using: str | None = None) -> Iterator[Scope]:
     """The block's statements see the rows of exactly these entities (none when empty).
 
     For the staff admin of a user who is not a superuser: they administer a few entities and
     may see all of them at once, but no other. A forgotten scope in an admin class is then
     refused by PostgreSQL too, rather than shown (the superuser's admin keeps the bypass).
     """
-    connection = connections[using]
+    connection = connections[using or read_alias()]
     if not _is_postgresql(connection):
         yield Scope()
         return

@@ -61,6 +61,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # turns a sign-in lock-out into the sign-in page with 429
     "apikeys.middleware.ApiKeyLastUsedMiddleware",  # records a key's use after the view's transaction
+    "axiomatic.replica.ReplicaPinMiddleware",  # read-your-writes with a replica (not loaded without one)
     "django_htmx.middleware.HtmxMiddleware",
     "axiomatic.middleware.ApiErrorMiddleware",
     "axiomatic.idempotency.IdempotencyMiddleware",  # innermost, still outside the view's transaction
@@ -113,6 +114,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         connect_timeout=DB_CONNECT_TIMEOUT_SECONDS,
         statement_timeout_ms=DB_STATEMENT_TIMEOUT_MS,
     )
+# A PostgreSQL streaming replica for the read paths (axiomatic/replica.py, docs/scaling.md): lists,
+# details, the dashboard and the board read there; writes, and a caller's reads for
+# REPLICA_PIN_SECONDS after its own write, stay on the primary; a replica that is down or lags more
+# than REPLICA_MAX_LAG_SECONDS is skipped for REPLICA_RETRY_SECONDS.
+DATABASE_REPLICA_URL = env_str("DATABASE_REPLICA_URL", "").strip()
+REPLICA_PIN_SECONDS = env_float("REPLICA_PIN_SECONDS", 5.0)
+REPLICA_MAX_LAG_SECONDS = env_float("REPLICA_MAX_LAG_SECONDS", 2.0)
+REPLICA_RETRY_SECONDS = env_float("REPLICA_RETRY_SECONDS", 5.0)
+DATABASE_ROUTERS = ["axiomatic.replica.ReplicaRouter"]
+if DATABASE_REPLICA_URL:
+    from axiomatic.ops.dbconfig import replica_database
+
+    if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured("DATABASE_REPLICA_URL needs DATABASE_URL on PostgreSQL")
+    DATABASES["replica"] = replica_database(dj_database_url.parse(DATABASE_REPLICA_URL), primary=DATABASES["default"])
 # Row-level security (axiomatic/rls.py): PostgreSQL connections `SET ROLE` to this role, which owns
 # no table and cannot bypass RLS. "" keeps the login user (RLS still applies unless it is a superuser).
 DB_APP_ROLE = env_str("DB_APP_ROLE", "axiomatic_app").strip()
@@ -342,6 +358,16 @@ EMAIL_MAX_ATTEMPTS = env_int("EMAIL_MAX_ATTEMPTS", 6, minimum=1)
 # At most this many emails per mailbox connection in any 24 hours (a 429 with Retry-After beyond).
 EMAIL_DAILY_LIMIT_PER_CONNECTION = env_int("EMAIL_DAILY_LIMIT_PER_CONNECTION", 500, minimum=1)
 PROVIDER_HTTP_TIMEOUT_SECONDS = env_float("PROVIDER_HTTP_TIMEOUT_SECONDS", 20.0)
+# Inbound sync (replies and received mail; crm/email/inbound.py, docs/operations.md): how often each
+# mailbox is read, how long and how many pages one sync may take, how many messages it fetches at once.
+EMAIL_SYNC_INTERVAL_SECONDS = env_int("EMAIL_SYNC_INTERVAL_SECONDS", 120, minimum=5)
+EMAIL_SYNC_MAX_SECONDS = env_int("EMAIL_SYNC_MAX_SECONDS", 45, minimum=1)
+EMAIL_SYNC_MAX_PAGES = env_int("EMAIL_SYNC_MAX_PAGES", 20, minimum=1)
+EMAIL_SYNC_FETCH_CONCURRENCY = env_int("EMAIL_SYNC_FETCH_CONCURRENCY", 8, minimum=1)
+_email_sync_hard_limit = EMAIL_SYNC_MAX_SECONDS + 45
+if _email_sync_hard_limit >= CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]:
+    # The sync task's hard limit (EMAIL_SYNC_MAX_SECONDS + 45 s) must stay under the visibility timeout.
+    raise ImproperlyConfigured("Need EMAIL_SYNC_MAX_SECONDS + 45 < CELERY_VISIBILITY_TIMEOUT (seconds)")
 
 # --- Change feed and webhooks (docs/webhooks.md) ------------------------------------------
 CHANGES_RETENTION_DAYS = env_float("CHANGES_RETENTION_DAYS", 35.0)

@@ -36,6 +36,7 @@ urlpatterns = [
     path("crm/", include("crm.urls")),
     path("settings/", include("apikeys.urls")),
     path("settings/", include("webhooks.urls")),
+    path("settings/", include("crm.settings_urls")),  # custom fields
 ]
 
 handler400 = "axiomatic.views.handler400"

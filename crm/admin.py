@@ -7,6 +7,7 @@ from django.contrib.admin.helpers import ActionForm
 from axiomatic import errors
 from axiomatic.admin import EntityScopedAdmin, ReadOnlyAdminMixin, StaffScopeMixin
 from axiomatic.models import Membership
+from crm.admin_custom_fields import CustomFieldValuesFormMixin, lead_custom_fields_apply
 from crm.admin_merge import MergeActionMixin
 from crm.forms import API_MESSAGES
 from crm.models import (
@@ -38,7 +39,7 @@ from crm.services.leads import lead_move_stage, lead_save_new, lead_update
 from crm.services.pipeline import stage_resolve, stage_save_new, stage_update
 
 
-class CompanyAdminForm(forms.ModelForm):
+class CompanyAdminForm(CustomFieldValuesFormMixin, forms.ModelForm):
     """The company's fields; the domain and country are checked and normalised by the company
     service's own rules (as the API and the pages are), and a taken domain is the service's 409
     sentence rather than the model constraint's."""
@@ -105,7 +106,7 @@ class CompanyAdmin(MergeActionMixin, EntityScopedAdmin):
         obj.refresh_from_db()
 
 
-class ContactAdminForm(forms.ModelForm):
+class ContactAdminForm(CustomFieldValuesFormMixin, forms.ModelForm):
     """The contact's own fields; email normalising, the name-or-email rule and uniqueness are the
     contact service's (shown here as form errors)."""
 
@@ -324,7 +325,7 @@ class _EntityRowsForm(forms.ModelForm):
         return cleaned
 
 
-class LeadAdminForm(_EntityRowsForm):
+class LeadAdminForm(CustomFieldValuesFormMixin, _EntityRowsForm):
     entity_fields = ("stage", "company", "contact")
     member_fields = ("owner",)
 
@@ -385,6 +386,7 @@ class LeadAdmin(EntityScopedAdmin):
     def save_model(self, request, obj, form, change):
         actor = Actor.for_user(request.user)
         if not change:
+            lead_custom_fields_apply(obj, form.cleaned_data.get("custom_fields"))
             lead_save_new(lead=obj, actor=actor)
             return
         fields = {name: form.cleaned_data[name] for name in form.changed_data if name in form.cleaned_data}
@@ -500,6 +502,10 @@ class OutboundEmailConnectionAdmin(EntityScopedAdmin):
         "token_expires_at",
         "last_used_at",
         "revoked_at",
+        "sync_enabled",
+        "last_synced_at",
+        "last_sync_error",
+        "next_sync_at",
         "created_at",
         "updated_at",
     ]

@@ -51,6 +51,13 @@ class ActivityType(models.TextChoices):
     TASK = "task", "Task"
 
 
+class ActivityDirection(models.TextChoices):
+    """Which way an `email` activity went: sent from a connected mailbox, or received in one."""
+
+    OUTBOUND = "outbound", "Outbound"
+    INBOUND = "inbound", "Inbound"
+
+
 class ActivityStatus(models.TextChoices):
     OPEN = "open", "Open"
     COMPLETED = "completed", "Completed"
@@ -65,6 +72,7 @@ class LeadEventKind(models.TextChoices):
     EMAIL_QUEUED = "email_queued"
     EMAIL_SENT = "email_sent"
     EMAIL_FAILED = "email_failed"
+    EMAIL_RECEIVED = "email_received"
 
 
 class ActorType(models.TextChoices):

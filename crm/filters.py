@@ -6,16 +6,30 @@ the same thing (and refuses the same values) wherever it is used.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, time, timedelta
 
 import django_filters
 from django.db.models import Q
 from django.utils import timezone
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter
 
+from axiomatic import errors
+from axiomatic.db import is_postgres
 from axiomatic.filters import OwnerFilter, StrictFilterSet, SubstringFilter
+from axiomatic.ordering import expected_rows
 from crm.choices import ActivityStatus, ActivityType, CompanyRole, CompanyStatus, StageKind
 from crm.models import Activity, Company, Contact, Lead
 from crm.selectors.contacts import FullName
+from crm.selectors.custom_fields import (
+    definitions_by_key,
+    equals_q,
+    equals_walk_q,
+    has_value_q,
+    object_type_of,
+    range_q,
+)
+from crm.services.custom_fields import RANGE_TYPES, custom_field_filter_value
 from crm.services.pipeline import stage_resolve
 
 DUE_WEEK_DAYS = 7
@@ -27,7 +41,121 @@ DUE_HELP = (
 )
 
 
-class CompanyFilter(StrictFilterSet):
+CUSTOM_FIELD_PARAM = re.compile(r"^cf(?:\.(?P<dotted>.+)|\[(?P<bracketed>[^\]]+)\])$")
+CUSTOM_FIELD_OPERATORS = ("gte", "lte", "empty")
+COMMON_MATCHES = 30_000  # three times the capped count (axiomatic.api.pagination.COUNT_CAP)
+CUSTOM_FIELD_FILTER_HELP = (
+    "Custom field filters, on every key of GET /custom-fields for this object type: `cf.<key>=<value>` (exact; "
+    "multiselect: holds that option; boolean: true/false; user: a UUID, me or unassigned; currency: the amount), "
+    "`cf.<key>.gte` / `cf.<key>.lte` (number, date, datetime, currency amount), `cf.<key>.empty=true|false`. "
+    "`cf[<key>]`, `cf[<key>.gte]`, ... (deepObject style) mean the same. An unknown key or a malformed value → 400."
+)
+
+
+CUSTOM_FIELD_PARAMETER = OpenApiParameter(
+    "cf",
+    {"type": "object", "additionalProperties": {"type": "string"}},
+    OpenApiParameter.QUERY,
+    required=False,
+    style="deepObject",
+    explode=True,
+    description=CUSTOM_FIELD_FILTER_HELP,
+    examples=[
+        OpenApiExample("Equality", value={"tier": "emea"}),
+        OpenApiExample("Range", value={"seats.gte": "10", "seats.lte": "50"}),
+        OpenApiExample("Unset", value={"renewal.empty": "true"}),
+    ],
+)
+
+
+class CustomFieldFilters:
+    """`cf.<key>`, `cf.<key>.gte`, `cf.<key>.lte`, `cf.<key>.empty` on a list of companies, contacts
+    or leads: the parameters are as many as the entity has fields, so they are read from the query
+    here rather than declared. Values are parsed by the custom field service's own normalisers into
+    the stored form, so equality is one `@>` containment served by the GIN index (CONTRACT §13)."""
+
+    openapi_parameters = (CUSTOM_FIELD_PARAMETER,)
+
+    def _custom_conditions(self) -> tuple[list, dict[str, str]]:
+        if hasattr(self, "_cf_parsed"):
+            return self._cf_parsed
+        conditions, problems = [], {}
+        data = self.data or {}
+        entity = getattr(self.request, "entity", None)
+        definitions = None
+        for name in data:
+            match = CUSTOM_FIELD_PARAM.match(str(name))
+            if match is None:
+                continue
+            if definitions is None:
+                definitions = definitions_by_key(entity=entity, object_type=object_type_of(self._meta.model))
+            path = match["dotted"] or match["bracketed"]
+            key, _, operator = path.partition(".")
+            values = data.getlist(name) if hasattr(data, "getlist") else [data[name]]
+            raw = values[-1] if values else ""
+            definition = definitions.get(key)
+            if definition is None:
+                problems[name] = "Unknown custom field."
+                continue
+            if operator and operator not in CUSTOM_FIELD_OPERATORS:
+                problems[name] = "Use cf.<key>, cf.<key>.gte, cf.<key>.lte or cf.<key>.empty."
+                continue
+            try:
+                conditions.append(self._custom_condition(definition, operator, raw))
+            except errors.Invalid as invalid:
+                problems[name] = invalid.message
+        self._cf_parsed = (conditions, problems)
+        return self._cf_parsed
+
+    def _custom_condition(self, definition, operator: str, raw: str):
+        if operator == "empty":
+            if raw not in ("true", "false"):
+                raise errors.Invalid("Must be true or false.")
+            return ("q", ~has_value_q(definition) if raw == "true" else has_value_q(definition))
+        if operator in ("gte", "lte"):
+            if definition.type not in RANGE_TYPES:
+                raise errors.Invalid(f"{operator} applies to number, date, datetime and currency fields.")
+            return ("range", definition, operator, custom_field_filter_value(definition, raw, bound=True))
+        if definition.type == "user" and raw in ("me", "unassigned"):
+            if raw == "unassigned":
+                return ("q", ~has_value_q(definition))
+            raw = str(self.request.user.pk)
+        return ("eq", definition, custom_field_filter_value(definition, raw, bound=False))
+
+    def _equal(self, queryset, definition, stored):
+        """Equality through the GIN index; but when PostgreSQL expects more matches than the
+        capped count reads (`COMMON_MATCHES`), the index would collect every one of them before the
+        first page or the count could start, so the condition is written for reading the list in
+        its order instead (one planning-only EXPLAIN decides, about a millisecond)."""
+        indexed = queryset.filter(equals_q(definition, stored))
+        if is_postgres(queryset.db) and expected_rows(indexed) > COMMON_MATCHES:
+            return queryset.filter(equals_walk_q(definition, stored))
+        return indexed
+
+    def is_valid(self) -> bool:
+        valid = super().is_valid()
+        _, problems = self._custom_conditions()
+        for name, message in problems.items():
+            self.form.errors[name] = self.form.error_class([message])
+        return valid and not problems
+
+    def filter_queryset(self, queryset):
+        queryset = super().filter_queryset(queryset)
+        conditions, problems = self._custom_conditions()
+        if problems:
+            return queryset.none()
+        for condition in conditions:
+            if condition[0] == "q":
+                queryset = queryset.filter(condition[1])
+            elif condition[0] == "eq":
+                queryset = self._equal(queryset, condition[1], condition[2])
+            else:
+                _, definition, operator, bound = condition
+                queryset = range_q(queryset, definition, lookup=operator, bound=bound)
+        return queryset
+
+
+class CompanyFilter(CustomFieldFilters, StrictFilterSet):
     role = django_filters.ChoiceFilter(choices=CompanyRole.choices, help_text="Commercial relationship type")
     status = django_filters.ChoiceFilter(
         choices=CompanyStatus.choices,
@@ -41,7 +169,7 @@ class CompanyFilter(StrictFilterSet):
         fields = ["role", "status", "ownerUserId", "q"]
 
 
-class ContactFilter(StrictFilterSet):
+class ContactFilter(CustomFieldFilters, StrictFilterSet):
     companyId = django_filters.UUIDFilter(
         field_name="memberships__company",
         help_text="Contacts with a membership (primary or not) at this company. An unknown id matches nothing.",
@@ -67,7 +195,7 @@ class ContactFilter(StrictFilterSet):
         )
 
 
-class LeadFilter(StrictFilterSet):
+class LeadFilter(CustomFieldFilters, StrictFilterSet):
     companyId = django_filters.UUIDFilter(field_name="company_id", help_text="Company id")
     contactId = django_filters.UUIDFilter(field_name="contact_id", help_text="Contact id")
     stageId = django_filters.UUIDFilter(field_name="stage_id", help_text="Stage id")

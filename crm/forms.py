@@ -15,6 +15,7 @@ from django.utils import timezone
 from axiomatic.errors import field_rule
 from axiomatic.models import Entity, User
 from crm.choices import CompanyRole, CompanyStatus
+from crm.custom_field_forms import CustomFieldsFormMixin
 from crm.models import Company
 from crm.services.companies import company_country_normalise, company_domain_normalise
 from crm.services.contacts import contact_email_normalise
@@ -72,7 +73,9 @@ class EntityCompanyField(forms.ModelChoiceField):
         )
 
 
-class CompanyForm(forms.Form):
+class CompanyForm(CustomFieldsFormMixin, forms.Form):
+    custom_object_type = "company"
+
     name = ApiCharField(max_length=200, required=True)
     role = forms.ChoiceField(choices=CompanyRole.choices, initial=CompanyRole.PROSPECT)
     status = forms.ChoiceField(choices=CompanyStatus.choices, initial=CompanyStatus.ACTIVE)
@@ -94,6 +97,7 @@ class CompanyForm(forms.Form):
         self.entity = entity
         self.fields["owner"] = MemberField(entity)
         self.order_fields(["name", "role", "status", "owner"])
+        self.add_custom_fields()
 
     def clean_domain(self) -> str | None:
         return field_rule(company_domain_normalise, self.cleaned_data["domain"])
@@ -106,15 +110,18 @@ class CompanyForm(forms.Form):
         initial = {name: getattr(company, name) for name in cls.base_fields}
         initial["domain"] = company.domain or ""
         initial["owner"] = company.owner_id
-        return initial
+        return {**initial, **cls.custom_initial(company)}
 
     def service_fields(self, *, changed_only: bool) -> dict:
         """Keyword arguments for `company_create` / `company_update` (only what changed on edit)."""
         names = self.changed_data if changed_only else list(self.fields)
-        return {name: self.cleaned_data[name] for name in names if name in self.cleaned_data}
+        fields = {name: self.cleaned_data[name] for name in names if name in self.cleaned_data}
+        return self.service_fields_with_custom(fields, changed_only=changed_only)
 
 
-class ContactForm(forms.Form):
+class ContactForm(CustomFieldsFormMixin, forms.Form):
+    custom_object_type = "contact"
+
     first_name = ApiCharField(max_length=100)
     last_name = ApiCharField(max_length=100)
     email = ApiEmailField(max_length=254, help_text="Unique in the entity; stored lower-cased.")
@@ -131,6 +138,7 @@ class ContactForm(forms.Form):
         )
         self.fields["owner"] = MemberField(entity)
         self.order_fields(["first_name", "last_name", "email", "phone", "title", "company", "owner"])
+        self.add_custom_fields()
 
     def clean_email(self) -> str | None:
         return contact_email_normalise(self.cleaned_data["email"])
@@ -141,7 +149,7 @@ class ContactForm(forms.Form):
         initial["email"] = contact.email or ""
         initial["owner"] = contact.owner_id
         initial["company"] = company.pk if company else None
-        return initial
+        return {**initial, **cls.custom_initial(contact)}
 
     def chosen_company(self) -> Company | None:
         """The company to show in the picker: the valid choice, else the initial one."""
@@ -151,7 +159,8 @@ class ContactForm(forms.Form):
 
     def service_fields(self, *, changed_only: bool) -> dict:
         names = self.changed_data if changed_only else list(self.fields)
-        return {name: self.cleaned_data[name] for name in names if name in self.cleaned_data}
+        fields = {name: self.cleaned_data[name] for name in names if name in self.cleaned_data}
+        return self.service_fields_with_custom(fields, changed_only=changed_only)
 
 
 class TaskRescheduleForm(forms.Form):

@@ -18,7 +18,7 @@ rls_support.install()
 
 # Minutes-long tests start first, so that on several workers the rest of the suite runs beside
 # them instead of after them.
-LONG_RUNNING = ("tests/test_schemathesis.py", "tests/test_bench.py")
+LONG_RUNNING = ("tests/test_schemathesis.py", "tests/test_bench.py", "tests/test_replica.py")
 
 
 def pytest_collection_modifyitems(config, items):

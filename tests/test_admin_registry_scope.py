@@ -34,6 +34,7 @@ from crm.models import (
     OutboundEmailConnection,
 )
 from crm.services.actors import Actor
+from crm.services.custom_fields import custom_field_create
 from crm.services.leads import lead_save_new
 from tests import factories
 from tests.rls_support import app_context
@@ -128,6 +129,7 @@ def _populate(entity: Entity, owner: User, tag: str) -> None:
     CompanyDuplicate.objects.create(entity=entity, first=company, second=other, reasons=["same_name"], score=0.85)
     DuplicateDismissal.objects.create(entity=entity, kind="contact", first_id=contact.pk, second_id=twin.pk)
     MergedRecord.objects.create(entity=entity, kind="company", merged_id=uuid.uuid4(), survivor_id=company.pk)
+    custom_field_create(entity=entity, object_type="company", key="tier", label=f"{tag} tier", type="text")
 
 
 @pytest.fixture

@@ -38,6 +38,7 @@ from crm.choices import EmailChannel, EmailStatus
 from crm.models import CompanyMembership, OutboundEmail, OutboundEmailConnection, PipelineStage
 from crm.services.activities import activity_create
 from crm.services.actors import Actor
+from crm.services.custom_fields import custom_field_create
 from crm.services.leads import lead_create, lead_move_stage
 from crm.services.pipeline import stage_create
 from marketing.models import MarketingList, MarketingListMember
@@ -181,6 +182,9 @@ def populate(entity: Entity, user: User, *, tag: str) -> Ids:
     endpoint = WebhookEndpoint(entity=entity, url=f"https://{tag}.example.com/hooks")
     endpoint.set_secret(f"whsec_{tag}")
     endpoint.save()
+    custom_field = custom_field_create(
+        entity=entity, object_type="company", key="code", label="Code", type="text", unique=True
+    )
     stages = PipelineStage.objects.for_entity(entity).order_by("sort_order", "id")
     return {
         "companyId": str(company.pk),
@@ -199,6 +203,7 @@ def populate(entity: Entity, user: User, *, tag: str) -> Ids:
         "memberId": str(member.pk),
         "userId": str(user.pk),
         "endpointId": str(endpoint.pk),
+        "customFieldId": str(custom_field.pk),
     }
 
 
@@ -319,12 +324,15 @@ PATH_ID_BODIES: dict[str, Callable[[Ids], Body]] = {
     "PATCH /api/crm/leads/{leadId}/stage": lambda o: {"stage": "won"},
     "PATCH /api/crm/pipeline-stages/{stageId}": lambda o: {"name": "Hijacked"},
     "PATCH /api/crm/outbound-email-connections/{connectionId}": lambda o: {"shared": True},
+    "POST /api/crm/outbound-email-connections/{connectionId}/sync": lambda o: {},
     "DELETE /api/crm/pipeline-stages/{stageId}": lambda o: {"moveLeadsToStageId": o["targetStageId"]},
     "PATCH /api/marketing/lists/{listId}": lambda o: {"name": "Hijacked"},
     "DELETE /api/marketing/lists/{listId}": lambda o: None,
     "DELETE /api/marketing/lists/{listId}/members/{memberId}": lambda o: None,
     "POST /api/marketing/lists/{listId}/members/{memberId}/unsubscribe": lambda o: {},
     "PATCH /api/crm/webhook-endpoints/{endpointId}": lambda o: {"description": "Hijacked", "enabled": False},
+    "PATCH /api/crm/custom-fields/{customFieldId}": lambda o: {"label": "Hijacked"},
+    "DELETE /api/crm/custom-fields/{customFieldId}": lambda o: None,
     "DELETE /api/crm/webhook-endpoints/{endpointId}": lambda o: None,
     "POST /api/crm/webhook-endpoints/{endpointId}/rotate-secret": lambda o: {},
     "POST /api/crm/webhook-endpoints/{endpointId}/test": lambda o: {},

@@ -36,6 +36,9 @@ ADMIN_ONLY = {
     ("/api/crm/webhook-endpoints/{endpointId}/rotate-secret", "POST"),
     ("/api/crm/webhook-endpoints/{endpointId}/test", "POST"),
     ("/api/crm/webhook-endpoints/{endpointId}/replay", "POST"),
+    ("/api/crm/custom-fields", "POST"),
+    ("/api/crm/custom-fields/{customFieldId}", "PATCH"),
+    ("/api/crm/custom-fields/{customFieldId}", "DELETE"),
 }
 MEMBER_ALLOWED = {
     ("/api/crm/companies", "GET"),
@@ -60,7 +63,10 @@ MEMBER_ALLOWED = {
     ("/api/crm/contacts/{contactId}/company-memberships/{membershipId}", "PATCH"),
     ("/api/crm/contacts/{contactId}/company-memberships/{membershipId}", "DELETE"),
     ("/api/crm/dashboard", "GET"),
+    ("/api/crm/custom-fields", "GET"),
+    ("/api/crm/custom-fields/{customFieldId}", "GET"),
     ("/api/crm/outbound-email-connections", "GET"),
+    ("/api/crm/outbound-email-connections/{connectionId}/sync", "POST"),
     ("/api/crm/outbound-email", "POST"),
     ("/api/crm/outbound-email/{emailId}", "GET"),
     ("/api/crm/pipeline-stages", "GET"),

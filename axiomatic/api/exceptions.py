@@ -64,10 +64,16 @@ DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
 }
 
 
+def _camel_head(field: str) -> str:
+    head, dot, rest = field.partition(".")
+    return to_camel(head) + dot + rest
+
+
 def domain_error_response(exc: errors.DomainError) -> Response:
     """A service's domain error as the envelope: its status, its sentence, its field messages."""
     status_code = next(code for cls, code in DOMAIN_STATUS.items() if isinstance(exc, cls))
-    details = {to_camel(field): messages for field, messages in exc.field_errors.items()} or None
+    # `customFields.<key>`: only the part before the dot is a field name; the key stays as defined.
+    details = {_camel_head(field): messages for field, messages in exc.field_errors.items()} or None
     headers = {}
     if isinstance(exc, errors.LimitExceeded) and exc.retry_after is not None:
         headers["Retry-After"] = str(int(exc.retry_after))

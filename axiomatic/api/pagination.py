@@ -25,7 +25,6 @@ import uuid
 from typing import Any
 
 from django.core import signing
-from django.db import connection
 from django.db.models import QuerySet
 from django.db.models.expressions import RawSQL
 from django.db.models.sql import Query
@@ -34,6 +33,7 @@ from rest_framework.pagination import BasePagination
 from rest_framework.response import Response
 
 from axiomatic.counters import counter_subquery, counters_supported
+from axiomatic.db import read_connection
 from axiomatic.keyset import keyset_after, order_keys
 from axiomatic.ordering import order_matches
 
@@ -161,6 +161,7 @@ class EntityPagination(BasePagination):
     @staticmethod
     def _count_alone(total) -> int:
         """The total when no row carried it (an empty page, a grouped list): one query of its own."""
+        connection = read_connection()  # the replica on a read path routed there
         query = Query(None)
         compiler = query.get_compiler(connection=connection)
         sql, params = total.resolve_expression(query).as_sql(compiler, connection)

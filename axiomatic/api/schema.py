@@ -142,6 +142,10 @@ class ApiAutoSchema(AutoSchema):
             params = [ENTITY_PARAMETER, *params]
         if self.method == "POST" and takes_idempotency_key(self.path):
             params = [*params, IDEMPOTENCY_KEY_PARAMETER]
+        # Query parameters a FilterSet reads beyond its declared filters (e.g. `cf[<key>]`).
+        filterset_class = getattr(self.view, "filterset_class", None)
+        if self.method == "GET" and getattr(self.view, "action", None) == "list" and filterset_class is not None:
+            params = [*params, *getattr(filterset_class, "openapi_parameters", ())]
         return params
 
     def _is_list_view(self, serializer=None) -> bool:

@@ -20,6 +20,7 @@ from axiomatic.api.pagination import EntityPagination
 from axiomatic.api.permissions import HasEntity, HasRole, HasScope, IsAuthenticated
 from axiomatic.api.throttling import ApiKeyRateThrottle
 from axiomatic.mounts import scope_family_of
+from axiomatic.replica import replica_configured, replica_reads_for_api
 
 _SEALED = ("get_queryset", "get_object", "authentication_classes", "permission_classes")
 
@@ -74,6 +75,9 @@ class EntityScopedViewSet(viewsets.GenericViewSet):
     item_key = "item"
     list_key = "items"
     ordering: tuple[str, ...] = ("id",)
+    # Actions that only read: with a streaming replica they read there, authentication included
+    # (axiomatic.replica). A GET action that writes must not be listed.
+    replica_actions: tuple[str, ...] = ("list", "retrieve")
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -86,6 +90,14 @@ class EntityScopedViewSet(viewsets.GenericViewSet):
         # Path parameters are named as in the seed: /leads/{leadId}, /pipeline-stages/{stageId}, ...
         if "lookup_url_kwarg" not in cls.__dict__ and "item_key" in cls.__dict__:
             cls.lookup_url_kwarg = f"{cls.item_key}Id"
+
+    def dispatch(self, request, *args, **kwargs):
+        # Decided before DRF authenticates, so that the key lookup reads where the page does.
+        action = getattr(self, "action_map", {}).get(request.method.lower())
+        if action in self.replica_actions and replica_configured():
+            with replica_reads_for_api(request):
+                return super().dispatch(request, *args, **kwargs)
+        return super().dispatch(request, *args, **kwargs)
 
     def initial(self, request, *args, **kwargs):
         # A method the route does not have is a 405 whoever asks and whatever the entity (DRF would

@@ -36,3 +36,18 @@ def postgresql_database(
         options["pool"] = {"min_size": 1, "max_size": pool_max_size, "timeout": float(connect_timeout)}
         database["CONN_MAX_AGE"] = 0  # the pool keeps the connections; Django must not
     return database
+
+
+def replica_database(replica: dict, *, primary: dict) -> dict:
+    """The streaming replica's entry (`DATABASE_REPLICA_URL`): the primary's operations options
+    (timeouts, reuse, pool) on the replica's server. It never wraps requests in a transaction
+    (`axiomatic.replica` opens one only for the reads it routes, so a replica that is down costs
+    the other requests nothing), and a test run never creates a database on it (`MIRROR`: the
+    test database reaches it by replication)."""
+    database = {**primary, **{key: replica[key] for key in ("NAME", "USER", "PASSWORD", "HOST", "PORT")}}
+    database["OPTIONS"] = {**dict(primary.get("OPTIONS") or {}), **dict(replica.get("OPTIONS") or {})}
+    if "pool" in database["OPTIONS"]:
+        database["OPTIONS"]["pool"] = dict(database["OPTIONS"]["pool"])  # a pool of its own
+    database["ATOMIC_REQUESTS"] = False
+    database["TEST"] = {"MIRROR": "default"}
+    return database

@@ -16,9 +16,7 @@ database) has no such setting: everything here is then a no-op.
 
 from __future__ import annotations
 
-from django.db import connection
-
-from axiomatic.db import is_postgres
+from axiomatic.db import is_postgres, read_connection
 from axiomatic.rls import ENTITY_SETTING, entities_scope, entity_scope
 
 __all__ = ["enter_entity", "entities_scope", "entity_scope"]
@@ -33,16 +31,18 @@ def enter_entity(entity_id, *, request=None) -> bool:
     reuses the connection. With `request` (a Django or DRF request), a request that already
     entered this entity (the API key's authentication, then the entity check) asks no second
     query. False when nothing was set: not in a transaction (use `entity_scope`), or not
-    PostgreSQL.
+    PostgreSQL. On a read path routed to the streaming replica (`axiomatic.replica`), the replica's
+    transaction is the one that learns the entity.
     """
     http_request = getattr(request, "_request", request)
-    value = str(entity_id)
+    connection = read_connection()
+    value = (connection.alias, str(entity_id))
     if http_request is not None and getattr(http_request, _REQUEST_MARK, None) == value:
         return True
     if not is_postgres(connection) or not connection.in_atomic_block:
         return False
     with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config(%s, %s, true)", [ENTITY_SETTING, value])
+        cursor.execute("SELECT set_config(%s, %s, true)", [ENTITY_SETTING, value[1]])
     if http_request is not None:
         setattr(http_request, _REQUEST_MARK, value)
     return True
@@ -51,4 +51,4 @@ def enter_entity(entity_id, *, request=None) -> bool:
 def mark_entered(request, entity_id) -> None:
     """Record that the request's transaction already acts in `entity_id` (set by a combined
     statement, such as the end of the entity switcher's bypass), so `enter_entity` skips it."""
-    setattr(getattr(request, "_request", request), _REQUEST_MARK, str(entity_id))
+    setattr(getattr(request, "_request", request), _REQUEST_MARK, (read_connection().alias, str(entity_id)))

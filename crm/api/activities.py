@@ -26,7 +26,7 @@ from axiomatic.api.viewsets import (
     PartialUpdateMixin,
     RetrieveMixin,
 )
-from crm.choices import ActivityStatus, ActivityType
+from crm.choices import ActivityDirection, ActivityStatus, ActivityType
 from crm.filters import DUE_HELP, ActivityFilter, TaskFilter
 from crm.models import Activity, Company, Contact, Lead
 from crm.services.activities import activity_create, activity_delete, activity_update
@@ -62,6 +62,13 @@ class ActivitySerializer(ApiModelSerializer):
     created_by_user_id = serializers.UUIDField(
         source="created_by_id", read_only=True, allow_null=True, help_text="The user who created it (read-only)."
     )
+    direction = serializers.ChoiceField(
+        choices=ActivityDirection.choices,
+        read_only=True,
+        allow_null=True,
+        help_text="Emails only: outbound (sent from a connected mailbox) or inbound (received in one, read by "
+        "the inbound sync); null otherwise (read-only).",
+    )
 
     class Meta:
         model = Activity
@@ -82,10 +89,11 @@ class ActivitySerializer(ApiModelSerializer):
             "project_id",
             "assignee_user_id",
             "created_by_user_id",
+            "direction",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["id", "completed_at", "created_by_user_id", "created_at", "updated_at"]
+        read_only_fields = ["id", "completed_at", "created_by_user_id", "direction", "created_at", "updated_at"]
 
 
 @extend_schema_view(

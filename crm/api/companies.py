@@ -15,6 +15,7 @@ from axiomatic.api.viewsets import (
     RetrieveMixin,
 )
 from axiomatic.errors import field_rule
+from crm.api.custom_fields import CustomFieldsField
 from crm.api.merged import MergedRecordsMixin
 from crm.filters import CompanyFilter
 from crm.models import Company
@@ -38,6 +39,7 @@ class CompanySerializer(ApiModelSerializer):
     """A prospect, customer or vendor (or both) of the entity."""
 
     owner_user_id = EntityMemberField(source="owner", allow_null=True, required=False)
+    custom_fields = CustomFieldsField()
     domain = openapi_field(
         serializers.CharField(
             max_length=253,
@@ -81,6 +83,7 @@ class CompanySerializer(ApiModelSerializer):
             "postal_code",
             "country",
             "notes",
+            "custom_fields",
             "archived_at",
             "created_at",
             "updated_at",

@@ -25,6 +25,7 @@ from axiomatic.api.viewsets import (
     PartialUpdateMixin,
     RetrieveMixin,
 )
+from crm.api.custom_fields import CustomFieldsField
 from crm.api.merged import MergedRecordsMixin
 from crm.filters import ContactFilter
 from crm.models import Company, CompanyMembership, Contact
@@ -87,6 +88,7 @@ class ContactSerializer(ApiModelSerializer):
         "Blank is stored as null.",
     )
     company_id = PrimaryCompanyField(source="company", allow_null=True, required=False, help_text=COMPANY_ID_HELP)
+    custom_fields = CustomFieldsField()
     owner_user_id = EntityMemberField(
         source="owner", allow_null=True, required=False, help_text="A member of the entity (else 400)."
     )
@@ -105,6 +107,7 @@ class ContactSerializer(ApiModelSerializer):
             "owner_user_id",
             "linkedin_url",
             "notes",
+            "custom_fields",
             "created_at",
             "updated_at",
         ]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import unicodedata
 
+from django.db import transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, serializers, status
+from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from axiomatic.api.openapi import openapi_field
@@ -16,6 +18,7 @@ from axiomatic.roles import ADMIN
 from crm.choices import EmailChannel
 from crm.email.connections import connection_share
 from crm.email.content import MAX_SUBJECT_LENGTH
+from crm.email.inbound import connection_request_sync, connection_set_sync, sync_enqueue
 from crm.email.queue import MAX_RECIPIENTS, email_queue, recipients_ensure_few
 from crm.models import Lead, OutboundEmail, OutboundEmailConnection
 from crm.services.actors import Actor
@@ -25,6 +28,16 @@ class OutboundEmailConnectionSerializer(ApiModelSerializer):
     """A connected mailbox. Tokens are not fields of this serializer, on purpose."""
 
     connected_by_user_id = serializers.UUIDField(source="connected_by_id", read_only=True, allow_null=True)
+    sync_needs_reconnect = serializers.SerializerMethodField(
+        method_name="get_sync_needs_reconnect",
+        help_text="True when the mailbox was connected without permission to read mail (before inbound sync "
+        "existed): reconnect it at /crm/connections to sync replies.",
+    )
+    last_sync_error = serializers.SerializerMethodField(
+        method_name="get_last_sync_error",
+        help_text="Why the last sync failed (retried at the next interval), or a gap it reported "
+        '("history expired; mail between … was not read"); null when the last sync went well.',
+    )
 
     class Meta:
         model = OutboundEmailConnection
@@ -38,14 +51,29 @@ class OutboundEmailConnectionSerializer(ApiModelSerializer):
             "created_at",
             "last_used_at",
             "shared",
+            "sync_enabled",
+            "last_synced_at",
+            "last_sync_error",
+            "sync_needs_reconnect",
         ]
-        read_only_fields = [name for name in fields if name != "shared"]
+        read_only_fields = [name for name in fields if name not in ("shared", "sync_enabled")]
         extra_kwargs = {
             "shared": {
                 "help_text": "Every member may send through a shared mailbox; a personal one only its owner "
                 "(and admins). Changing it needs the admin role."
-            }
+            },
+            "sync_enabled": {
+                "help_text": "Read replies and received mail from this mailbox every EMAIL_SYNC_INTERVAL_SECONDS "
+                "(default true). Off, nothing more is read; on again, the sync resumes where it stopped."
+            },
+            "last_synced_at": {"help_text": "When the last successful sync ran (null before the first)."},
         }
+
+    def get_sync_needs_reconnect(self, connection: OutboundEmailConnection) -> bool:
+        return not connection.can_read_mail
+
+    def get_last_sync_error(self, connection: OutboundEmailConnection) -> str | None:
+        return connection.last_sync_error or None
 
 
 class OutboundEmailSerializer(ApiModelSerializer):
@@ -76,12 +104,18 @@ class OutboundEmailSerializer(ApiModelSerializer):
             "text_body",
             "provider_message_id",
             "sent_at",
+            "replied_at",
+            "reply_count",
             "error",
             "attempts",
             "created_at",
             "updated_at",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "replied_at": {"help_text": "When the first reply was received (inbound sync); null until then."},
+            "reply_count": {"help_text": "How many received messages answer this email."},
+        }
 
     def get_provider_message_id(self, email: OutboundEmail) -> str | None:
         return email.provider_message_id or None
@@ -170,15 +204,23 @@ class OutboundEmailCreateSerializer(ApiSerializer):
         return super().to_internal_value(data)
 
 
+class ConnectionSyncSerializer(ApiSerializer):
+    """`POST …/sync` takes no fields (`entityId` is allowed); anything else is a 400 naming it."""
+
+    class Meta:
+        ref_name = "OutboundEmailConnectionSyncBody"
+
+
 @extend_schema_view(
     list=extend_schema(
         summary="List connected mailboxes",
         description="Mailboxes connected through OAuth consent at /crm/connections. Tokens are never returned.",
     ),
     partial_update=extend_schema(
-        summary="Share or unshare a mailbox",
-        description="Body `{shared}`. Admins and owners only (403 naming the role otherwise). A shared mailbox "
-        "may be used by every member to send; a personal one by who connected it and by admins.",
+        summary="Share a mailbox, or turn its sync on or off",
+        description="Body `{shared?, syncEnabled?}`. Admins and owners only (403 naming the role otherwise). A "
+        "shared mailbox may be used by every member to send; a personal one by who connected it and by admins. "
+        "`syncEnabled: false` stops reading replies and received mail from it.",
     ),
 )
 class OutboundEmailConnectionViewSet(ListMixin, PartialUpdateMixin, EntityScopedViewSet):
@@ -191,8 +233,38 @@ class OutboundEmailConnectionViewSet(ListMixin, PartialUpdateMixin, EntityScoped
     action_roles = {"partial_update": ADMIN}
 
     def perform_update(self, serializer):
-        shared = serializer.validated_data.get("shared", serializer.instance.shared)
-        return connection_share(connection=serializer.instance, shared=shared)
+        connection = serializer.instance
+        data = serializer.validated_data
+        if "shared" in data:
+            connection = connection_share(connection=connection, shared=data["shared"])
+        if "sync_enabled" in data:
+            connection = connection_set_sync(connection=connection, enabled=data["sync_enabled"])
+        return connection
+
+    @extend_schema(
+        operation_id="syncOutboundEmailConnection",
+        summary="Sync a mailbox now",
+        description="Reads the replies and received mail that arrived since the last sync, now instead of at the "
+        "next interval (a Celery worker does it after the request; watch lastSyncedAt and lastSyncError). 409 "
+        "when the mailbox is not active, its sync is off, or it must be reconnected to allow reading.",
+        request=ConnectionSyncSerializer,
+        responses={
+            202: item_envelope("connection", OutboundEmailConnectionSerializer),
+            409: OpenApiResponse(
+                ErrorSerializer, description="The mailbox is not active, its sync is off, or it must be reconnected."
+            ),
+        },
+    )
+    @action(detail=True, methods=["post"], url_path="sync", filter_backends=[])
+    def sync(self, request, *args, **kwargs):
+        connection = self.get_object()
+        ConnectionSyncSerializer(data=request.data).is_valid(raise_exception=True)
+        connection = connection_request_sync(connection=connection)
+        connection_id = str(connection.pk)
+        transaction.on_commit(lambda: sync_enqueue(connection_id=connection_id), robust=True)
+        return Response(
+            {"connection": OutboundEmailConnectionSerializer(connection).data}, status=status.HTTP_202_ACCEPTED
+        )
 
 
 @extend_schema_view(

@@ -43,6 +43,7 @@ from axiomatic.api.viewsets import (
 )
 from axiomatic.currencies import ISO_4217, validate_currency_code
 from crm.api.activities import ActivitySerializer
+from crm.api.custom_fields import CustomFieldsField
 from crm.choices import ActorType, LeadEventKind
 from crm.filters import LeadFilter
 from crm.models import Activity, Company, Contact, Lead, LeadEvent, PipelineStage
@@ -144,6 +145,7 @@ class LeadSerializer(ApiModelSerializer):
         help_text="Default on create: the first open stage. Changing it moves the lead (see PATCH .../stage).",
     )
     stage = StageReferenceField(required=False)
+    custom_fields = CustomFieldsField()
     status = serializers.ChoiceField(
         choices=_LEAD_STATUS_CHOICES, source="stage.kind", read_only=True, help_text="The stage's kind."
     )
@@ -195,6 +197,7 @@ class LeadSerializer(ApiModelSerializer):
             "owner_user_id",
             "source",
             "notes",
+            "custom_fields",
             "lost_reason",
             "closed_at",
             "stage_changed_at",

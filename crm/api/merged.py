@@ -22,7 +22,8 @@ from crm.services.actors import Actor
 from crm.services.merge import company_merge, contact_merge, mergeable_fields, merged_into
 
 _FIELDS_FROM_HELP = (
-    "Fields (API names; `customFields.<key>` too when the record has custom fields) and whose value they keep: "
+    'Fields (API names) and whose value they keep; custom fields as `"customFields": {"<key>": …}` '
+    "(or one value for all of them): "
     '`"merged"` takes the merged record\'s value even when the survivor has one (`{"phone": "merged"}`); '
     '`"survivor"` keeps the survivor\'s even when it is empty. A field not named: an empty field of the survivor '
     "takes the merged record's value. An unknown field → 400."
@@ -33,21 +34,27 @@ SOURCES = ["merged", "survivor"]
 def merge_serializer(model) -> type[ApiSerializer]:
     """The body of a merge of `model` records; `fieldsFrom` names that model's fields (the schema
     lists them, so a client knows which it may name)."""
-    names = list(mergeable_fields(model))
+    names = [name for name in mergeable_fields(model) if name != "customFields"]
+    properties: dict = {name: {"type": "string", "enum": SOURCES} for name in names}
+    if any(field.name == "custom_fields" for field in model._meta.concrete_fields):
+        properties["customFields"] = {
+            "oneOf": [
+                {"type": "string", "enum": SOURCES, "description": "Every custom field."},
+                {
+                    "type": "object",
+                    "additionalProperties": {"type": "string", "enum": SOURCES},
+                    "description": "Per custom field key.",
+                },
+            ]
+        }
 
     class MergeSerializer(ApiSerializer):
         merge_id = StrictUUIDField(
             help_text="The record that is merged and then gone. The path's own id → 400; unknown → 404."
         )
         fields_from = openapi_field(
-            serializers.DictField(
-                child=serializers.ChoiceField(choices=SOURCES), required=False, help_text=_FIELDS_FROM_HELP
-            ),
-            request={
-                "type": "object",
-                "properties": {name: {"type": "string", "enum": SOURCES} for name in names},
-                "additionalProperties": False,
-            },
+            serializers.DictField(child=serializers.JSONField(), required=False, help_text=_FIELDS_FROM_HELP),
+            request={"type": "object", "properties": properties, "additionalProperties": False},
         )
         dry_run = serializers.BooleanField(
             required=False, default=False, help_text="Answer the counts and the resulting record without writing."

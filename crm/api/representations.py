@@ -94,4 +94,4 @@ def register() -> None:
     )
     register_object_type(Activity, "activity")
     register_object_type(PipelineStage, "pipeline_stage")
-    register_object_type(OutboundEmail, "outbound_email", extra_actions=("sent", "failed"))
+    register_object_type(OutboundEmail, "outbound_email", extra_actions=("sent", "failed", "replied"))

@@ -5,6 +5,7 @@ from rest_framework.routers import SimpleRouter
 from crm.api.activities import ActivityViewSet, TaskViewSet
 from crm.api.companies import CompanyViewSet
 from crm.api.contacts import CompanyContactViewSet, ContactMembershipViewSet, ContactViewSet
+from crm.api.custom_fields import CustomFieldViewSet
 from crm.api.dashboard import DashboardViewSet
 from crm.api.duplicates import CompanyDuplicateViewSet, ContactDuplicateViewSet
 from crm.api.email import OutboundEmailConnectionViewSet, OutboundEmailViewSet
@@ -20,6 +21,7 @@ router.register("contacts", ContactViewSet, basename="contact")
 router.register(
     r"contacts/(?P<contactId>[^/.]+)/company-memberships", ContactMembershipViewSet, basename="contact-membership"
 )
+router.register("custom-fields", CustomFieldViewSet, basename="custom-field")
 router.register("dashboard", DashboardViewSet, basename="dashboard")
 router.register("outbound-email-connections", OutboundEmailConnectionViewSet, basename="outbound-email-connection")
 router.register("outbound-email", OutboundEmailViewSet, basename="outbound-email")

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from axiomatic import changes
 from axiomatic.representations import represent
-from crm.choices import ActivityStatus, ActivityType, ConnectionStatus, EmailStatus, LeadEventKind
+from crm.choices import ActivityDirection, ActivityStatus, ActivityType, ConnectionStatus, EmailStatus, LeadEventKind
 from crm.email.connections import connection_mark_expired, connection_refresh_access_token
 from crm.models import Activity, OutboundEmail, OutboundEmailConnection
 from crm.providers import provider_for
@@ -109,7 +109,7 @@ def _outgoing(email: OutboundEmail) -> OutgoingMessage:
     )
 
 
-def _send(email: OutboundEmail, token: uuid.UUID) -> str:
+def _send(email: OutboundEmail, token: uuid.UUID) -> tuple[str, str]:
     connection = (
         OutboundEmailConnection.objects.for_entity(email.entity_id).filter(pk=email.connection_id).first()
         if email.connection_id
@@ -134,7 +134,8 @@ def _send(email: OutboundEmail, token: uuid.UUID) -> str:
     while True:
         try:
             with provider_for(email.channel, access_token=access_token) as provider:
-                return provider.send(message, checkpoint=checkpoint)
+                # The thread too: a received message in it answers this email (crm.email.inbound).
+                return provider.send(message, checkpoint=checkpoint), provider.sent_thread_id
         except AccessTokenRejected as exc:
             if refreshed:
                 connection_mark_expired(connection_id=connection.pk)
@@ -152,13 +153,14 @@ def retry_delay(*, attempts: int, retry_after: float | None) -> float:
     return min(step * (0.5 + random.random() / 2), MAX_RETRY_AFTER_SECONDS)
 
 
-def _mark_sent(email: OutboundEmail, token: uuid.UUID, provider_message_id: str) -> DeliveryResult:
+def _mark_sent(email: OutboundEmail, token: uuid.UUID, provider_message_id: str, thread_id: str = "") -> DeliveryResult:
     now = timezone.now()
     with transaction.atomic():
         before = _snapshot(email.pk)
         updated = _claimed(email, token).update(
             status=EmailStatus.SENT,
             provider_message_id=provider_message_id[:500],
+            provider_thread_id=thread_id[:500],
             sent_at=now,
             error="",
             next_attempt_at=None,
@@ -171,6 +173,7 @@ def _mark_sent(email: OutboundEmail, token: uuid.UUID, provider_message_id: str)
         activity = Activity.objects.create(
             entity_id=email.entity_id,
             type=ActivityType.EMAIL,
+            direction=ActivityDirection.OUTBOUND,
             subject=email.subject[:200],
             body=email.text_body,
             status=ActivityStatus.COMPLETED,
@@ -271,7 +274,7 @@ def email_deliver(*, email_id: uuid.UUID | str) -> DeliveryResult:
         return DeliveryResult("skipped")
     email = OutboundEmail.objects.select_related("lead").get(pk=email_id)
     try:
-        provider_message_id = _send(email, token)
+        provider_message_id, thread_id = _send(email, token)
     except RefreshRefused as exc:
         connection_mark_expired(connection_id=email.connection_id)
         return email_mark_failed(email=email, token=token, reason=str(exc))
@@ -282,4 +285,4 @@ def email_deliver(*, email_id: uuid.UUID | str) -> DeliveryResult:
     except InvalidToken:
         reason = "The stored mailbox tokens cannot be decrypted; reconnect the mailbox."
         return email_mark_failed(email=email, token=token, reason=reason)
-    return _mark_sent(email, token, provider_message_id)
+    return _mark_sent(email, token, provider_message_id, thread_id)

@@ -197,7 +197,7 @@ def drop_keys_and_pairs(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("axiomatic", "0007_change_feed_numbering_by_id"),
-        ("crm", "0015_all_tasks_by_due_index"),
+        ("crm", "0017_custom_fields"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

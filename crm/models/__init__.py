@@ -3,6 +3,7 @@
 from crm.models.activities import Activity
 from crm.models.companies import Company
 from crm.models.contacts import CompanyMembership, Contact
+from crm.models.custom_fields import CustomField, CustomFieldObjectType, CustomFieldType
 from crm.models.duplicates import CompanyDuplicate, ContactDuplicate, DuplicateDismissal, MergedRecord
 from crm.models.email import (
     OutboundEmail,
@@ -19,6 +20,9 @@ __all__ = [
     "Contact",
     "ContactDuplicate",
     "DuplicateDismissal",
+    "CustomField",
+    "CustomFieldObjectType",
+    "CustomFieldType",
     "Lead",
     "LeadEvent",
     "MergedRecord",

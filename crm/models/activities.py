@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 
 from axiomatic.tenancy import TenantModel
-from crm.choices import ActivityStatus, ActivityType
+from crm.choices import ActivityDirection, ActivityStatus, ActivityType
 
 
 class Activity(TenantModel):
@@ -37,10 +37,22 @@ class Activity(TenantModel):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Emails only: sent from a connected mailbox, or received in one (crm.email.inbound).
+    direction = models.CharField(max_length=10, choices=ActivityDirection.choices, null=True, blank=True)
+    # A received email's identity within the entity (its RFC Message-ID, else the provider's id):
+    # the unique constraint below records a message at most once, whichever mailbox read it first.
+    message_key = models.CharField(max_length=500, null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name_plural = "activities"
         ordering = ["-occurred_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["entity", "message_key"],
+                condition=models.Q(message_key__isnull=False),
+                name="activity_entity_message_uniq",
+            )
+        ]
         indexes = [
             models.Index(fields=["entity", "-occurred_at", "id"], name="activity_entity_time_idx"),
             # The staff admin's order, with the entity for row-level security from the index.
@@ -65,6 +77,13 @@ class Activity(TenantModel):
                 fields=["entity", "assignee", "due_at", "id"],
                 condition=models.Q(type=ActivityType.TASK, status=ActivityStatus.OPEN),
                 name="activity_open_task_asg_idx",
+            ),
+            # "Replied 2 h ago" on the board and the lead page: a lead's newest received email.
+            models.Index(
+                fields=["lead", "-occurred_at"],
+                include=["entity"],
+                condition=models.Q(direction=ActivityDirection.INBOUND),
+                name="activity_lead_inbound_idx",
             ),
         ]
 

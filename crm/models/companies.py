@@ -41,6 +41,11 @@ class Company(TenantModel):
     name_key = models.CharField(max_length=200, null=True, blank=True, editable=False)
     phone_key = models.CharField(max_length=50, null=True, blank=True, editable=False)
     website_host = models.CharField(max_length=253, null=True, blank=True, editable=False)
+    # Values of the entity's custom fields, keyed by definition (crm.models.custom_fields); the
+    # database default lets bulk loaders (COPY) leave the column out.
+    custom_fields = models.JSONField(
+        default=dict, db_default=models.Value({}, output_field=models.JSONField()), blank=True
+    )
 
     class Meta:
         verbose_name_plural = "companies"

@@ -31,6 +31,11 @@ class Contact(TenantModel):
     phone_key = models.CharField(max_length=50, null=True, blank=True, editable=False)
     email_key = models.CharField(max_length=254, null=True, blank=True, editable=False)
     companies = models.ManyToManyField("crm.Company", through="crm.CompanyMembership", related_name="contacts")
+    # Values of the entity's custom fields, keyed by definition (crm.models.custom_fields); the
+    # database default lets bulk loaders (COPY) leave the column out.
+    custom_fields = models.JSONField(
+        default=dict, db_default=models.Value({}, output_field=models.JSONField()), blank=True
+    )
 
     class Meta:
         ordering = ["last_name", "first_name", "id"]

@@ -10,6 +10,7 @@ from django.db import models
 from axiomatic import crypto
 from axiomatic.tenancy import TenantModel
 from crm.choices import ConnectionStatus, EmailChannel, EmailStatus
+from crm.providers.oauth import grants_mail_reading
 
 
 class OutboundEmailConnection(TenantModel):
@@ -36,6 +37,17 @@ class OutboundEmailConnection(TenantModel):
     revoked_at = models.DateTimeField(null=True, blank=True)
     # A shared mailbox (a team inbox) may be used by every member; others only by who connected it.
     shared = models.BooleanField(default=False)
+    # Inbound sync (crm.email.inbound): replies and received mail read back from the mailbox.
+    sync_enabled = models.BooleanField(default=True)
+    # Where the next sync starts: Gmail's historyId, or Graph's delta/next link. Written only in the
+    # transaction that records the messages read up to it, so a crash re-reads instead of skipping.
+    sync_cursor = models.TextField(blank=True, editable=False)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    last_sync_error = models.TextField(blank=True)
+    next_sync_at = models.DateTimeField(null=True, blank=True)
+    # One sync at a time per mailbox: a lease taken with a conditional UPDATE; a dead worker's expires.
+    sync_lease_token = models.UUIDField(null=True, blank=True, editable=False)
+    sync_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -44,7 +56,15 @@ class OutboundEmailConnection(TenantModel):
                 fields=["entity", "channel", "email_address"], name="email_connection_entity_address_uniq"
             )
         ]
-        indexes = [models.Index(fields=["entity", "created_at", "id"], name="email_conn_entity_created_idx")]
+        indexes = [
+            models.Index(fields=["entity", "created_at", "id"], name="email_conn_entity_created_idx"),
+            # The beat's fan-out: active mailboxes with sync on, soonest due first (every entity).
+            models.Index(
+                fields=["next_sync_at"],
+                condition=models.Q(status=ConnectionStatus.ACTIVE, sync_enabled=True),
+                name="email_conn_sync_due_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_channel_display()}: {self.email_address}"
@@ -63,6 +83,11 @@ class OutboundEmailConnection(TenantModel):
         if refresh_token:
             self.refresh_token_encrypted = crypto.encrypt(refresh_token)
         self.token_expires_at = expires_at
+
+    @property
+    def can_read_mail(self) -> bool:
+        """False for a mailbox connected before reading was asked for: it must be reconnected."""
+        return grants_mail_reading(self.channel, self.granted_scopes)
 
     def clear_tokens(self) -> None:
         self.access_token_encrypted = ""
@@ -104,6 +129,11 @@ class OutboundEmail(TenantModel):
     claimed_at = models.DateTimeField(null=True, blank=True)
     provider_draft_id = models.CharField(max_length=500, blank=True)
     provider_message_id = models.CharField(max_length=500, blank=True)
+    # Gmail's threadId / Graph's conversationId of the sent message: a received message in the same
+    # thread answers this email (crm.email.inbound).
+    provider_thread_id = models.CharField(max_length=500, blank=True)
+    replied_at = models.DateTimeField(null=True, blank=True)
+    reply_count = models.PositiveIntegerField(default=0)
     sent_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(
@@ -117,6 +147,11 @@ class OutboundEmail(TenantModel):
             models.Index(fields=["status", "next_attempt_at"], name="email_status_due_idx"),
             # The per-connection daily cap counts a connection's emails of the last 24 hours.
             models.Index(fields=["connection", "created_at"], name="email_connection_created_idx"),
+            models.Index(
+                fields=["entity", "provider_thread_id"],
+                condition=~models.Q(provider_thread_id=""),
+                name="email_entity_thread_idx",
+            ),
         ]
 
     def __str__(self) -> str:

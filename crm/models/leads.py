@@ -35,6 +35,11 @@ class Lead(TenantModel):
     lost_reason = models.CharField(max_length=500, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     stage_changed_at = models.DateTimeField(null=True, blank=True)
+    # Values of the entity's custom fields, keyed by definition (crm.models.custom_fields); the
+    # database default lets bulk loaders (COPY) leave the column out.
+    custom_fields = models.JSONField(
+        default=dict, db_default=models.Value({}, output_field=models.JSONField()), blank=True
+    )
 
     class Meta:
         ordering = ["-updated_at", "id"]

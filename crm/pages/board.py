@@ -1,8 +1,8 @@
 """Board and lead pages (server-rendered; htmx partials for columns, "load more" and the timeline).
 
-These views only read. Every write (moving a lead, creating one, logging an activity) goes from
-the page's JavaScript to the JSON API with the session, so the board and API clients share one
-service and one set of rules.
+These views only read (on the streaming replica when one is configured: `axiomatic.replica`).
+Every write (moving a lead, creating one, logging an activity) goes from the page's JavaScript to
+the JSON API with the session, so the board and API clients share one service and one set of rules.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from axiomatic.pages import entity_page
+from axiomatic.replica import reads_from_replica
 from crm.choices import ActivityType, StageKind
 from crm.models import Lead, PipelineStage
 from crm.selectors import board as board_selectors
-from crm.selectors.board import BoardSelection, board_columns, lead_days_in_stage
+from crm.selectors.board import BoardSelection, board_columns, lead_days_in_stage, with_last_reply
 from crm.selectors.owners import UNASSIGNED
 from crm.selectors.pipeline import stages_in_order
 from crm.selectors.timeline import lead_timeline as timeline_of
@@ -58,6 +59,7 @@ def _stages(request) -> list[PipelineStage]:
 
 @require_GET
 @entity_page
+@reads_from_replica
 def board(request):
     """`/crm/board`: one column per stage, in order, with counts, totals and the first cards."""
     filters = BoardFilters.from_request(request)
@@ -81,6 +83,7 @@ def _stage_or_404(stages: list[PipelineStage], stage_id) -> PipelineStage:
 
 @require_GET
 @entity_page
+@reads_from_replica
 def board_column(request, stage_id):
     """htmx partial: one column, re-rendered after a card moved in or out of it."""
     filters = BoardFilters.from_request(request)
@@ -92,6 +95,7 @@ def board_column(request, stage_id):
 
 @require_GET
 @entity_page
+@reads_from_replica
 def board_column_cards(request, stage_id):
     """htmx partial: the next page of one column's cards ("Load more")."""
     filters = BoardFilters.from_request(request)
@@ -126,16 +130,17 @@ def _timeline_page(request, lead: Lead, page: int) -> dict:
     }
 
 
-def _lead_or_404(request, lead_id) -> Lead:
+def _lead_or_404(request, lead_id, *, last_reply: bool = False) -> Lead:
     leads = Lead.objects.for_entity(request.entity).select_related("stage", "company", "contact", "owner")
-    return get_object_or_404(leads, pk=lead_id)
+    return get_object_or_404(with_last_reply(leads) if last_reply else leads, pk=lead_id)
 
 
 @require_GET
 @entity_page
+@reads_from_replica
 def lead_detail(request, lead_id):
     """`/crm/leads/{id}`: the lead's fields, its timeline (newest first) and a log-activity form."""
-    lead = _lead_or_404(request, lead_id)
+    lead = _lead_or_404(request, lead_id, last_reply=True)
     lead_days_in_stage(lead)
     context = {
         **_timeline_page(request, lead, 1),
@@ -147,6 +152,7 @@ def lead_detail(request, lead_id):
 
 @require_GET
 @entity_page
+@reads_from_replica
 def lead_timeline(request, lead_id):
     """htmx partial: a page of the timeline (page 1 after logging an activity, later pages on demand)."""
     lead = _lead_or_404(request, lead_id)

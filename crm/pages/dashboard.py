@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from axiomatic.pages import entity_page
+from axiomatic.replica import reads_from_replica
 from crm.pages.charts import Series, bar_chart, column_chart, full_number
 from crm.pages.common import OwnerFilter, entity_members
 from crm.selectors.charts import activities_by_week, won_lost_by_month
@@ -65,6 +66,7 @@ def _pipeline_charts(pipeline: list[dict]) -> tuple[Chart, list[Chart], list[str
 
 @require_GET
 @entity_page
+@reads_from_replica
 def dashboard(request):
     """The dashboard of the current entity, for everyone's records, mine, or one member's."""
     members = entity_members(request.entity)

@@ -31,7 +31,10 @@ class ListSpec:
 
 
 def _filter_data(request, names: tuple[str, ...]) -> dict[str, str]:
-    return {name: request.GET[name] for name in names if request.GET.get(name, "") != ""}
+    data = {name: request.GET[name] for name in names if request.GET.get(name, "") != ""}
+    # Custom field filters (`cf.<key>`, `cf.<key>.gte`, ...): as many as the entity has fields.
+    data.update({name: value for name, value in request.GET.items() if name.startswith("cf.") and value != ""})
+    return data
 
 
 def render_list(request, spec: ListSpec, queryset: QuerySet, extra: dict | None = None):

@@ -6,6 +6,9 @@
 - `GET /crm/connections/{channel}/callback` checks the `state`, exchanges the code, reads the
   mailbox address and stores the connection (the same address again updates it).
 - `POST /crm/connections/{id}/disconnect` (CSRF) forgets the tokens and marks it `revoked`.
+- `POST /crm/connections/{id}/sync-enabled` turns the inbound sync on or off (who connected it, or
+  an admin); `POST /crm/connections/{id}/sync` syncs it now. The list shows each mailbox's sync
+  state, last sync, last error, and asks for a reconnect when reading was never granted.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from crm.email.connections import (
     connection_revoke,
     connection_share,
 )
+from crm.email.inbound import connection_request_sync, connection_set_sync, sync_enqueue
 from crm.models import OutboundEmailConnection
 from crm.providers import provider_for
 from crm.providers.base import ProviderError
@@ -188,6 +192,38 @@ def share(request: HttpRequest, connection_id) -> HttpResponse:
     return HttpResponseRedirect(_list_url(request.entity.pk))
 
 
+@require_POST
+@entity_page
+def sync_enabled(request: HttpRequest, connection_id) -> HttpResponse:
+    """Turn a mailbox's inbound sync on or off (whoever connected it, or an admin)."""
+    connection = get_object_or_404(OutboundEmailConnection.objects.for_entity(request.entity), pk=connection_id)
+    try:
+        connection_ensure_manageable_by(connection=connection, membership=request.membership)
+    except errors.Forbidden as refusal:
+        messages.error(request, refusal.message)
+        return HttpResponseRedirect(_list_url(request.entity.pk))
+    connection_set_sync(connection=connection, enabled=request.POST.get("enabled") == "1")
+    state = "on" if connection.sync_enabled else "off"
+    messages.success(request, f"Reading replies from {connection.email_address} is {state}.")
+    return HttpResponseRedirect(_list_url(request.entity.pk))
+
+
+@require_POST
+@entity_page
+def sync_now(request: HttpRequest, connection_id) -> HttpResponse:
+    """Read the mailbox now instead of at the next interval (a worker does it after the request)."""
+    connection = get_object_or_404(OutboundEmailConnection.objects.for_entity(request.entity), pk=connection_id)
+    try:
+        connection_request_sync(connection=connection)
+    except errors.Conflict as refusal:
+        messages.error(request, refusal.message)
+        return HttpResponseRedirect(_list_url(request.entity.pk))
+    connection_id_text = str(connection.pk)
+    transaction.on_commit(lambda: sync_enqueue(connection_id=connection_id_text), robust=True)
+    messages.success(request, f"Reading {connection.email_address} now.")
+    return HttpResponseRedirect(_list_url(request.entity.pk))
+
+
 # Included under /crm/ by crm/urls.py.
 urlpatterns = [
     path("connections", connections_page, name="crm-connections"),
@@ -195,4 +231,6 @@ urlpatterns = [
     path("connections/<str:channel>/callback", callback, name="crm-connections-callback"),
     path("connections/<uuid:connection_id>/disconnect", disconnect, name="crm-connections-disconnect"),
     path("connections/<uuid:connection_id>/share", share, name="crm-connections-share"),
+    path("connections/<uuid:connection_id>/sync-enabled", sync_enabled, name="crm-connections-sync-enabled"),
+    path("connections/<uuid:connection_id>/sync", sync_now, name="crm-connections-sync"),
 ]

@@ -11,15 +11,18 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import requests
 from django.conf import settings
+from requests.adapters import HTTPAdapter
 
 from axiomatic.retry_after import parse_retry_after as read_retry_after
 
 logger = logging.getLogger("crm.providers")
 
 MAX_RETRY_AFTER_SECONDS = 600.0
+MAX_RAW_BODY_CHARS = 1_000_000  # a received body is cut here before any parsing of its HTML
 CONNECT_TIMEOUT_SECONDS = 5.0
 
 
@@ -44,6 +47,48 @@ class OutgoingMessage:
     html_body: str
     text_body: str
     message_id: str
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """One message read from a mailbox, as the provider gave it (the inbound service decides
+    what of it is stored: `crm.email.inbound`).
+
+    `text` / `html` are the message's plain-text and HTML bodies as received (either may be
+    empty, each cut at `MAX_RAW_BODY_CHARS`); attachments are only named, their content is never
+    fetched. `references` holds the Message-IDs named by In-Reply-To and References.
+    """
+
+    provider_id: str
+    thread_id: str
+    message_id: str
+    references: tuple[str, ...]
+    from_address: str
+    from_name: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    subject: str
+    text: str
+    html: str
+    occurred_at: datetime
+    attachments: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InboxPage:
+    """A page of new messages and the cursor that follows it.
+
+    `cursor` is where a sync resumes once this page is recorded (stored in the same transaction);
+    `more` says another page is already waiting.
+    """
+
+    messages: list[InboundMessage]
+    cursor: str
+    more: bool
+
+
+class InboxCursorExpired(Exception):
+    """The stored cursor is too old for the provider (Gmail 404 on history, Graph 410 on delta)."""
 
 
 @dataclass
@@ -116,9 +161,12 @@ def _is_rate_limited_403(response: requests.Response) -> bool:
 class ProviderHttp:
     """requests with the bearer token, timeouts, and answers mapped to the errors above."""
 
-    def __init__(self, *, access_token: str, name: str):
+    def __init__(self, *, access_token: str, name: str, pool_size: int = 10):
         self.name = name
         self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(pool_size, 1))
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         self.session.headers["Authorization"] = f"Bearer {access_token}"
         self.session.headers["Accept"] = "application/json"
         self.timeout = (CONNECT_TIMEOUT_SECONDS, settings.PROVIDER_HTTP_TIMEOUT_SECONDS)
@@ -153,7 +201,11 @@ class MailProvider(ABC):
     name: str = ""
 
     def __init__(self, *, access_token: str):
-        self.http = ProviderHttp(access_token=access_token, name=self.name)
+        self.http = ProviderHttp(
+            access_token=access_token, name=self.name, pool_size=settings.EMAIL_SYNC_FETCH_CONCURRENCY
+        )
+        # The thread (Gmail threadId, Graph conversationId) of the last message `send` sent, if told.
+        self.sent_thread_id = ""
 
     @abstractmethod
     def mailbox(self) -> Mailbox:
@@ -162,6 +214,14 @@ class MailProvider(ABC):
     @abstractmethod
     def send(self, message: OutgoingMessage, *, checkpoint: Checkpoint) -> str:
         """Send `message`; returns the provider's message id. Raises a `ProviderError`."""
+
+    @abstractmethod
+    def inbox_start(self) -> str:
+        """A cursor meaning "now": a sync from it reads only mail that arrives afterwards."""
+
+    @abstractmethod
+    def inbox_page(self, cursor: str) -> InboxPage:
+        """The next page of messages received after `cursor` (raises `InboxCursorExpired`)."""
 
     def close(self) -> None:
         self.http.close()

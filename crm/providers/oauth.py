@@ -17,15 +17,42 @@ from django.conf import settings
 
 from crm.providers.base import CONNECT_TIMEOUT_SECONDS, RefreshRefused, TransientProviderError
 
-GMAIL_SCOPES = ("https://www.googleapis.com/auth/gmail.compose",)  # send + users.getProfile
+GMAIL_READ_SCOPE = "https://www.googleapis.com/auth/gmail.readonly"
+GMAIL_SCOPES = (
+    "https://www.googleapis.com/auth/gmail.compose",  # send + users.getProfile
+    GMAIL_READ_SCOPE,  # inbound sync: users.history.list and users.messages.get
+)
+OUTLOOK_READ_SCOPE = "https://graph.microsoft.com/Mail.Read"
 OUTLOOK_SCOPES = (
     "offline_access",
     "https://graph.microsoft.com/User.Read",
     "https://graph.microsoft.com/Mail.ReadWrite",  # drafts, so a sent message has an id
     "https://graph.microsoft.com/Mail.Send",
+    OUTLOOK_READ_SCOPE,  # inbound sync: the inbox's messages/delta (named though ReadWrite implies it)
 )
+# Granted scopes (as the token endpoint reports them) any of which lets the inbound sync read mail.
+_READING_SCOPES = {
+    "gmail": {GMAIL_READ_SCOPE, "https://www.googleapis.com/auth/gmail.modify", "https://mail.google.com/"},
+    "outlook": {"mail.read", "mail.readwrite"},
+}
 # OAuth error codes that mean "try again later" rather than "this grant is dead".
 _TRANSIENT_OAUTH_ERRORS = {"temporarily_unavailable", "server_error", "slow_down"}
+
+
+def grants_mail_reading(channel: str, granted_scopes: str) -> bool:
+    """Whether a connection's granted scopes let the inbound sync read its mail.
+
+    Mailboxes connected before reading was asked for lack it and must be connected again. An empty
+    record (the provider did not report the scopes) is not held against the mailbox: the sync
+    tries, and a refusal from the provider is reported the same way.
+    """
+    granted = granted_scopes.split()
+    if not granted:
+        return True
+    if channel == "outlook":  # Microsoft reports "Mail.Read" or the full resource URL
+        names = {scope.rsplit("/", 1)[-1].lower() for scope in granted}
+        return bool(names & _READING_SCOPES["outlook"])
+    return bool(set(granted) & _READING_SCOPES.get(channel, set()))
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import Count, F, QuerySet, Sum, Window
+from django.db.models import Count, F, OuterRef, QuerySet, Subquery, Sum, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from axiomatic.counters import counters_supported
 from axiomatic.models import Entity
-from crm.models import Lead, PipelineFigure, PipelineStage
+from crm.choices import ActivityDirection
+from crm.models import Activity, Lead, PipelineFigure, PipelineStage
 from crm.selectors.owners import UNASSIGNED, OwnerSelector, owner_q
 
 COLUMN_PAGE_SIZE = 50
@@ -57,16 +58,41 @@ class BoardSelection:
         return leads.filter(title__icontains=self.title_contains) if self.title_contains else leads
 
 
+def ago(moment, now) -> str:
+    """A short "how long ago" for cards ("5 min ago", "2 h ago", "3 d ago")."""
+    seconds = max((now - moment).total_seconds(), 0)
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 48 * 3600:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{int(seconds // 86400)} d ago"
+
+
 def _with_days_in_stage(leads: list[Lead]) -> list[Lead]:
     now = timezone.now()
     for lead in leads:
         since = lead.stage_changed_at or lead.created_at
         lead.days_in_stage = max((now - since).days, 0)
+        last_reply_at = getattr(lead, "last_reply_at", None)
+        lead.replied_ago = ago(last_reply_at, now) if last_reply_at else ""
     return leads
 
 
+def with_last_reply(leads: QuerySet[Lead]) -> QuerySet[Lead]:
+    """Each lead's newest received email (`last_reply_at`), for "replied 2 h ago": one index probe
+    per lead inside the same query (activity_lead_inbound_idx)."""
+    newest = (
+        Activity.objects.filter(lead=OuterRef("pk"), direction=ActivityDirection.INBOUND)
+        .order_by("-occurred_at")
+        .values("occurred_at")[:1]
+    )
+    return leads.annotate(last_reply_at=Subquery(newest))
+
+
 def _cards(leads: QuerySet[Lead]) -> QuerySet[Lead]:
-    return leads.select_related("company", "contact", "owner")
+    return with_last_reply(leads.select_related("company", "contact", "owner"))
 
 
 def _totals(selection: BoardSelection, stage_ids: list) -> list[dict]:

@@ -21,6 +21,12 @@ from axiomatic.models import Entity
 from axiomatic.uniqueness import ensure_unique, save_unique
 from crm.choices import CompanyStatus
 from crm.models import Company
+from crm.services.custom_fields import (
+    custom_fields_apply,
+    custom_fields_conflict,
+    custom_fields_ensure_unique,
+    custom_fields_take,
+)
 from crm.services.duplicates import companies_refresh
 
 DOMAIN_MESSAGE = "Enter a domain such as example.com."
@@ -80,15 +86,20 @@ def _sync_archived_at(company: Company) -> None:
 
 
 def _save(company: Company, *, entity: Entity | UUID) -> Company:
-    return save_unique(
-        company, recheck=lambda: _ensure_domain_free(entity=entity, domain=company.domain, exclude_id=company.pk)
-    )
+    def recheck() -> None:
+        _ensure_domain_free(entity=entity, domain=company.domain, exclude_id=company.pk)
+        custom_fields_conflict(company)
+
+    custom_fields_ensure_unique(company)
+    return save_unique(company, recheck=recheck)
 
 
 @transaction.atomic
 def company_create(*, entity: Entity, **fields) -> Company:
     """Create a company; a domain already used in the entity is a 409. Records `company.created`."""
+    custom_values = custom_fields_take(fields, entity=entity, model=Company, partial=False)
     company = Company(entity=entity, **_normalised(fields))
+    custom_fields_apply(company, custom_values, fresh=False)
     _ensure_domain_free(entity=entity, domain=company.domain)
     _sync_archived_at(company)
     company = _save(company, entity=entity)
@@ -101,8 +112,10 @@ def company_create(*, entity: Entity, **fields) -> Company:
 def company_update(*, company: Company, **fields) -> Company:
     """Apply a partial update; status changes set or clear `archived_at`. Records `company.updated`
     (the row is locked first, so `previous` is what the update replaced)."""
+    custom_values = custom_fields_take(fields, entity=company.entity_id, model=Company, partial=True)
     fields = _normalised(fields)
     before = changes.snapshot_fresh(company, lock=True)
+    custom_fields_apply(company, custom_values, fresh=True)
     if "domain" in fields and fields["domain"] != company.domain:
         _ensure_domain_free(entity=company.entity_id, domain=fields["domain"], exclude_id=company.pk)
     for name, value in fields.items():

@@ -26,6 +26,12 @@ from axiomatic import changes, errors
 from axiomatic.models import Entity
 from axiomatic.uniqueness import ensure_unique, save_unique
 from crm.models import Company, CompanyMembership, Contact
+from crm.services.custom_fields import (
+    custom_fields_apply,
+    custom_fields_conflict,
+    custom_fields_ensure_unique,
+    custom_fields_take,
+)
 from crm.services.duplicates import contacts_refresh
 
 
@@ -68,11 +74,12 @@ def _ensure_email_free(*, entity_id, email: str | None, exclude_id=None) -> None
 
 
 def _save_contact(contact: Contact, *, update_fields: list[str] | None = None) -> Contact:
-    return save_unique(
-        contact,
-        recheck=lambda: _ensure_email_free(entity_id=contact.entity_id, email=contact.email, exclude_id=contact.pk),
-        update_fields=update_fields,
-    )
+    def recheck() -> None:
+        _ensure_email_free(entity_id=contact.entity_id, email=contact.email, exclude_id=contact.pk)
+        custom_fields_conflict(contact)
+
+    custom_fields_ensure_unique(contact)
+    return save_unique(contact, recheck=recheck, update_fields=update_fields)
 
 
 def _state(contact: Contact) -> tuple[dict | None, dict]:
@@ -113,7 +120,9 @@ def contact_create(*, entity: Entity, company: Company | None = None, **fields: 
     """
     if "email" in fields:
         fields["email"] = contact_email_normalise(fields["email"])
+    custom_values = custom_fields_take(fields, entity=entity, model=Contact, partial=False)
     contact = Contact(entity=entity, **fields)
+    custom_fields_apply(contact, custom_values, fresh=False)
     _ensure_identifiable(contact)
     _ensure_email_free(entity_id=entity.pk, email=contact.email)
     with transaction.atomic():
@@ -134,14 +143,16 @@ def contact_update(*, contact: Contact, company: Company | None | _Unset = UNSET
         fields["email"] = contact_email_normalise(fields["email"])
     if "email" in fields and fields["email"] != contact.email:
         _ensure_email_free(entity_id=contact.entity_id, email=fields["email"], exclude_id=contact.pk)
+    custom_values = custom_fields_take(fields, entity=contact.entity_id, model=Contact, partial=True)
     for name, value in fields.items():
         setattr(contact, name, value)
     _ensure_identifiable(contact)
     with transaction.atomic():
         _lock_contact(contact)  # a contact deleted meanwhile is a 404, not a failed UPDATE
         before = _state(contact)
+        custom_fields_apply(contact, custom_values, fresh=True)  # merged into the values as locked
         # Only the fields sent: a concurrent PATCH of other fields is not overwritten.
-        _save_contact(contact, update_fields=[*fields, "updated_at"])
+        _save_contact(contact, update_fields=[*fields, *(["custom_fields"] if custom_values else []), "updated_at"])
         if not isinstance(company, _Unset):
             contact_set_primary_company(contact=contact, company=company)
         _record_state(contact, before)

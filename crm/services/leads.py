@@ -22,6 +22,14 @@ from axiomatic.timestamps import iso_utc
 from crm.choices import LeadEventKind, StageKind
 from crm.models import Lead, PipelineStage
 from crm.services.actors import Actor
+from crm.services.custom_fields import (
+    custom_field_labels,
+    custom_fields_apply,
+    custom_fields_changed,
+    custom_fields_represent,
+    custom_fields_save,
+    custom_fields_take,
+)
 from crm.services.pipeline import stage_first_open
 from crm.services.timeline import timeline_record
 
@@ -85,7 +93,7 @@ def lead_save_new(*, lead: Lead, actor: Actor) -> Lead:
         lead.currency = Entity.objects.values_list("default_currency", flat=True).get(pk=lead.entity_id)
     lead.closed_at = now if lead.stage.kind != StageKind.OPEN else None
     lead.stage_changed_at = now
-    lead.save()
+    custom_fields_save(lead)
     timeline_record(
         lead=lead,
         kind=LeadEventKind.LEAD_CREATED,
@@ -114,7 +122,9 @@ def lead_create(*, entity: Entity, actor: Actor, stage: PipelineStage | None = N
             raise errors.Invalid("The entity has no open stage; name a stage.", field="stage_id")
     if not fields.get("currency"):
         fields["currency"] = entity.default_currency
+    custom_values = custom_fields_take(fields, entity=entity, model=Lead, partial=False)
     lead = Lead(entity=entity, stage=stage, **fields)
+    custom_fields_apply(lead, custom_values, fresh=False)
     return lead_save_new(lead=lead, actor=actor)
 
 
@@ -196,6 +206,7 @@ def lead_update(*, lead: Lead, actor: Actor, **fields: Any) -> Lead:
     expected close date are recorded together as one `field_changed` event with old and new values.
     """
     stage = fields.pop("stage", None)
+    custom_values = custom_fields_take(fields, entity=lead.entity_id, model=Lead, partial=True)
     if stage is not None and stage.pk != lead.stage_id:
         _ensure_same_entity(lead, stage)
         _hold_stage(stage)  # before the lead row, in the order stage deletion locks them
@@ -215,19 +226,25 @@ def lead_update(*, lead: Lead, actor: Actor, **fields: Any) -> Lead:
         _ensure_lost_reason_fits(stage=locked.stage, lost_reason=fields["lost_reason"])
 
     before = {attr: getattr(locked, attr) for attr in TRACKED_FIELDS}
+    custom_before = custom_fields_represent(locked) if custom_values else {}
     for name, value in fields.items():
         setattr(locked, name, value)
-    if not fields:
+    custom_fields_apply(locked, custom_values, fresh=False)  # `locked` is the row as stored now
+    if not fields and custom_values is None:
         feed.record_updated(locked, recorded_before, action="stage_changed" if moved else "updated", actor=actor)
         return locked
-    locked.save()
+    custom_fields_save(locked)
     changes = {
         TRACKED_FIELDS[attr]: [_json_value(old), _json_value(getattr(locked, attr))]
         for attr, old in before.items()
         if old != getattr(locked, attr)
     }
+    labels_of = dict(_FIELD_LABELS)
+    if custom_values is not None:
+        changes.update(custom_fields_changed(custom_before, custom_fields_represent(locked)))
+        labels_of.update(custom_field_labels(entity=locked.entity_id, object_type="lead"))
     if changes:
-        labels = ", ".join(_FIELD_LABELS[name] for name in changes)
+        labels = ", ".join(labels_of.get(name, name) for name in changes)
         timeline_record(
             lead=locked,
             kind=LeadEventKind.FIELD_CHANGED,

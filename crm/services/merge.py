@@ -51,6 +51,7 @@ from crm.models import (
     OutboundEmail,
 )
 from crm.models.duplicates import DuplicateKind
+from crm.selectors.custom_fields import definitions_for
 from crm.services.actors import Actor
 from crm.services.companies import _sync_archived_at
 from crm.services.contacts import IDENTITY_MESSAGE, contact_is_identifiable
@@ -111,33 +112,65 @@ def _takes(source: str | None, mine: Any, theirs: Any) -> bool:
     return source == "merged" or (source is None and _empty(mine) and not _empty(theirs))
 
 
-def _resulting_values(survivor, merged, fields_from: dict[str, str]) -> dict[str, Any]:
+SOURCES = ("merged", "survivor")
+
+
+def _flat_sources(fields_from: dict[str, Any]) -> dict[str, Any]:
+    """`{"customFields": {"tier": "merged"}}` → `{"customFields.tier": "merged"}` (both forms are
+    taken; `{"customFields": "merged"}` stays: every custom field)."""
+    flat: dict[str, Any] = {}
+    for key, source in fields_from.items():
+        if key == "customFields" and isinstance(source, dict):
+            flat.update({f"customFields.{name}": value for name, value in source.items()})
+        else:
+            flat[key] = source
+    return flat
+
+
+def _custom_values(survivor, merged, sources: dict[str, Any], *, default: Any) -> dict | None:
+    """The survivor's new `custom_fields`, or None when unchanged. Values are stored per definition
+    (`storage_key`) in a stored form both records share, so a value moves as stored; `sources` is
+    keyed by the API's custom field keys (unknown ones → 400). Only defined fields are considered."""
+    object_type = type(survivor)._meta.model_name
+    definitions = {d.key: d for d in definitions_for(entity=survivor.entity_id, object_type=object_type)}
+    unknown = sorted(set(sources) - set(definitions))
+    if unknown:
+        names = ", ".join(f"customFields.{key}" for key in unknown)
+        raise errors.Invalid(f"fieldsFrom names unknown fields: {names}.", field="fields_from")
+    mine, theirs = dict(survivor.custom_fields or {}), merged.custom_fields or {}
+    combined = dict(mine)
+    for key, definition in definitions.items():
+        stored = definition.storage_key
+        if _takes(sources.get(key, default), mine.get(stored), theirs.get(stored)):
+            if theirs.get(stored) is None:
+                combined.pop(stored, None)  # null is never stored: the merged record had no value
+            else:
+                combined[stored] = theirs[stored]
+    return combined if combined != mine else None
+
+
+def _resulting_values(survivor, merged, fields_from: dict[str, Any]) -> dict[str, Any]:
     """attname → value the survivor takes from the merged record."""
     fields = mergeable_fields(type(survivor))
-    unknown = [
-        key
-        for key in fields_from
-        if key not in fields and not (key.startswith("customFields.") and "customFields" in fields)
-    ]
-    if unknown:
-        raise errors.Invalid(f"fieldsFrom names unknown fields: {', '.join(sorted(unknown))}.", field="fields_from")
-    bad = [key for key, source in fields_from.items() if source not in ("merged", "survivor")]
+    fields_from = _flat_sources(fields_from)
+    custom = {key.removeprefix("customFields."): v for key, v in fields_from.items() if key.startswith("customFields.")}
+    plain = {key: v for key, v in fields_from.items() if not key.startswith("customFields.")}
+    unknown = [key for key in plain if key not in fields]
+    if unknown or (custom and "customFields" not in fields):
+        names = ", ".join(sorted([*unknown, *(f"customFields.{key}" for key in custom)]))
+        raise errors.Invalid(f"fieldsFrom names unknown fields: {names}.", field="fields_from")
+    bad = [key for key, source in fields_from.items() if not isinstance(source, str) or source not in SOURCES]
     if bad:
         raise errors.Invalid('fieldsFrom values must be "merged" or "survivor".', field="fields_from")
     values: dict[str, Any] = {}
     for api, item in fields.items():
-        mine, theirs = getattr(survivor, item.attname), getattr(merged, item.attname)
         if item.name == "custom_fields":
-            combined = dict(mine or {})
-            for key, value in (theirs or {}).items():
-                source = fields_from.get(f"customFields.{key}", fields_from.get("customFields"))
-                if _takes(source, combined.get(key), value):
-                    combined[key] = value
-            if combined != (mine or {}):
+            combined = _custom_values(survivor, merged, custom, default=plain.get("customFields"))
+            if combined is not None:
                 values[item.attname] = combined
             continue
-        source = fields_from.get(api)
-        if _takes(source, mine, theirs) and mine != theirs:
+        mine, theirs = getattr(survivor, item.attname), getattr(merged, item.attname)
+        if _takes(plain.get(api), mine, theirs) and mine != theirs:
             values[item.attname] = theirs
     return values
 

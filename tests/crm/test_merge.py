@@ -194,17 +194,6 @@ def test_fields_from_refuses_unknown_fields(api, entity):
     assert Contact.objects.filter(pk=merged.pk).exists()
 
 
-@pytest.mark.skipif(not any(f.name == "custom_fields" for f in Contact._meta.fields), reason="no custom fields yet")
-def test_custom_fields_merge_key_by_key(api, entity):
-    survivor = factories.make_contact(entity)
-    merged = factories.make_contact(entity)
-    Contact.objects.filter(pk=survivor.pk).update(custom_fields={"a": "mine", "b": None, "c": "mine"})
-    Contact.objects.filter(pk=merged.pk).update(custom_fields={"a": "theirs", "b": "theirs", "c": "theirs"})
-    api.post(f"/contacts/{survivor.pk}/merge", {"mergeId": str(merged.pk), "fieldsFrom": {"customFields.c": "merged"}})
-    survivor.refresh_from_db()
-    assert survivor.custom_fields == {"a": "mine", "b": "theirs", "c": "theirs"}
-
-
 def test_dry_run_writes_nothing(api, entity):
     acme = factories.make_company(entity)
     survivor, merged = factories.make_contact(entity, last_name=""), factories.make_contact(entity, company=acme)
@@ -409,3 +398,23 @@ def test_a_status_taken_from_the_merged_company_keeps_archived_at_in_step(api, e
         f"/companies/{survivor.pk}/merge", {"mergeId": str(merged.pk), "fieldsFrom": {"status": "merged"}}
     ).json()["company"]
     assert body["status"] == "inactive" and body["archivedAt"] is not None
+
+
+def test_custom_fields_through_the_api(api, entity):
+    for key, kind in (("tier", "text"), ("score", "number")):
+        response = api.post("/custom-fields", {"objectType": "contact", "key": key, "label": key.title(), "type": kind})
+        assert response.status_code == 201, response.content
+    survivor = api.post("/contacts", {"firstName": "Ada", "customFields": {"tier": "gold"}}).json()["contact"]["id"]
+    merged = api.post("/contacts", {"firstName": "Ada", "customFields": {"tier": "silver", "score": 5}}).json()[
+        "contact"
+    ]["id"]
+    dry = api.post(f"/contacts/{survivor}/merge", {"mergeId": merged, "dryRun": True}).json()["contact"]
+    assert dry["customFields"] == {"tier": "gold", "score": "5"}  # empty filled, the rest kept
+    body = {"mergeId": merged, "fieldsFrom": {"customFields": {"tier": "merged"}}}
+    response = api.post(f"/contacts/{survivor}/merge", body)
+    assert response.status_code == 200, response.content
+    assert response.json()["contact"]["customFields"] == {"tier": "silver", "score": "5"}
+    assert api.get(f"/contacts/{survivor}").json()["contact"]["customFields"] == {"tier": "silver", "score": "5"}
+    other = api.post("/contacts", {"firstName": "Bo"}).json()["contact"]["id"]
+    bad = {"mergeId": other, "fieldsFrom": {"customFields": {"tier": "both"}}}
+    assert_error(api.post(f"/contacts/{survivor}/merge", bad), 400)

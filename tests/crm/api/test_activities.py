@@ -31,6 +31,7 @@ FIELDS = {
     "projectId",
     "assigneeUserId",
     "createdByUserId",
+    "direction",  # emails: outbound or inbound (inbound sync)
     "createdAt",
     "updatedAt",
 }

@@ -68,6 +68,7 @@ def test_create_exposes_every_contract_field_in_camel_case(api):
         "postalCode",
         "country",
         "notes",
+        "customFields",
         "archivedAt",
         "createdAt",
         "updatedAt",

@@ -24,6 +24,7 @@ CONTACT_FIELDS = {
     "ownerUserId",
     "linkedinUrl",
     "notes",
+    "customFields",
     "createdAt",
     "updatedAt",
 }

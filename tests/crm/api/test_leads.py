@@ -64,6 +64,7 @@ def test_create_answers_201_with_every_field_and_the_defaults(make_api, user):
         "ownerUserId",
         "source",
         "notes",
+        "customFields",
         "lostReason",
         "closedAt",
         "stageChangedAt",

@@ -28,6 +28,11 @@ CONNECTION_KEYS = {
     "connectedByUserId",
     "createdAt",
     "lastUsedAt",
+    # inbound sync (tests/crm/email/test_inbound_api.py)
+    "syncEnabled",
+    "lastSyncedAt",
+    "lastSyncError",
+    "syncNeedsReconnect",
 }
 
 
