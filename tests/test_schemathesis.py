@@ -294,6 +294,10 @@ class TestData:
                 body["ids"] = [self.seed[kind], self.fresh(kind)]  # two records of the entity
             if operation == f"POST /api/crm/{plural}/{{{kind}Id}}/merge" and "mergeId" in body:
                 body["mergeId"] = self.fresh(kind)  # another record than the path's, merged away
+                if isinstance(body.get("fieldsFrom"), dict) and isinstance(
+                    body["fieldsFrom"].get("customFields"), dict
+                ):
+                    body["fieldsFrom"].pop("customFields")  # its keys must be custom fields the entity defined
         if operation == "POST /api/crm/outbound-email":
             if not body.get("to"):
                 body["to"] = ["someone@customer.example"]  # the lead's contact may have no address
