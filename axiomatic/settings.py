@@ -321,11 +321,21 @@ if not CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT < CELERY_BROKER_TRAN
     raise ImproperlyConfigured(
         "Need CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT < CELERY_VISIBILITY_TIMEOUT (seconds)"
     )
+# The queue tasks go to (and a worker started with `-Q` of the same name reads): one per deployment.
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- CSV imports (crm/services/imports.py, crm/bulk/; docs/api.md "Import and export") ----------
+IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
+IMPORT_MAX_ROWS = env_int("IMPORT_MAX_ROWS", 1_000_000, minimum=1)
+IMPORT_CHUNK_ROWS = env_int("IMPORT_CHUNK_ROWS", 1000, minimum=1)  # rows per committed chunk
+IMPORT_RUN_SECONDS = env_float("IMPORT_RUN_SECONDS", 40.0)  # then the task hands over to its continuation
+IMPORT_STALE_SECONDS = env_int("IMPORT_STALE_SECONDS", 60, minimum=1)  # a running job this quiet is resumed
+IMPORT_CHUNK_PAUSE_SECONDS = env_float("IMPORT_CHUNK_PAUSE_SECONDS", 0.0)  # throttle: leave the database room
 
 # --- Probes and metrics (axiomatic/health.py, axiomatic/metrics.py, docs/operations.md) ------------
 # /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset, it is a 404 like any unknown path.

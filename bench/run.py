@@ -62,6 +62,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import psycopg
 import requests
 
+from bench import custom_fields as bench_custom_fields
 from bench import merges
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -1038,6 +1039,10 @@ def report(
         "",
     ]
     lines += gaps_section(specs, results, closed, meta.get("breakdown"), goal_rps=args.goal_rps)
+    if meta.get("bulk") is not None:
+        from bench.bulk import report_lines
+
+        lines += report_lines(meta["bulk"])
     if meta.get("errors"):
         lines += ["## Errors the app logged", "", *[f"- {error}" for error in meta["errors"]], ""]
     return "\n".join(lines)
@@ -1390,6 +1395,14 @@ def run(args) -> int:
                 budget=args.budget * 3,
             )
 
+        log("custom fields: page 1 with and without, cf.<key>= against role=, create with values")
+        cf_key = command(
+            "create_api_key", "--entity", data.large, "--scopes", "read:crm,write:crm", "--expires-in-days", "1"
+        )["key"]
+        meta["custom_fields"] = bench_custom_fields.measure(
+            port=port, key=cf_key, entity=data.large, other=data.small, connect=connect, url=args.database_url,
+            samples=max(5, args.samples),
+        )  # fmt: skip
         page1 = f"/api/crm/companies?entityId={data.large}"
         log("where companies page 1 spends its time (in process, cProfile)")
         meta["breakdown"] = request_breakdown(env, page1, keys["large"])
@@ -1397,6 +1410,14 @@ def run(args) -> int:
         closed = closed_loop(port, page1, keys["large"], clients=args.clients, seconds=args.duration)
         log(f"load: {args.rate:g} req/s for {args.duration:g} s")
         fixed = fixed_rate(port, page1, keys["large"], rate=args.rate, seconds=args.duration)
+        log("bulk writes: export, import, batch (bench/bulk.py)")
+        try:
+            from bench.bulk import measure as measure_bulk
+
+            meta["bulk"] = measure_bulk(env, args.database_url, data.large, keys["large"])
+        except Exception as exc:
+            log(f"bulk writes not measured: {exc}")
+            meta["bulk"] = {}
         log("done measuring")
         finished = True
     finally:
@@ -1412,6 +1433,8 @@ def run(args) -> int:
             log(f"the app's log is kept in {log_dir}")
     meta["load_after"] = load_average()
     text = report(args=args, data=data, results=results, specs=specs, closed=closed, fixed=fixed, meta=meta)
+    if meta.get("custom_fields"):
+        text = text.rstrip("\n") + "\n\n" + bench_custom_fields.section(meta["custom_fields"])
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text + kept_sections(output))

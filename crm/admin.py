@@ -541,3 +541,6 @@ class OutboundEmailAdmin(EntityScopedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+from crm import admin_imports  # noqa: E402, F401  (the import jobs' admin)

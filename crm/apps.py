@@ -22,6 +22,9 @@ class CrmConfig(AppConfig):
         from crm.services.duplicates import register_sqlite_functions
 
         connection_created.connect(register_sqlite_functions, dispatch_uid="crm-sqlite-similarity")
+        from crm.bulk import catalogue, tasks  # noqa: F401  (the import's fields and Celery tasks)
+
+        catalogue.register()
 
         from axiomatic.crypto import register_encrypted_fields
         from crm.models import OutboundEmailConnection

@@ -179,3 +179,19 @@ class TaskRescheduleForm(forms.Form):
     def full_clean(self):
         with timezone.override(self.entity.tzinfo):  # the typed wall-clock time is the entity's
             super().full_clean()
+
+
+class LeadCustomFieldsForm(CustomFieldsFormMixin, forms.Form):
+    """A lead's custom fields on their own form: the lead page edits its other fields through the
+    board's JavaScript and the API, and custom fields, with an input per type, through this one."""
+
+    custom_object_type = "lead"
+
+    def __init__(self, *args, entity: Entity, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.entity = entity
+        self.add_custom_fields()
+
+    def service_fields(self) -> dict:
+        """Keyword arguments for `lead_update`: the custom fields that changed, if any."""
+        return self.service_fields_with_custom({}, changed_only=True)

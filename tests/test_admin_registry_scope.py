@@ -28,6 +28,9 @@ from crm.models import (
     CompanyDuplicate,
     ContactDuplicate,
     DuplicateDismissal,
+    Import,
+    ImportFileSlice,
+    ImportRowError,
     Lead,
     MergedRecord,
     OutboundEmail,
@@ -129,6 +132,9 @@ def _populate(entity: Entity, owner: User, tag: str) -> None:
     CompanyDuplicate.objects.create(entity=entity, first=company, second=other, reasons=["same_name"], score=0.85)
     DuplicateDismissal.objects.create(entity=entity, kind="contact", first_id=contact.pk, second_id=twin.pk)
     MergedRecord.objects.create(entity=entity, kind="company", merged_id=uuid.uuid4(), survivor_id=company.pk)
+    job = Import.objects.create(entity=entity, object_type="company", file_name=f"{tag}.csv", created_by=owner)
+    ImportFileSlice.objects.create(entity=entity, job=job, number=0, data=b"name\nA\n")
+    ImportRowError.objects.create(entity=entity, job=job, row=1, column="name", message=f"{tag} bad", cells=["A"])
     custom_field_create(entity=entity, object_type="company", key="tier", label=f"{tag} tier", type="text")
 
 

@@ -15,7 +15,15 @@ from axiomatic.admin import StaffScopeMixin
 from axiomatic.api.viewsets import EntityScopedViewSet
 from axiomatic.changes import event_types, object_type_of
 from axiomatic.models import Change
-from crm.models import CompanyDuplicate, ContactDuplicate, CustomField, LeadEvent, OutboundEmailConnection
+from crm.models import (
+    CompanyDuplicate,
+    ContactDuplicate,
+    CustomField,
+    Import,
+    ImportRowError,
+    LeadEvent,
+    OutboundEmailConnection,
+)
 from tests.test_roles import ADMIN_ONLY, MEMBER_ALLOWED, api_routes
 from webhooks.feed import TEST_EVENT_TYPE
 from webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -26,6 +34,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 # entity's integrations (mailboxes, webhook endpoints) and of its data model (custom field
 # definitions: a record's values travel in its own changes), which are no CRM records to keep a copy of;
 # duplicate pairs, derived from the records by the services (their changes are the records').
+# Import jobs and their row errors are work records, not CRM data: the records they write are in the feed.
 NOT_FEED_OBJECTS = {
     LeadEvent,
     Change,
@@ -35,6 +44,8 @@ NOT_FEED_OBJECTS = {
     CustomField,
     ContactDuplicate,
     CompanyDuplicate,
+    Import,
+    ImportRowError,
 }
 
 

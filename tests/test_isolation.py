@@ -35,7 +35,14 @@ from django.utils import timezone
 from axiomatic.models import Entity, User
 from axiomatic.tenancy import TenantModel
 from crm.choices import EmailChannel, EmailStatus
-from crm.models import CompanyMembership, OutboundEmail, OutboundEmailConnection, PipelineStage
+from crm.models import (
+    CompanyMembership,
+    Import,
+    ImportRowError,
+    OutboundEmail,
+    OutboundEmailConnection,
+    PipelineStage,
+)
 from crm.services.activities import activity_create
 from crm.services.actors import Actor
 from crm.services.custom_fields import custom_field_create
@@ -186,6 +193,8 @@ def populate(entity: Entity, user: User, *, tag: str) -> Ids:
         entity=entity, object_type="company", key="code", label="Code", type="text", unique=True
     )
     stages = PipelineStage.objects.for_entity(entity).order_by("sort_order", "id")
+    job = Import.objects.create(entity=entity, object_type="company", file_name=f"{tag}.csv", created_by=user)
+    ImportRowError.objects.create(entity=entity, job=job, row=1, column="name", message="Bad", cells=[tag])
     return {
         "companyId": str(company.pk),
         "contactId": str(contact.pk),
@@ -203,6 +212,7 @@ def populate(entity: Entity, user: User, *, tag: str) -> Ids:
         "memberId": str(member.pk),
         "userId": str(user.pk),
         "endpointId": str(endpoint.pk),
+        "importId": str(job.pk),
         "customFieldId": str(custom_field.pk),
     }
 
@@ -286,8 +296,15 @@ def send(api, method: str, url: str, body: Body = None, params: dict | None = No
     return getattr(api, method)(url, body, params=params)
 
 
+def _text(response) -> str:
+    """The body as text, streamed (CSV exports) or not."""
+    if getattr(response, "streaming", False):
+        return b"".join(response.streaming_content).decode()
+    return response.content.decode()
+
+
 def describe(response) -> str:
-    return f"{response.status_code} {response.content[:400]!r}"
+    return f"{response.status_code} {_text(response)[:400]!r}"
 
 
 def without(response, id_value) -> object:
@@ -337,6 +354,7 @@ PATH_ID_BODIES: dict[str, Callable[[Ids], Body]] = {
     "POST /api/crm/webhook-endpoints/{endpointId}/rotate-secret": lambda o: {},
     "POST /api/crm/webhook-endpoints/{endpointId}/test": lambda o: {},
     "POST /api/crm/webhook-endpoints/{endpointId}/replay": lambda o: {"fromSeq": 1},
+    "POST /api/crm/imports/{importId}/cancel": lambda o: None,
 }
 
 
@@ -431,6 +449,13 @@ def test_another_entitys_ids_as_list_filters_match_nothing(api, own, foreign, op
             mine = send(api, "get", url, params={name: own[FILTER_IDS[name]]})
             if theirs.status_code != 200 or mine.status_code != 200:
                 failures.append(f"{label}: {describe(theirs)} (own id: {describe(mine)})")
+                continue
+            if op.path.endswith("/export"):  # CSV: the header row only, and the own id finds rows
+                text, own_text = _text(theirs), _text(mine)
+                if len(text.splitlines()) != 1 or any(v in text for v in foreign.ids.values() if isinstance(v, str)):
+                    failures.append(f"{label}: the export is not empty: {text[:300]!r}")
+                if len(own_text.splitlines()) < 2:
+                    failures.append(f"GET {url}?{name}=<own>: exported nothing, so the filter proves nothing")
                 continue
             body, own_body = theirs.json(), mine.json()
             leaked = [v for v in foreign.ids.values() if isinstance(v, str) and v in theirs.content.decode()]
@@ -662,9 +687,14 @@ def test_aggregates_and_lists_of_an_empty_entity_count_nothing_of_another(api, f
         if response.status_code != 200:
             failures.append(f"GET {op.path}: {describe(response)}")
             continue
-        leaked = [value for value in foreign_ids if value in response.content.decode()]
+        text = _text(response)
+        leaked = [value for value in foreign_ids if value in text]
         if leaked:
             failures.append(f"GET {op.path}: mentions the other entity's ids {leaked}")
+        if op.path.endswith("/export"):
+            if len(text.splitlines()) != 1:
+                failures.append(f"GET {op.path}: not empty for an empty entity: {text[:300]!r}")
+            continue
         body = response.json()
         if "total" in body and op.path != "/api/marketing/lists" and _page(body) != (0, []):
             failures.append(f"GET {op.path}: not empty for an empty entity: {body}")

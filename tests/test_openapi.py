@@ -170,9 +170,10 @@ def test_request_bodies_refuse_unknown_fields_but_take_entity_id(schema):
     for path, method, operation in operations(schema):
         if "requestBody" not in operation:
             continue
-        body = component(schema, operation["requestBody"]["content"]["application/json"]["schema"])
-        assert body.get("additionalProperties") is False, (method, path)
-        assert body["properties"]["entityId"]["format"] == "uuid", (method, path)
+        for content in operation["requestBody"]["content"].values():  # JSON, or a file upload's form
+            body = component(schema, content["schema"])
+            assert body.get("additionalProperties") is False, (method, path)
+            assert body["properties"]["entityId"]["format"] == "uuid", (method, path)
 
 
 @pytest.mark.parametrize(

@@ -55,6 +55,19 @@ def error_response(status_code: int, message: str, *, headers=None, **extra) -> 
     return Response(body, status=status_code, headers=headers)
 
 
+def validation_error_response(detail, *, headers=None) -> Response:
+    """A serializer's `ValidationError.detail` as the envelope (400, the sentence, `details`);
+    also how a batch reports each failed item."""
+    if isinstance(detail, dict) and set(detail) <= {"non_field_errors", "nonFieldErrors"}:
+        return error_response(400, validation_message(detail), headers=headers)
+    return error_response(
+        400,
+        validation_message(detail),
+        details=_details(detail) if isinstance(detail, dict) else None,
+        headers=headers,
+    )
+
+
 DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
     errors.NotFound: status.HTTP_404_NOT_FOUND,
     errors.Conflict: status.HTTP_409_CONFLICT,
@@ -120,15 +133,7 @@ def api_exception_handler(exc, context):
         headers["Retry-After"] = str(int(exc.wait))
 
     if isinstance(exc, exceptions.ValidationError):
-        detail = exc.detail
-        if isinstance(detail, dict) and set(detail) <= {"non_field_errors", "nonFieldErrors"}:
-            return error_response(400, validation_message(detail), headers=headers)
-        return error_response(
-            400,
-            validation_message(detail),
-            details=_details(detail) if isinstance(detail, dict) else None,
-            headers=headers,
-        )
+        return validation_error_response(exc.detail, headers=headers)
     message = " ".join(_flatten(exc.detail)) if not isinstance(exc.detail, str) else str(exc.detail)
     if isinstance(exc, exceptions.NotAuthenticated):
         message = "Authentication required: send Authorization: Bearer ak_... or sign in."

@@ -234,10 +234,13 @@ def _json_schema(container: dict | None) -> dict | None:
 def _close_request_bodies(schema: dict) -> None:
     components = schema.get("components", {}).get("schemas", {})
     for _path, _method, operation in _operations(schema):
-        name = _component_name(_json_schema(operation.get("requestBody")))
-        body = components.get(name) if name else None
-        if body is None or body.get("type") != "object":
+        # JSON bodies, and the multipart form of a file upload (refused alike on unknown fields)
+        contents = ((operation.get("requestBody") or {}).get("content") or {}).values()
+        names = [_component_name(content.get("schema")) for content in contents]
+        bodies = [components.get(name) for name in names if name]
+        if not bodies or bodies[0] is None or bodies[0].get("type") != "object":
             continue
+        body = bodies[0]
         body["additionalProperties"] = False
         body.setdefault("properties", {}).setdefault(ENTITY_PARAM, dict(ENTITY_BODY_PROPERTY))
         if not _accepts_empty_object(body):

@@ -75,6 +75,10 @@ class JsonOnlyNegotiation(DefaultContentNegotiation):
     """Bodies must say `application/json`; `*/*` or anything else → 415, as the contract says."""
 
     def select_parser(self, request, parsers):
-        if request.content_type.split(";", 1)[0].strip().lower() != "application/json":
+        media_type = request.content_type.split(";", 1)[0].strip().lower()
+        # A view that declares a multipart parser (file uploads) takes it; everything else is JSON.
+        if media_type == "multipart/form-data" and any(p.media_type == media_type for p in parsers):
+            return super().select_parser(request, parsers)
+        if media_type != "application/json":
             return None
         return super().select_parser(request, parsers)

@@ -26,6 +26,7 @@ from axiomatic.api.viewsets import (
     PartialUpdateMixin,
     RetrieveMixin,
 )
+from crm.api.bulk import BulkMixin
 from crm.choices import ActivityDirection, ActivityStatus, ActivityType
 from crm.filters import DUE_HELP, ActivityFilter, TaskFilter
 from crm.models import Activity, Company, Contact, Lead
@@ -114,7 +115,9 @@ class ActivitySerializer(ApiModelSerializer):
     ),
     destroy=extend_schema(summary="Delete an activity", description="The lead's timeline keeps its history."),
 )
-class ActivityViewSet(ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, DestroyOkMixin, EntityScopedViewSet):
+class ActivityViewSet(
+    BulkMixin, ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, DestroyOkMixin, EntityScopedViewSet
+):
     queryset = Activity.objects.all()
     serializer_class = ActivitySerializer
     filterset_class = ActivityFilter

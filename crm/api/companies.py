@@ -15,6 +15,7 @@ from axiomatic.api.viewsets import (
     RetrieveMixin,
 )
 from axiomatic.errors import field_rule
+from crm.api.bulk import BulkMixin
 from crm.api.custom_fields import CustomFieldsField
 from crm.api.merged import MergedRecordsMixin
 from crm.filters import CompanyFilter
@@ -104,7 +105,7 @@ class CompanySerializer(ApiModelSerializer):
     partial_update=extend_schema(summary="Update a company", description="Changes only the fields sent."),
 )
 class CompanyViewSet(
-    MergedRecordsMixin, ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, EntityScopedViewSet
+    MergedRecordsMixin, BulkMixin, ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, EntityScopedViewSet
 ):
     merged_kind = "company"  # a merged id answers 404 with mergedInto
     queryset = Company.objects.all()

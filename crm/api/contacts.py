@@ -25,6 +25,7 @@ from axiomatic.api.viewsets import (
     PartialUpdateMixin,
     RetrieveMixin,
 )
+from crm.api.bulk import BulkMixin
 from crm.api.custom_fields import CustomFieldsField
 from crm.api.merged import MergedRecordsMixin
 from crm.filters import ContactFilter
@@ -217,7 +218,7 @@ class MembershipSerializer(ApiModelSerializer):
     ),
 )
 class ContactViewSet(
-    MergedRecordsMixin, ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, EntityScopedViewSet
+    MergedRecordsMixin, BulkMixin, ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, EntityScopedViewSet
 ):
     merged_kind = "contact"  # a merged id answers 404 with mergedInto
     queryset = Contact.objects.all()

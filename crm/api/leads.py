@@ -43,6 +43,7 @@ from axiomatic.api.viewsets import (
 )
 from axiomatic.currencies import ISO_4217, validate_currency_code
 from crm.api.activities import ActivitySerializer
+from crm.api.bulk import BulkMixin
 from crm.api.custom_fields import CustomFieldsField
 from crm.choices import ActorType, LeadEventKind
 from crm.filters import LeadFilter
@@ -323,7 +324,9 @@ LEAD_ENVELOPE = item_envelope("lead", LeadSerializer)
         summary="Delete a lead", description="Its activities stay, with leadId null; its timeline is deleted."
     ),
 )
-class LeadViewSet(ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, DestroyOkMixin, EntityScopedViewSet):
+class LeadViewSet(
+    BulkMixin, ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, DestroyOkMixin, EntityScopedViewSet
+):
     queryset = Lead.objects.all()
     serializer_class = LeadSerializer
     filterset_class = LeadFilter

@@ -37,16 +37,16 @@ def _contact(contact: Contact) -> dict:
 
 
 def _contacts(contacts: list[Contact]) -> list[dict]:
-    """Many contacts at once (a merge records thousands): their primary companies in one query."""
-    primaries = dict(
-        CompanyMembership.objects.filter(contact_id__in=[c.pk for c in contacts], is_primary=True).values_list(
+    """Many contacts at once (bulk writes): every `companyId` from one query, not one per row."""
+    primary = dict(
+        CompanyMembership.objects.filter(contact_id__in=[row.pk for row in contacts], is_primary=True).values_list(
             "contact_id", "company_id"
         )
     )
     fresh = []
     for contact in contacts:
         row = Contact(**{f.attname: getattr(contact, f.attname) for f in Contact._meta.concrete_fields})
-        row.primary_company_id = primaries.get(contact.pk)
+        row.primary_company_id = primary.get(contact.pk)
         fresh.append(row)
     return [dict(item) for item in _serializer(ContactSerializer, many=True).to_representation(fresh)]
 

@@ -9,6 +9,7 @@ from crm.api.custom_fields import CustomFieldViewSet
 from crm.api.dashboard import DashboardViewSet
 from crm.api.duplicates import CompanyDuplicateViewSet, ContactDuplicateViewSet
 from crm.api.email import OutboundEmailConnectionViewSet, OutboundEmailViewSet
+from crm.api.imports import ImportErrorViewSet, ImportViewSet
 from crm.api.leads import LeadActivityViewSet, LeadTimelineViewSet, LeadViewSet
 from crm.api.pipeline import PipelineStageViewSet
 
@@ -31,5 +32,7 @@ router.register(r"leads/(?P<leadId>[^/.]+)/timeline", LeadTimelineViewSet, basen
 router.register(r"leads/(?P<leadId>[^/.]+)/activities", LeadActivityViewSet, basename="lead-activity")
 router.register("activities", ActivityViewSet, basename="activity")
 router.register("tasks", TaskViewSet, basename="task")
+router.register("imports", ImportViewSet, basename="import")
+router.register(r"imports/(?P<importId>[^/.]+)/errors", ImportErrorViewSet, basename="import-error")
 
 urlpatterns = router.urls

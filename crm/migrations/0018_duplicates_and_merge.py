@@ -197,7 +197,7 @@ def drop_keys_and_pairs(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("axiomatic", "0007_change_feed_numbering_by_id"),
-        ("crm", "0017_custom_fields"),
+        ("crm", "0018_imports"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -9,6 +9,7 @@ from crm.models.email import (
     OutboundEmail,
     OutboundEmailConnection,
 )
+from crm.models.imports import Import, ImportFileSlice, ImportRowError
 from crm.models.leads import Lead, LeadEvent
 from crm.models.pipeline import PipelineFigure, PipelineStage
 
@@ -20,6 +21,9 @@ __all__ = [
     "Contact",
     "ContactDuplicate",
     "DuplicateDismissal",
+    "Import",
+    "ImportFileSlice",
+    "ImportRowError",
     "CustomField",
     "CustomFieldObjectType",
     "CustomFieldType",

@@ -22,6 +22,7 @@ from crm.forms import CompanyForm
 from crm.models import Company
 from crm.pages.common import aware_datetime, cursor_decode, cursor_encode, entity_members, text, with_query
 from crm.pages.duplicates import survivor_or_404
+from crm.pages.imports import export_url
 from crm.pages.lists import ListSpec, render_list
 from crm.selectors.records import (
     company_contacts,
@@ -56,6 +57,7 @@ def companies(request):
         "members": entity_members(request.entity),
         "roles": CompanyRole.choices,
         "statuses": CompanyStatus.choices,
+        "export_url": export_url(request, "companies"),
     }
     return render_list(request, COMPANY_LIST, Company.objects.for_entity(request.entity), extra)
 

@@ -22,6 +22,7 @@ from crm.models import Company, Contact
 from crm.pages.common import entity_members, text, with_query
 from crm.pages.companies import activities_context
 from crm.pages.duplicates import survivor_or_404
+from crm.pages.imports import export_url
 from crm.pages.lists import ListSpec, render_list
 from crm.selectors.contacts import with_primary_company
 from crm.selectors.records import contact_list_page, contact_memberships, related_leads
@@ -56,6 +57,7 @@ def _company_named(request, value) -> Company | None:
 def contacts(request):
     company = _company_named(request, request.GET.get("companyId", ""))
     extra = {"members": entity_members(request.entity), "filter_company": company}
+    extra["export_url"] = export_url(request, "contacts")
     return render_list(request, CONTACT_LIST, Contact.objects.for_entity(request.entity), extra)
 
 

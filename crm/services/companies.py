@@ -31,6 +31,7 @@ from crm.services.duplicates import companies_refresh
 
 DOMAIN_MESSAGE = "Enter a domain such as example.com."
 COUNTRY_MESSAGE = "Use an ISO 3166-1 alpha-2 code such as DE."
+DOMAIN_TAKEN_MESSAGE = "A company with domain {domain} already exists."
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
@@ -75,10 +76,12 @@ def _ensure_domain_free(*, entity: Entity | UUID, domain: str | None, exclude_id
     if not domain:
         return
     taken = Company.objects.for_entity(entity).filter(domain=domain).exclude(pk=exclude_id)
-    ensure_unique(taken, message=f"A company with domain {domain} already exists.")
+    ensure_unique(taken, message=DOMAIN_TAKEN_MESSAGE.format(domain=domain))
 
 
-def _sync_archived_at(company: Company) -> None:
+def company_sync_archived_at(company: Company) -> None:
+    """`archivedAt` follows the status: set when it becomes inactive, cleared when active again
+    (the bulk writes apply it to each row before their set-based statements)."""
     if company.status == CompanyStatus.INACTIVE and company.archived_at is None:
         company.archived_at = timezone.now()
     elif company.status == CompanyStatus.ACTIVE:
@@ -101,7 +104,7 @@ def company_create(*, entity: Entity, **fields) -> Company:
     company = Company(entity=entity, **_normalised(fields))
     custom_fields_apply(company, custom_values, fresh=False)
     _ensure_domain_free(entity=entity, domain=company.domain)
-    _sync_archived_at(company)
+    company_sync_archived_at(company)
     company = _save(company, entity=entity)
     changes.record_created(company)
     companies_refresh(company_ids=[company.pk], new=True)  # its duplicate pairs, in the same transaction
@@ -120,7 +123,7 @@ def company_update(*, company: Company, **fields) -> Company:
         _ensure_domain_free(entity=company.entity_id, domain=fields["domain"], exclude_id=company.pk)
     for name, value in fields.items():
         setattr(company, name, value)
-    _sync_archived_at(company)
+    company_sync_archived_at(company)
     company = _save(company, entity=company.entity_id)
     changes.record_updated(company, before)
     companies_refresh(company_ids=[company.pk])

@@ -49,6 +49,7 @@ UNSET: Final = _Unset()
 
 
 IDENTITY_MESSAGE = "A contact needs at least one of firstName, lastName or email."
+EMAIL_TAKEN_MESSAGE = "A contact with email {email} already exists."
 
 
 def contact_email_normalise(email: str | None) -> str | None:
@@ -70,7 +71,7 @@ def _ensure_email_free(*, entity_id, email: str | None, exclude_id=None) -> None
     if not email:
         return
     taken = Contact.objects.for_entity(entity_id).filter(email=email).exclude(pk=exclude_id)
-    ensure_unique(taken, message=f"A contact with email {email} already exists.")
+    ensure_unique(taken, message=EMAIL_TAKEN_MESSAGE.format(email=email))
 
 
 def _save_contact(contact: Contact, *, update_fields: list[str] | None = None) -> Contact:

@@ -26,6 +26,7 @@ says nothing about any two of them and is ignored. A dismissed pair is never sto
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Iterable
@@ -46,6 +47,8 @@ from crm.models import (
 )
 from crm.models.duplicates import DuplicateKind
 from crm.models.keys import company_keys, contact_keys
+
+logger = logging.getLogger("crm.duplicates")
 
 SIMILARITY = 0.8
 COMMON_KEY_LIMIT = 100
@@ -390,6 +393,48 @@ def companies_refresh(*, company_ids: Iterable, new: bool = False) -> None:
             _store(
                 CompanyDuplicate, entity_id=entity_id, kind=DuplicateKind.COMPANY, found=found, weights=COMPANY_WEIGHTS
             )
+
+
+def records_written(model, *, created: list, updated: list, entity_id=None) -> None:
+    """After a bulk write of contacts or companies around the single-record services (the import and
+    batch engine, which must stay at a few queries per item): their pairs are found again by a task
+    queued when the write commits (`crm.refresh_duplicates`, in batches), not in the request. On
+    SQLite (the demo: no trigger, no worker) keys and pairs are done here. Other models: nothing."""
+    if model not in (Contact, Company) or not (created or updated):
+        return
+    ids = [str(pk) for pk in [*created, *updated]]
+    if not is_postgres():
+        duplicates_refresh_ids(model_name=model._meta.model_name, ids=ids)
+        return
+    entity = entity_id or model.objects.filter(pk=ids[0]).values_list("entity_id", flat=True).first()
+    args = (str(entity), model._meta.model_name, ids)
+    transaction.on_commit(lambda: _refresh_enqueue(*args), robust=True)
+
+
+def _refresh_enqueue(entity_id: str, model_name: str, ids: list[str]) -> None:
+    """Queue the refresh; a broker that is down leaves the pairs to the next write or a rebuild."""
+    from crm.tasks import refresh_duplicates  # crm.tasks imports the services
+
+    try:
+        refresh_duplicates.apply_async((entity_id, model_name, ids))
+    except Exception as exc:
+        logger.warning("Could not queue the duplicate refresh of %s %ss (%s)", len(ids), model_name, type(exc).__name__)
+
+
+def duplicates_refresh_ids(*, model_name: str, ids: list[str]) -> None:
+    """Keys (where no trigger keeps them) and pairs of these records, 500 per transaction."""
+    model = Contact if model_name == "contact" else Company
+    keys_of = contact_keys if model is Contact else company_keys
+    for start in range(0, len(ids), 500):
+        batch = ids[start : start + 500]
+        with transaction.atomic():
+            if not is_postgres():
+                for row in model.objects.filter(pk__in=batch):
+                    model.objects.filter(pk=row.pk).update(**keys_of(row))
+            if model is Contact:
+                contacts_refresh(contact_ids=batch)
+            else:
+                companies_refresh(company_ids=batch)
 
 
 # --- dismissals -------------------------------------------------------------------------------------

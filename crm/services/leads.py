@@ -20,7 +20,7 @@ from axiomatic.db import is_postgres
 from axiomatic.models import Entity
 from axiomatic.timestamps import iso_utc
 from crm.choices import LeadEventKind, StageKind
-from crm.models import Lead, PipelineStage
+from crm.models import Lead, LeadEvent, PipelineStage
 from crm.services.actors import Actor
 from crm.services.custom_fields import (
     custom_field_labels,
@@ -31,7 +31,7 @@ from crm.services.custom_fields import (
     custom_fields_take,
 )
 from crm.services.pipeline import stage_first_open
-from crm.services.timeline import timeline_record
+from crm.services.timeline import timeline_event
 
 # Fields whose changes are recorded as one `field_changed` event: model attribute → API name.
 TRACKED_FIELDS: dict[str, str] = {
@@ -49,6 +49,11 @@ def _ensure_lost_reason_fits(*, stage: PipelineStage, lost_reason: str | None) -
         raise errors.Invalid(
             f"lostReason applies only to leads in a lost stage; {stage.name!r} is {stage.kind}.", field="lost_reason"
         )
+
+
+def lead_check_lost_reason(*, stage: PipelineStage, lost_reason: str | None) -> None:
+    """A lost reason sent without a move must fit the lead's stage (400 otherwise)."""
+    _ensure_lost_reason_fits(stage=stage, lost_reason=lost_reason)
 
 
 def _ensure_same_entity(lead: Lead, stage: PipelineStage) -> None:
@@ -76,25 +81,21 @@ def _hold_stage(stage: PipelineStage) -> None:
         raise errors.Invalid("The stage no longer exists.", field="stage_id")
 
 
-@transaction.atomic
-def lead_save_new(*, lead: Lead, actor: Actor) -> Lead:
-    """Insert an unsaved lead, filling what follows from its stage, and record `lead_created`.
-
-    Shared by `lead_create` and the admin's add form so a lead made anywhere starts consistent: a
-    lead created directly in a won or lost stage is closed at creation.
-    """
-    now = timezone.now()
+def lead_fill_new(lead: Lead, *, now: datetime) -> None:
+    """Fill what follows from a new lead's stage (no query): the stage's default probability, the
+    close time of a lead created directly in a won or lost stage, `stageChangedAt`. A stage of
+    another entity or a lost reason outside a lost stage is refused (400)."""
     _ensure_same_entity(lead, lead.stage)
     _ensure_lost_reason_fits(stage=lead.stage, lost_reason=lead.lost_reason)
-    _hold_stage(lead.stage)
     if lead.probability_pct is None:
         lead.probability_pct = lead.stage.default_probability_pct
-    if not lead.currency:
-        lead.currency = Entity.objects.values_list("default_currency", flat=True).get(pk=lead.entity_id)
     lead.closed_at = now if lead.stage.kind != StageKind.OPEN else None
     lead.stage_changed_at = now
-    custom_fields_save(lead)
-    timeline_record(
+
+
+def lead_created_event(*, lead: Lead, actor: Actor, now: datetime) -> LeadEvent:
+    """The `lead_created` timeline event of a new lead (unsaved)."""
+    return timeline_event(
         lead=lead,
         kind=LeadEventKind.LEAD_CREATED,
         actor=actor,
@@ -109,6 +110,22 @@ def lead_save_new(*, lead: Lead, actor: Actor) -> Lead:
         },
         occurred_at=now,
     )
+
+
+@transaction.atomic
+def lead_save_new(*, lead: Lead, actor: Actor) -> Lead:
+    """Insert an unsaved lead, filling what follows from its stage, and record `lead_created`.
+
+    Shared by `lead_create`, the bulk writes and the admin's add form so a lead made anywhere
+    starts consistent: a lead created directly in a won or lost stage is closed at creation.
+    """
+    now = timezone.now()
+    lead_fill_new(lead, now=now)
+    _hold_stage(lead.stage)
+    if not lead.currency:
+        lead.currency = Entity.objects.values_list("default_currency", flat=True).get(pk=lead.entity_id)
+    custom_fields_save(lead)
+    lead_created_event(lead=lead, actor=actor, now=now).save(force_insert=True)
     feed.record_created(lead, actor=actor)
     return lead
 
@@ -126,6 +143,76 @@ def lead_create(*, entity: Entity, actor: Actor, stage: PipelineStage | None = N
     lead = Lead(entity=entity, stage=stage, **fields)
     custom_fields_apply(lead, custom_values, fresh=False)
     return lead_save_new(lead=lead, actor=actor)
+
+
+# What a stage move writes on the lead row.
+STAGE_MOVE_FIELDS = ("stage", "probability_pct", "closed_at", "lost_reason", "stage_changed_at")
+
+
+def lead_apply_stage(
+    lead: Lead, *, stage: PipelineStage, probability_pct: int | None, lost_reason: str | None, now: datetime
+) -> PipelineStage:
+    """Apply the rules of a stage change to `lead` in memory (no query) and return the stage it
+    left; the caller saves `STAGE_MOVE_FIELDS`. See `lead_move_stage` for the rules."""
+    _ensure_lost_reason_fits(stage=stage, lost_reason=lost_reason)
+    source = lead.stage
+    lead.stage = stage
+    lead.probability_pct = stage.default_probability_pct if probability_pct is None else probability_pct
+    if stage.kind == StageKind.OPEN:
+        lead.closed_at = None
+        lead.lost_reason = ""
+    else:
+        if source.kind != stage.kind or lead.closed_at is None:
+            lead.closed_at = now
+        if stage.kind == StageKind.WON:
+            lead.lost_reason = ""
+        elif lost_reason is not None:
+            lead.lost_reason = lost_reason
+    lead.stage_changed_at = now
+    return source
+
+
+def lead_stage_event(*, lead: Lead, source: PipelineStage, actor: Actor, now: datetime) -> LeadEvent:
+    """The `stage_changed` timeline event of a move from `source` to the lead's stage (unsaved)."""
+    return timeline_event(
+        lead=lead,
+        kind=LeadEventKind.STAGE_CHANGED,
+        actor=actor,
+        summary=f"Stage changed from {source.name} to {lead.stage.name}",
+        data={
+            "fromStageId": str(source.pk),
+            "fromStageName": source.name,
+            "toStageId": str(lead.stage_id),
+            "toStageName": lead.stage.name,
+        },
+        occurred_at=now,
+    )
+
+
+def lead_tracked_values(lead: Lead) -> dict:
+    """The values of the fields a `field_changed` event reports, before an edit."""
+    return {attr: getattr(lead, attr) for attr in TRACKED_FIELDS}
+
+
+def lead_fields_event(
+    *, lead: Lead, before: dict, actor: Actor, extra: dict | None = None, labels: dict | None = None
+) -> LeadEvent | None:
+    """The `field_changed` event of an edit since `before` (`lead_tracked_values`), with `extra`
+    changes (custom fields, `{"customFields.<key>": [old, new]}`, labelled by `labels`); None when
+    nothing tracked changed (unsaved)."""
+    changes = {
+        TRACKED_FIELDS[attr]: [_json_value(old), _json_value(getattr(lead, attr))]
+        for attr, old in before.items()
+        if old != getattr(lead, attr)
+    }
+    changes.update(extra or {})
+    if not changes:
+        return None
+    labels_of = {**_FIELD_LABELS, **(labels or {})}
+    labels = ", ".join(labels_of.get(name, name) for name in changes)
+    return timeline_event(
+        lead=lead, kind=LeadEventKind.FIELD_CHANGED, actor=actor, summary=f"Changed {labels}", data={"changes": changes}
+    )
 
 
 @transaction.atomic
@@ -156,44 +243,10 @@ def lead_move_stage(
         return locked
     _ensure_lost_reason_fits(stage=stage, lost_reason=lost_reason)
     before = feed.snapshot(locked) if record_change else None
-    source = locked.stage
     now = timezone.now()
-    locked.stage = stage
-    locked.probability_pct = stage.default_probability_pct if probability_pct is None else probability_pct
-    if stage.kind == StageKind.OPEN:
-        locked.closed_at = None
-        locked.lost_reason = ""
-    else:
-        if source.kind != stage.kind or locked.closed_at is None:
-            locked.closed_at = now
-        if stage.kind == StageKind.WON:
-            locked.lost_reason = ""
-        elif lost_reason is not None:
-            locked.lost_reason = lost_reason
-    locked.stage_changed_at = now
-    locked.save(
-        update_fields=[
-            "stage",
-            "probability_pct",
-            "closed_at",
-            "lost_reason",
-            "stage_changed_at",
-            "updated_at",
-        ]
-    )
-    timeline_record(
-        lead=locked,
-        kind=LeadEventKind.STAGE_CHANGED,
-        actor=actor,
-        summary=f"Stage changed from {source.name} to {stage.name}",
-        data={
-            "fromStageId": str(source.pk),
-            "fromStageName": source.name,
-            "toStageId": str(stage.pk),
-            "toStageName": stage.name,
-        },
-        occurred_at=now,
-    )
+    source = lead_apply_stage(locked, stage=stage, probability_pct=probability_pct, lost_reason=lost_reason, now=now)
+    locked.save(update_fields=[*STAGE_MOVE_FIELDS, "updated_at"])
+    lead_stage_event(lead=locked, source=source, actor=actor, now=now).save(force_insert=True)
     if record_change:
         feed.record_updated(locked, before, action="stage_changed", actor=actor)
     return locked
@@ -225,7 +278,7 @@ def lead_update(*, lead: Lead, actor: Actor, **fields: Any) -> Lead:
     if "lost_reason" in fields:
         _ensure_lost_reason_fits(stage=locked.stage, lost_reason=fields["lost_reason"])
 
-    before = {attr: getattr(locked, attr) for attr in TRACKED_FIELDS}
+    before = lead_tracked_values(locked)
     custom_before = custom_fields_represent(locked) if custom_values else {}
     for name, value in fields.items():
         setattr(locked, name, value)
@@ -234,24 +287,13 @@ def lead_update(*, lead: Lead, actor: Actor, **fields: Any) -> Lead:
         feed.record_updated(locked, recorded_before, action="stage_changed" if moved else "updated", actor=actor)
         return locked
     custom_fields_save(locked)
-    changes = {
-        TRACKED_FIELDS[attr]: [_json_value(old), _json_value(getattr(locked, attr))]
-        for attr, old in before.items()
-        if old != getattr(locked, attr)
-    }
-    labels_of = dict(_FIELD_LABELS)
+    custom_changes, custom_labels = {}, {}
     if custom_values is not None:
-        changes.update(custom_fields_changed(custom_before, custom_fields_represent(locked)))
-        labels_of.update(custom_field_labels(entity=locked.entity_id, object_type="lead"))
-    if changes:
-        labels = ", ".join(labels_of.get(name, name) for name in changes)
-        timeline_record(
-            lead=locked,
-            kind=LeadEventKind.FIELD_CHANGED,
-            actor=actor,
-            summary=f"Changed {labels}",
-            data={"changes": changes},
-        )
+        custom_changes = custom_fields_changed(custom_before, custom_fields_represent(locked))
+        custom_labels = custom_field_labels(entity=locked.entity_id, object_type="lead")
+    event = lead_fields_event(lead=locked, before=before, actor=actor, extra=custom_changes, labels=custom_labels)
+    if event is not None:
+        event.save(force_insert=True)
     feed.record_updated(locked, recorded_before, action="stage_changed" if moved else "updated", actor=actor)
     return locked
 

@@ -53,7 +53,7 @@ from crm.models import (
 from crm.models.duplicates import DuplicateKind
 from crm.selectors.custom_fields import definitions_for
 from crm.services.actors import Actor
-from crm.services.companies import _sync_archived_at
+from crm.services.companies import company_sync_archived_at
 from crm.services.contacts import IDENTITY_MESSAGE, contact_is_identifiable
 from crm.services.duplicates import companies_refresh, company_contacts_refresh, contacts_refresh
 from marketing.models import MarketingListMember, MemberStatus
@@ -482,7 +482,7 @@ def _finish(job: _Merge, values: dict, survivor_before: dict | None) -> None:
     model._base_manager.filter(pk=merged.pk).delete()
     if values:
         if model is Company:
-            _sync_archived_at(survivor)  # the company rule: archivedAt follows the status
+            company_sync_archived_at(survivor)  # the company rule: archivedAt follows the status
             values = {**values, "archived_at": survivor.archived_at}
         survivor.save(update_fields=[*values, "updated_at"])
     MergedRecord.objects.filter(entity_id=job.entity_id, kind=job.kind, survivor_id=merged.pk).update(

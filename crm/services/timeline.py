@@ -14,7 +14,7 @@ from crm.models import Lead, LeadEvent
 from crm.services.actors import Actor
 
 
-def timeline_record(
+def timeline_event(
     *,
     lead: Lead,
     kind: str,
@@ -23,8 +23,8 @@ def timeline_record(
     data: dict | None = None,
     occurred_at: datetime | None = None,
 ) -> LeadEvent:
-    """Append one event to `lead`'s timeline."""
-    return LeadEvent.objects.create(
+    """One event of `lead`'s timeline, not yet saved (the bulk writes insert many at once)."""
+    return LeadEvent(
         entity_id=lead.entity_id,
         lead=lead,
         kind=kind,
@@ -35,3 +35,18 @@ def timeline_record(
         summary=summary[:500],
         data=data or {},
     )
+
+
+def timeline_record(
+    *,
+    lead: Lead,
+    kind: str,
+    actor: Actor,
+    summary: str,
+    data: dict | None = None,
+    occurred_at: datetime | None = None,
+) -> LeadEvent:
+    """Append one event to `lead`'s timeline."""
+    event = timeline_event(lead=lead, kind=kind, actor=actor, summary=summary, data=data, occurred_at=occurred_at)
+    event.save(force_insert=True)
+    return event

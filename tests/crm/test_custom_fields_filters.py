@@ -198,10 +198,10 @@ def test_list_query_count_does_not_grow_with_the_number_of_fields(api, count):
     assert [row["name"] for row in response.json()["companies"]] == ["C1"]
     with CaptureQueriesContext(connection) as unfiltered:
         assert len(api.get("/companies").json()["companies"]) == 5
-    # entity, key, page: as without custom fields; an equality filter adds one planning-only
-    # EXPLAIN (index or ordered walk, see CustomFieldFilters._equal)
+    # entity, key, page: as without custom fields; an equality filter may add one planning-only
+    # EXPLAIN (index or ordered walk, see CustomFieldFilters._equal; its estimate is then cached)
     statements = _statements(filtered.captured_queries)
-    assert len(statements) <= 4 and sum(sql.startswith("EXPLAIN") for sql in statements) == 1, statements
+    assert len(statements) <= 4 and sum(sql.startswith("EXPLAIN") for sql in statements) <= 1, statements
     assert len(_statements(unfiltered.captured_queries)) <= 3, unfiltered.captured_queries
 
 

@@ -124,6 +124,33 @@ def test_lead_page_shows_its_fields(api, signed_in):
     assert "Po PO-7" in _text(signed_in.get(f"/crm/leads/{lead['id']}"))
 
 
+def test_lead_custom_fields_are_edited_on_their_form_through_the_service(api, signed_in, entity):
+    define(api, "po", "text", object_type="lead", unique=True)
+    define(api, "tier", "select", object_type="lead", options=OPTIONS)
+    lead = api.post("/leads", {"title": "Deal", "customFields": {"po": "PO-7"}}).json()["lead"]
+    api.post("/leads", {"title": "Other", "customFields": {"po": "PO-8"}}).json()["lead"]
+    page = signed_in.get(f"/crm/leads/{lead['id']}").content.decode()
+    assert f"/crm/leads/{lead['id']}/custom-fields" in page
+    form = signed_in.get(f"/crm/leads/{lead['id']}/custom-fields").content.decode()
+    assert 'name="cf_po"' in form and "PO-7" in form
+    assert 'name="cf_tier"' in form and "<select" in form
+
+    saved = signed_in.post(f"/crm/leads/{lead['id']}/custom-fields", {"cf_po": "PO-9", "cf_tier": "apac"})
+    assert saved.status_code == 302
+    assert api.get(f"/leads/{lead['id']}").json()["lead"]["customFields"] == {"po": "PO-9", "tier": "apac"}
+    timeline = api.get(f"/leads/{lead['id']}/timeline").json()
+    assert any("customFields.po" in str(event) for event in timeline["timeline"])
+
+    refused = signed_in.post(f"/crm/leads/{lead['id']}/custom-fields", {"cf_po": "PO-8", "cf_tier": "apac"})
+    assert refused.status_code == 400  # unique in the entity: the database's refusal, shown on the form
+    assert api.get(f"/leads/{lead['id']}").json()["lead"]["customFields"]["po"] == "PO-9"
+
+
+def test_another_entitys_lead_has_no_custom_field_form(signed_in):
+    foreign = factories.make_lead(factories.make_entity(name="Elsewhere"), title="Theirs")
+    assert signed_in.get(f"/crm/leads/{foreign.pk}/custom-fields").status_code == 404
+
+
 def test_company_list_filters_by_a_custom_field(api, signed_in):
     define(api, "tier", "select", options=OPTIONS)
     api.post("/companies", {"name": "Euro One", "customFields": {"tier": "emea"}})

@@ -1,0 +1,309 @@
+"""Bulk writes for `bin/bench`: CSV import, export and batch, against their goals.
+
+- Export: `GET /api/crm/companies/export` of the large entity (every company of the seeded data
+  set, read only), streamed through Django's test client in a process of its own, so its wall
+  time and peak RSS are the export's alone.
+- Import: 100,000 new contacts (10 columns and 2 custom fields) with
+  `manage.py import_csv` (one process = one worker), then the same file again (`matchOn=email`,
+  every row unchanged); wall time and peak RSS of each process.
+- Batch: p50 of `POST /companies/batch` with 100 creates against p50 of one `POST /companies`.
+
+Import and batch write, so they run in a scratch database (`<bench database>_bulk`, created,
+migrated and dropped here): the seeded data set is never changed.
+
+`python -m bench.bulk --database-url URL --entity UUID --key ak_...` runs it alone and prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+IMPORT_ROWS = 100_000
+BATCH_SAMPLES = 15
+GOALS = {
+    "import_create": ("import 100k new contacts (10 columns, 2 custom fields), one worker", 60.0, 300.0),
+    "import_unchanged": ("the same file again, matchOn=email, all unchanged", 45.0, 300.0),
+    "export": ("export every company of the large entity", 60.0, 150.0),
+}
+
+
+def _child(argv: list[str], env: dict) -> dict:
+    """Run `python -m bench.bulk <argv>` and return its JSON line (it reports its own peak RSS)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.bulk", *argv], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"bench.bulk {argv[0]} failed: {done.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _setup() -> None:
+    import django
+
+    django.setup()
+    from axiomatic.ops.database import COMMAND, set_process_role
+
+    set_process_role(COMMAND)
+
+
+# --- children -----------------------------------------------------------------------------------------
+
+
+def child_export(entity: str, key: str) -> dict:
+    _setup()
+    from django.test import Client
+
+    started = time.perf_counter()
+    response = Client().get(f"/api/crm/companies/export?entityId={entity}", headers={"Authorization": f"Bearer {key}"})
+    if response.status_code != 200:
+        raise RuntimeError(f"export answered {response.status_code}: {response.content[:300]!r}")
+    rows = size = 0
+    for chunk in response.streaming_content:
+        rows += chunk.count(b"\n")
+        size += len(chunk)
+    return {"seconds": time.perf_counter() - started, "rows": rows - 1, "bytes": size, "peakMb": _peak_mb()}
+
+
+def child_import(path: str, entity: str, match_on: str) -> dict:
+    _setup()
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    started = time.perf_counter()
+    call_command(
+        "import_csv", path, "--entity", entity, "--object-type", "contact", "--match-on", match_on,
+        "--no-progress", stdout=out,
+    )  # fmt: skip
+    job = json.loads(out.getvalue().strip().splitlines()[-1])
+    return {"seconds": time.perf_counter() - started, "job": job, "peakMb": _peak_mb()}
+
+
+def child_batch(entity: str, key: str) -> dict:
+    _setup()
+    from django.test import Client
+
+    client = Client()
+    headers = {"Authorization": f"Bearer {key}"}
+    url = f"/api/crm/companies?entityId={entity}"
+
+    def timed(path: str, body: dict) -> float:
+        started = time.perf_counter()
+        response = client.post(path, data=json.dumps(body), content_type="application/json", headers=headers)
+        elapsed = time.perf_counter() - started
+        if response.status_code not in (200, 201):
+            raise RuntimeError(f"{path} answered {response.status_code}: {response.content[:300]!r}")
+        return elapsed
+
+    singles, batches = [], []
+    for sample in range(BATCH_SAMPLES + 2):  # two warm-up rounds
+        single = timed(url, {"name": f"Single {sample}", "domain": f"single{sample}.example", "city": "Rome"})
+        items = [
+            {"name": f"Batch {sample}-{n}", "domain": f"b{sample}-{n}.example", "city": "Rome"} for n in range(100)
+        ]
+        batch = timed(f"/api/crm/companies/batch?entityId={entity}", {"operation": "create", "items": items})
+        if sample >= 2:
+            singles.append(single)
+            batches.append(batch)
+    single_ms, batch_ms = statistics.median(singles) * 1000, statistics.median(batches) * 1000
+    return {"singleMs": single_ms, "batchMs": batch_ms, "ratio": batch_ms / single_ms}
+
+
+# --- the parent ---------------------------------------------------------------------------------------
+
+
+def _scratch_url(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "_bulk"))
+
+
+def _admin(url: str, sql: str) -> None:
+    parts = urlsplit(url)
+    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def _contacts_csv(path: Path, owner: str) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["First Name", "Last Name", "Email", "Phone", "Job Title", "LinkedIn URL", "Notes", "Company Domain",
+             "Owner User Id", "Company Name", "Region", "Seats"]
+        )  # fmt: skip
+        for n in range(IMPORT_ROWS):
+            writer.writerow(
+                [f"First{n}", f"Last{n}", f"person{n}@example.com", f"+1 555 {n:07d}", "Engineer",
+                 f"https://www.linkedin.com/in/p{n}", "Met at the fair", f"company{n % 97}.example", owner,
+                 f"Company {n % 97}", ("emea", "amer", "apac")[n % 3], str(n % 500)]
+            )  # fmt: skip
+
+
+def measure(env: dict, database_url: str, entity: str, read_key: str) -> dict:
+    """Every bulk figure; `env` is the bench's app environment (settings, secrets)."""
+    results: dict = {}
+    base = {**env, "DATABASE_URL": database_url, "DEBUG": "0"}
+    results["export"] = _child(["export", "--entity", entity, "--key", read_key], base)
+
+    scratch = _scratch_url(database_url)
+    name = urlsplit(scratch).path.lstrip("/")
+    _admin(scratch, f'DROP DATABASE IF EXISTS "{name}"')
+    _admin(scratch, f'CREATE DATABASE "{name}"')
+    work = {**base, "DATABASE_URL": scratch}
+    try:
+        manage = [sys.executable, "manage.py"]
+        subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=work, check=True)
+        made = subprocess.run(
+            [*manage, "create_entity", "Bulk bench", "--owner-email", "bulk-bench@example.com"],
+            cwd=ROOT, env=work, check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        created = json.loads(made.stdout.strip().splitlines()[-1])
+        key = subprocess.run(
+            [*manage, "create_api_key", "--entity", created["entityId"], "--scopes", "read:crm,write:crm"],
+            cwd=ROOT, env=work, check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        write_key = json.loads(key.stdout.strip().splitlines()[-1])["key"]
+        with tempfile.TemporaryDirectory(prefix="bench-bulk-") as folder:
+            path = Path(folder) / "contacts.csv"
+            _contacts_csv(path, created["ownerUserId"])
+            # Companies the rows name, so the file links them (company domain) as real files do.
+            companies = [{"name": f"Company {n}", "domain": f"company{n}.example"} for n in range(97)]
+            _child(["fields", "--entity", created["entityId"], "--key", write_key], work)  # 2 custom fields
+            results["batch"] = _child(["batch", "--entity", created["entityId"], "--key", write_key], work)
+            _seed_companies(work, created["entityId"], write_key, companies)
+            results["import_create"] = _child(
+                ["import", str(path), "--entity", created["entityId"], "--match-on", "email"], work
+            )
+            results["import_unchanged"] = _child(
+                ["import", str(path), "--entity", created["entityId"], "--match-on", "email"], work
+            )
+    finally:
+        _admin(scratch, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return results
+
+
+def _seed_companies(env: dict, entity: str, key: str, companies: list[dict]) -> None:
+    _child(["companies", "--entity", entity, "--key", key, "--body", json.dumps(companies)], env)
+
+
+def child_companies(entity: str, key: str, body: str) -> dict:
+    _setup()
+    from django.test import Client
+
+    response = Client().post(
+        f"/api/crm/companies/batch?entityId={entity}",
+        data=json.dumps({"operation": "create", "items": json.loads(body)}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    return {"status": response.status_code}
+
+
+def child_fields(entity: str, key: str) -> dict:
+    """Two custom fields of contacts (a select and a number), as the import goal names them."""
+    _setup()
+    from django.test import Client
+
+    client, headers = Client(), {"Authorization": f"Bearer {key}"}
+    bodies = [
+        {"objectType": "contact", "key": "region", "label": "Region", "type": "select",
+         "options": [{"value": v, "label": v.upper()} for v in ("emea", "amer", "apac")]},
+        {"objectType": "contact", "key": "seats", "label": "Seats", "type": "number"},
+    ]  # fmt: skip
+    statuses = [
+        client.post(
+            f"/api/crm/custom-fields?entityId={entity}", data=json.dumps(body), content_type="application/json",
+            headers=headers,
+        ).status_code
+        for body in bodies
+    ]  # fmt: skip
+    if statuses != [201, 201]:
+        raise RuntimeError(f"custom fields answered {statuses}")
+    return {"statuses": statuses}
+
+
+def report_lines(results: dict) -> list[str]:
+    """The "Bulk writes" section of docs/performance.md."""
+    lines = [
+        "## Bulk writes",
+        "",
+        "`bench/bulk.py`: export of the seeded large entity (read only); import and batch in a scratch database.",
+        "",
+        "| Operation | Rows | Time | Goal | Peak RSS | Goal | Met |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for key, (label, seconds_goal, rss_goal) in GOALS.items():
+        found = results.get(key)
+        if not found:
+            lines.append(f"| {label} | – | – | ≤ {seconds_goal:.0f} s | – | ≤ {rss_goal:.0f} MB | not measured |")
+            continue
+        rows = found.get("rows") or found.get("job", {}).get("processedRows", 0)
+        met = found["seconds"] <= seconds_goal and found["peakMb"] <= rss_goal
+        lines.append(
+            f"| {label} | {rows:,} | {found['seconds']:.1f} s | ≤ {seconds_goal:.0f} s | {found['peakMb']:.0f} MB "
+            f"| ≤ {rss_goal:.0f} MB | {'met' if met else 'NOT met'} |"
+        )
+    batch = results.get("batch")
+    if batch:
+        met = batch["ratio"] <= 10
+        lines += [
+            "",
+            f"Batch: `POST /companies/batch` with 100 creates p50 {batch['batchMs']:.1f} ms against one "
+            f"`POST /companies` p50 {batch['singleMs']:.1f} ms: {batch['ratio']:.1f}× (goal ≤ 10×, "
+            f"{'met' if met else 'NOT met'}).",
+        ]
+    return [*lines, ""]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "what", nargs="?", default="all", choices=("all", "export", "import", "batch", "companies", "fields")
+    )
+    parser.add_argument("path", nargs="?")
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    parser.add_argument("--entity")
+    parser.add_argument("--key")
+    parser.add_argument("--match-on", default="email")
+    parser.add_argument("--body")
+    args = parser.parse_args(argv)
+    if args.what == "export":
+        result = child_export(args.entity, args.key)
+    elif args.what == "import":
+        result = child_import(args.path, args.entity, args.match_on)
+    elif args.what == "batch":
+        result = child_batch(args.entity, args.key)
+    elif args.what == "fields":
+        result = child_fields(args.entity, args.key)
+    elif args.what == "companies":
+        result = child_companies(args.entity, args.key, args.body)
+    else:
+        env = {**os.environ}
+        env.setdefault("DJANGO_SETTINGS_MODULE", "axiomatic.settings")
+        result = measure(env, args.database_url, args.entity, args.key)
+        print("\n".join(report_lines(result)), file=sys.stderr)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
