@@ -38,9 +38,14 @@ class DomainError(Exception):
 
 
 class NotFound(DomainError):
-    """The row does not exist in the caller's entity (another entity's row reads the same)."""
+    """The row does not exist in the caller's entity (another entity's row reads the same);
+    `merged_into` names the record it was merged into, when that is why it is gone."""
 
     default_message = "Not found."
+
+    def __init__(self, message: str | None = None, *, field: str | None = None, merged_into=None) -> None:
+        super().__init__(message, field=field)
+        self.merged_into = merged_into
 
 
 class Conflict(DomainError):

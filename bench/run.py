@@ -19,7 +19,10 @@ What it does, in order:
    it), p50 and p99 of the client-side time. Interleaving puts passing load on every row alike.
    The trivial endpoint (`/livez`: no database) and the equivalent plain SQL (psycopg, as the
    app's database role, with the entity set, client-side binding as Django does) are measured in
-   the same run; `ratio` = p50 / (trivial p50 + SQL p50).
+   the same run; `ratio` = p50 / (trivial p50 + SQL p50). Then the merges (`bench/merges.py`):
+   each sample merges a pair made for it in the large entity (two contacts with 50 related rows
+   each; a company holding 10,000 memberships into another) through the API with a write key,
+   and everything the samples made is deleted afterwards.
 4. Load: companies page 1 from 8 concurrent clients for `--duration` seconds (wrk when installed,
    else a Python thread pool), then an open-loop Python generator at a fixed 150 requests/s
    whose latencies count from each request's scheduled start (no coordinated omission).
@@ -61,6 +64,7 @@ import psycopg
 import requests
 
 from bench import custom_fields as bench_custom_fields
+from bench import merges
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ax_bench_data"
@@ -200,6 +204,10 @@ API_ROWS = [
     "admin_activity",
     "admin_lead",
     "admin_contact",
+    "contacts_duplicates_p1",
+    "companies_duplicates_p1",
+    "merge_contacts",
+    "merge_company",
 ]
 LOAD_ROWS = ["load_closed", "load_fixed"]
 
@@ -364,6 +372,32 @@ def build_specs(scale: int, *, selective_q: str, cursor_depth: int) -> list[Spec
         Spec("admin_activity", "admin `/admin/crm/activity/`", "/admin/crm/activity/", Goal("ms", 300), admin=True),
         Spec("admin_lead", "admin `/admin/crm/lead/`", "/admin/crm/lead/", Goal("ms", 300), admin=True),
         Spec("admin_contact", "admin `/admin/crm/contact/`", "/admin/crm/contact/", Goal("ms", 300), admin=True),
+        Spec(
+            "contacts_duplicates_p1",
+            "`GET /contacts/duplicates` page 1",
+            "/api/crm/contacts/duplicates?entityId={large}",
+            Goal("ms", 300),
+            "SELECT * FROM crm_contactduplicate t WHERE t.entity_id = %(entity)s ORDER BY score DESC, id LIMIT 51",
+        ),
+        Spec(
+            "companies_duplicates_p1",
+            "`GET /companies/duplicates` page 1",
+            "/api/crm/companies/duplicates?entityId={large}",
+            Goal("ms", 300),
+            "SELECT * FROM crm_companyduplicate t WHERE t.entity_id = %(entity)s ORDER BY score DESC, id LIMIT 51",
+        ),
+        Spec(
+            "merge_contacts",
+            "`POST /contacts/{id}/merge`, two contacts with 50 related rows each",
+            goal=Goal("ms", 100),
+            note="each sample merges a pair made for it (20 leads, 25 activities, 5 memberships each)",
+        ),
+        Spec(
+            "merge_company",
+            f"`POST /companies/{{id}}/merge`, {min(merges.MEMBERSHIPS, scale // 2):,} memberships moved",
+            goal=Goal("ms", 3000),
+            note="each sample merges a company holding that many memberships into another",
+        ),
     ]
     assert [spec.key for spec in specs] == API_ROWS
     for spec in specs:
@@ -397,6 +431,21 @@ class Http:
         elapsed = (time.perf_counter() - started) * 1000
         queries = response.getheader(QUERIES_HEADER)
         return response.status, elapsed, int(queries) if queries else None, body
+
+    def post(self, path: str, body: dict, *, key: str) -> tuple[int, float, int | None]:
+        headers = {"Accept": "application/json", "Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+        payload = json.dumps(body).encode()
+        started = time.perf_counter()
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        try:
+            connection.request("POST", path, body=payload, headers=headers)
+            response = connection.getresponse()
+            response.read()
+        finally:
+            connection.close()
+        elapsed = (time.perf_counter() - started) * 1000
+        queries = response.getheader(QUERIES_HEADER)
+        return response.status, elapsed, int(queries) if queries else None
 
 
 def free_port() -> int:
@@ -1345,6 +1394,8 @@ def run(args) -> int:
             "large": command("create_api_key", "--entity", data.large, *scopes)["key"],
             "small": command("create_api_key", "--entity", data.small, *scopes)["key"],
         }
+        write_scopes = ("--scopes", "read:crm,write:crm", "--expires-in-days", "1", "--name", "bench merges")
+        keys["write"] = command("create_api_key", "--entity", data.large, *write_scopes)["key"]
         from django.db import connections
 
         connections.close_all()
@@ -1448,6 +1499,21 @@ def run(args) -> int:
             if spec.sql and spec.path:
                 entity = data.small if spec.entity == "small" else data.large
                 results[spec.key].sql_ms = sql.time(spec.sql, spec.sql_params, entity, max(5, min(args.samples, 20)))
+
+        log("merges: a pair made for each sample, merged through the API, removed afterwards")
+        for key_name, kind, samples in (
+            ("merge_contacts", "contact", min(args.samples, 20)),
+            ("merge_company", "company", 3),
+        ):
+            result = results[key_name]
+            result.samples, result.statuses, result.queries = merges.measure(
+                lambda path, body: client.post(path, body, key=keys["write"]),
+                data.large,
+                kind=kind,
+                samples=samples,
+                memberships=min(merges.MEMBERSHIPS, args.scale // 2),
+                budget=args.budget * 3,
+            )
 
         log("custom fields: page 1 with and without, cf.<key>= against role=, create with values")
         cf_key = command(

@@ -8,6 +8,7 @@ from axiomatic import errors
 from axiomatic.admin import EntityScopedAdmin, ReadOnlyAdminMixin, StaffScopeMixin
 from axiomatic.models import Membership
 from crm.admin_custom_fields import CustomFieldValuesFormMixin, lead_custom_fields_apply
+from crm.admin_merge import MergeActionMixin
 from crm.forms import API_MESSAGES
 from crm.models import (
     Activity,
@@ -63,7 +64,7 @@ class CompanyAdminForm(CustomFieldValuesFormMixin, forms.ModelForm):
 
 
 @admin.register(Company)
-class CompanyAdmin(EntityScopedAdmin):
+class CompanyAdmin(MergeActionMixin, EntityScopedAdmin):
     """Saves go through the company service: the domain normalised, `archived_at` kept with the
     status, the change recorded."""
 
@@ -123,7 +124,7 @@ class MembershipInline(StaffScopeMixin, admin.TabularInline):
 
 
 @admin.register(Contact)
-class ContactAdmin(EntityScopedAdmin):
+class ContactAdmin(MergeActionMixin, EntityScopedAdmin):
     form = ContactAdminForm
     list_display = ["__str__", "email", "phone", "owner", "entity", "created_at"]
     list_filter = ["entity"]

@@ -17,6 +17,11 @@ class CrmConfig(AppConfig):
 
         representations.register()
 
+        from django.db.backends.signals import connection_created
+
+        from crm.services.duplicates import register_sqlite_functions
+
+        connection_created.connect(register_sqlite_functions, dispatch_uid="crm-sqlite-similarity")
         from crm.bulk import catalogue, tasks  # noqa: F401  (the import's fields and Celery tasks)
 
         catalogue.register()

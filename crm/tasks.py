@@ -29,6 +29,7 @@ from crm.email.queue import email_enqueue
 from crm.email.stuck import emails_check_stuck
 from crm.models import OutboundEmail, OutboundEmailConnection
 from crm.services.custom_fields import custom_field_values_purge
+from crm.services.duplicates import duplicates_refresh_ids
 
 SEND_SOFT_TIME_LIMIT = 120
 SEND_TIME_LIMIT = 150
@@ -63,6 +64,14 @@ def purge_custom_field_values(entity_id: str, object_type: str, storage_key: str
     in batches; idempotent, so a redelivery only finds less to clean."""
     with entity_scope(entity_id):
         return custom_field_values_purge(entity_id=entity_id, object_type=object_type, storage_key=storage_key)
+
+
+@shared_task(name="crm.refresh_duplicates", acks_late=True, soft_time_limit=600, time_limit=660, ignore_result=True)
+def refresh_duplicates(entity_id: str, model_name: str, ids: list[str]) -> None:
+    """Find again the duplicate pairs of contacts or companies a bulk write touched (idempotent:
+    a redelivery finds the same pairs)."""
+    with entity_scope(entity_id):
+        duplicates_refresh_ids(model_name=model_name, ids=ids)
 
 
 @shared_task(name="crm.check_stuck_outbound_emails", ignore_result=True, soft_time_limit=60, time_limit=90)

@@ -11,6 +11,7 @@ choices, autocomplete or the change-list filters. A model added to the admin wit
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from django.contrib import admin
@@ -23,7 +24,18 @@ from django.utils import timezone
 
 from axiomatic.admin import StaffScopeMixin, entity_lookup
 from axiomatic.models import Entity, User
-from crm.models import Import, ImportFileSlice, ImportRowError, Lead, OutboundEmail, OutboundEmailConnection
+from crm.models import (
+    CompanyDuplicate,
+    ContactDuplicate,
+    DuplicateDismissal,
+    Import,
+    ImportFileSlice,
+    ImportRowError,
+    Lead,
+    MergedRecord,
+    OutboundEmail,
+    OutboundEmailConnection,
+)
 from crm.services.actors import Actor
 from crm.services.custom_fields import custom_field_create
 from crm.services.leads import lead_save_new
@@ -114,6 +126,12 @@ def _populate(entity: Entity, owner: User, tag: str) -> None:
         attempted_at=timezone.now(),
     )
     factories.make_key(entity, owner, name=f"{tag} key")
+    twin = factories.make_contact(entity, first_name=tag, last_name="Contact")
+    ContactDuplicate.objects.create(entity=entity, first=contact, second=twin, reasons=["same_phone"], score=0.6)
+    other = factories.make_company(entity, name=f"{tag} Company Inc")
+    CompanyDuplicate.objects.create(entity=entity, first=company, second=other, reasons=["same_name"], score=0.85)
+    DuplicateDismissal.objects.create(entity=entity, kind="contact", first_id=contact.pk, second_id=twin.pk)
+    MergedRecord.objects.create(entity=entity, kind="company", merged_id=uuid.uuid4(), survivor_id=company.pk)
     job = Import.objects.create(entity=entity, object_type="company", file_name=f"{tag}.csv", created_by=owner)
     ImportFileSlice.objects.create(entity=entity, job=job, number=0, data=b"name\nA\n")
     ImportRowError.objects.create(entity=entity, job=job, row=1, column="name", message=f"{tag} bad", cells=["A"])
@@ -239,7 +257,7 @@ def test_an_admin_view_of_a_staff_user_reads_only_their_entities_even_in_raw_sql
     view = admin.site.admin_view(_count_every_company)
     with app_context(), transaction.atomic():
         response = view(request)
-    assert json.loads(response.content)["companies"] == (2 if superuser else 1)
+    assert json.loads(response.content)["companies"] == (4 if superuser else 2)  # _populate: 2 per entity
 
 
 def test_the_application_role_cannot_truncate_a_tenant_table(world):

@@ -15,7 +15,15 @@ from axiomatic.admin import StaffScopeMixin
 from axiomatic.api.viewsets import EntityScopedViewSet
 from axiomatic.changes import event_types, object_type_of
 from axiomatic.models import Change
-from crm.models import CustomField, Import, ImportRowError, LeadEvent, OutboundEmailConnection
+from crm.models import (
+    CompanyDuplicate,
+    ContactDuplicate,
+    CustomField,
+    Import,
+    ImportRowError,
+    LeadEvent,
+    OutboundEmailConnection,
+)
 from tests.test_roles import ADMIN_ONLY, MEMBER_ALLOWED, api_routes
 from webhooks.feed import TEST_EVENT_TYPE
 from webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -23,7 +31,9 @@ from webhooks.models import WebhookDelivery, WebhookEndpoint
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 # Served by the API but not feed objects: rows written only as a side effect of other writes (a
 # lead's timeline, the feed itself, the webhook delivery log) and the configuration of the
-# entity's integrations (mailboxes, webhook endpoints), which are no CRM records to keep a copy of.
+# entity's integrations (mailboxes, webhook endpoints) and of its data model (custom field
+# definitions: a record's values travel in its own changes), which are no CRM records to keep a copy of;
+# duplicate pairs, derived from the records by the services (their changes are the records').
 # Import jobs and their row errors are work records, not CRM data: the records they write are in the feed.
 NOT_FEED_OBJECTS = {
     LeadEvent,
@@ -32,6 +42,8 @@ NOT_FEED_OBJECTS = {
     OutboundEmailConnection,
     WebhookEndpoint,
     CustomField,
+    ContactDuplicate,
+    CompanyDuplicate,
     Import,
     ImportRowError,
 }

@@ -412,19 +412,22 @@ def test_demo_setup_is_idempotent_and_prints_a_working_key(db):
     assert Membership.objects.get(entity=entity, user=demo).role == Membership.Role.OWNER
     assert Client().login(username=DEMO_EMAIL, password=DEMO_PASSWORD)
     counts = demo_row_counts()
-    # 80 seeded activities and the demo user's 4 tasks (demo_setup._demo_tasks, for /crm/tasks).
-    assert counts["Company"] == 25 and counts["Lead"] == 40 and counts["Activity"] == 80 + 4
+    # 80 seeded activities and the demo user's 4 tasks (demo_setup._demo_tasks, for /crm/tasks); 25
+    # seeded companies and 2 look-alikes (demo_setup._demo_duplicates, for /crm/duplicates).
+    assert counts["Company"] == 25 + 2 and counts["Lead"] == 40 and counts["Activity"] == 80 + 4
 
     response = api_for(secret, entity).get("/companies")
     assert response.status_code == 200, response.content
-    assert response.json()["total"] == 25
+    assert response.json()["total"] == 27
+    assert api_for(secret, entity).get("/contacts/duplicates").json()["total"] >= 2
+    assert api_for(secret, entity).get("/companies/duplicates").json()["total"] >= 1
 
     again_id, again_secret = run_demo_setup()
     assert again_id == entity_id
     assert demo_row_counts() == counts  # nothing seeded or created twice
     assert again_secret != secret
     assert ApiKey.objects.filter(entity=entity, user=demo).count() == 2
-    assert api_for(again_secret, entity).get("/companies").json()["total"] == 25
+    assert api_for(again_secret, entity).get("/companies").json()["total"] == 27
     assert api_for(secret, entity).get("/companies").status_code == 200  # the first key still works
 
 

@@ -328,6 +328,8 @@ PATH_ID_BODIES: dict[str, Callable[[Ids], Body]] = {
     "PATCH /api/crm/activities/{activityId}": lambda o: {"subject": "Hijacked", "status": "cancelled"},
     "DELETE /api/crm/activities/{activityId}": lambda o: None,
     "PATCH /api/crm/companies/{companyId}": lambda o: {"name": "Hijacked"},
+    "POST /api/crm/companies/{companyId}/merge": lambda o: {"mergeId": o["companyId"], "dryRun": True},
+    "POST /api/crm/contacts/{contactId}/merge": lambda o: {"mergeId": o["contactId"], "dryRun": True},
     "PATCH /api/crm/contacts/{contactId}": lambda o: {"firstName": "Hijacked"},
     "DELETE /api/crm/contacts/{contactId}": lambda o: None,
     "POST /api/crm/contacts/{contactId}/company-memberships": lambda o: {"companyId": o["companyId"], "title": "Mole"},
@@ -496,6 +498,7 @@ BODY_FIELD_IDS: dict[str, str] = {
     "contactIds": "contactId",
     "companyIds": "companyId",
     "leadIds": "leadId",
+    "mergeId": "contactId",  # a company merge gets another entity's contact id: not found either way
     "projectId": "projectId",
     "ownerUserId": "userId",
     "assigneeUserId": "userId",
@@ -569,6 +572,8 @@ BODY_CASES: dict[tuple[str, str], tuple[Callable[[Ids, str], Body], str]] = {
         lambda o, v: {"stageIds": [*o["stageIds"][1:], v]},
         INVALID,
     ),
+    ("POST /api/crm/contacts/{contactId}/merge", "mergeId"): (lambda o, v: {"mergeId": v, "dryRun": True}, NOT_FOUND),
+    ("POST /api/crm/companies/{companyId}/merge", "mergeId"): (lambda o, v: {"mergeId": v, "dryRun": True}, NOT_FOUND),
     ("POST /api/crm/outbound-email", "leadId"): (_email("leadId"), NOT_FOUND),
     ("POST /api/crm/outbound-email", "connectionId"): (_email("connectionId"), NOT_FOUND),
     ("POST /api/crm/prospecting/add-to-marketing-list", "listId"): (

@@ -331,6 +331,15 @@ class TestData:
                 body["eventTypes"] = [random.choice(WEBHOOK_TYPES)]
         if "channel" in body:
             body["channel"] = "gmail"  # the seed mailbox's
+        for kind, plural in (("contact", "contacts"), ("company", "companies")):
+            if operation == f"POST /api/crm/{plural}/duplicates/dismiss":
+                body["ids"] = [self.seed[kind], self.fresh(kind)]  # two records of the entity
+            if operation == f"POST /api/crm/{plural}/{{{kind}Id}}/merge" and "mergeId" in body:
+                body["mergeId"] = self.fresh(kind)  # another record than the path's, merged away
+                if isinstance(body.get("fieldsFrom"), dict) and isinstance(
+                    body["fieldsFrom"].get("customFields"), dict
+                ):
+                    body["fieldsFrom"].pop("customFields")  # its keys must be custom fields the entity defined
         if operation == "POST /api/crm/outbound-email":
             if not body.get("to"):
                 body["to"] = ["someone@customer.example"]  # the lead's contact may have no address
@@ -359,6 +368,10 @@ class TestData:
     def after_call(self, case, response) -> None:
         if response.status_code >= 300:
             return
+        if case.formatted_path.split("?")[0].endswith("/merge") and isinstance(case.body, dict):
+            with self.lock:  # the merged record is gone
+                for kind in ("contact", "company"):
+                    self.known[kind].discard(case.body.get("mergeId"))
         if case.method.upper() == "DELETE":
             name = list(case.path_parameters)[-1]
             with self.lock:

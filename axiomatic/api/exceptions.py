@@ -91,7 +91,10 @@ def domain_error_response(exc: errors.DomainError) -> Response:
     if isinstance(exc, errors.LimitExceeded) and exc.retry_after is not None:
         headers["Retry-After"] = str(int(exc.retry_after))
     existing_id = str(exc.existing_id) if isinstance(exc, errors.Conflict) and exc.existing_id else None
-    return error_response(status_code, exc.message, headers=headers, details=details, existingId=existing_id)
+    merged_into = str(exc.merged_into) if isinstance(exc, errors.NotFound) and exc.merged_into else None
+    return error_response(
+        status_code, exc.message, headers=headers, details=details, existingId=existing_id, mergedInto=merged_into
+    )
 
 
 def api_exception_handler(exc, context):

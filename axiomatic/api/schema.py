@@ -30,6 +30,9 @@ class ErrorSerializer(serializers.Serializer):
     existingId = serializers.UUIDField(
         required=False, help_text="On 409 uniqueness conflicts: the record that already exists."
     )
+    mergedInto = serializers.UUIDField(
+        required=False, help_text="On 404 for a record that was merged: the record it was merged into."
+    )
 
     class Meta:
         ref_name = "Error"

@@ -17,6 +17,7 @@ from axiomatic.api.viewsets import (
 from axiomatic.errors import field_rule
 from crm.api.bulk import BulkMixin
 from crm.api.custom_fields import CustomFieldsField
+from crm.api.merged import MergedRecordsMixin
 from crm.filters import CompanyFilter
 from crm.models import Company
 from crm.services.companies import (
@@ -103,7 +104,10 @@ class CompanySerializer(ApiModelSerializer):
     retrieve=extend_schema(summary="Get a company"),
     partial_update=extend_schema(summary="Update a company", description="Changes only the fields sent."),
 )
-class CompanyViewSet(BulkMixin, ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, EntityScopedViewSet):
+class CompanyViewSet(
+    MergedRecordsMixin, BulkMixin, ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, EntityScopedViewSet
+):
+    merged_kind = "company"  # a merged id answers 404 with mergedInto
     queryset = Company.objects.all()
     serializer_class = CompanySerializer
     filterset_class = CompanyFilter

@@ -27,6 +27,7 @@ from axiomatic.api.viewsets import (
 )
 from crm.api.bulk import BulkMixin
 from crm.api.custom_fields import CustomFieldsField
+from crm.api.merged import MergedRecordsMixin
 from crm.filters import ContactFilter
 from crm.models import Company, CompanyMembership, Contact
 from crm.selectors.contacts import primary_company_id
@@ -216,7 +217,10 @@ class MembershipSerializer(ApiModelSerializer):
         responses={204: None},
     ),
 )
-class ContactViewSet(BulkMixin, ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, EntityScopedViewSet):
+class ContactViewSet(
+    MergedRecordsMixin, BulkMixin, ListMixin, CreateMixin, RetrieveMixin, PartialUpdateMixin, EntityScopedViewSet
+):
+    merged_kind = "contact"  # a merged id answers 404 with mergedInto
     queryset = Contact.objects.all()
     serializer_class = ContactSerializer
     filterset_class = ContactFilter

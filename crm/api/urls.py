@@ -7,12 +7,15 @@ from crm.api.companies import CompanyViewSet
 from crm.api.contacts import CompanyContactViewSet, ContactMembershipViewSet, ContactViewSet
 from crm.api.custom_fields import CustomFieldViewSet
 from crm.api.dashboard import DashboardViewSet
+from crm.api.duplicates import CompanyDuplicateViewSet, ContactDuplicateViewSet
 from crm.api.email import OutboundEmailConnectionViewSet, OutboundEmailViewSet
 from crm.api.imports import ImportErrorViewSet, ImportViewSet
 from crm.api.leads import LeadActivityViewSet, LeadTimelineViewSet, LeadViewSet
 from crm.api.pipeline import PipelineStageViewSet
 
 router = SimpleRouter(trailing_slash=False)
+router.register("companies/duplicates", CompanyDuplicateViewSet, basename="company-duplicate")
+router.register("contacts/duplicates", ContactDuplicateViewSet, basename="contact-duplicate")
 router.register("companies", CompanyViewSet, basename="company")
 router.register(r"companies/(?P<companyId>[^/.]+)/contacts", CompanyContactViewSet, basename="company-contact")
 router.register("contacts", ContactViewSet, basename="contact")

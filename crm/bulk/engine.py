@@ -59,6 +59,7 @@ from crm.services.contacts import (
     contact_is_identifiable,
 )
 from crm.services.custom_fields import custom_fields_changes, custom_fields_conflict
+from crm.services.duplicates import records_written
 from crm.services.pipeline import stage_first_open, stage_resolve
 
 CREATE, UPDATE, UPSERT, DELETE = "create", "update", "upsert", "delete"
@@ -682,6 +683,12 @@ class BulkWriter:
                 action = item.extra.get("action", "updated")
                 records.append(changes.update(row, before[row.pk], after=data, action=action, actor=self.actor))
             records += extra
+        records_written(  # duplicate pairs (crm.services.duplicates): found by a task after commit
+            adapter.model,
+            created=[item.instance.pk for item in creates],
+            updated=[item.instance.pk for item in updates],
+            entity_id=adapter.entity.pk,
+        )
         unchanged = [item for item in pending if item.outcome == "unchanged"]
         for item in unchanged:
             item.status, item.instance = 200, item.existing

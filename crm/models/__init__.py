@@ -4,6 +4,7 @@ from crm.models.activities import Activity
 from crm.models.companies import Company
 from crm.models.contacts import CompanyMembership, Contact
 from crm.models.custom_fields import CustomField, CustomFieldObjectType, CustomFieldType
+from crm.models.duplicates import CompanyDuplicate, ContactDuplicate, DuplicateDismissal, MergedRecord
 from crm.models.email import (
     OutboundEmail,
     OutboundEmailConnection,
@@ -15,8 +16,11 @@ from crm.models.pipeline import PipelineFigure, PipelineStage
 __all__ = [
     "Activity",
     "Company",
+    "CompanyDuplicate",
     "CompanyMembership",
     "Contact",
+    "ContactDuplicate",
+    "DuplicateDismissal",
     "Import",
     "ImportFileSlice",
     "ImportRowError",
@@ -25,6 +29,7 @@ __all__ = [
     "CustomFieldType",
     "Lead",
     "LeadEvent",
+    "MergedRecord",
     "OutboundEmail",
     "OutboundEmailConnection",
     "PipelineFigure",

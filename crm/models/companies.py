@@ -6,6 +6,7 @@ from django.db.models import Q
 
 from axiomatic.tenancy import TenantModel
 from crm.choices import CompanyRole, CompanyStatus
+from crm.models.keys import company_keys, fill_keys
 
 
 class Company(TenantModel):
@@ -35,6 +36,11 @@ class Company(TenantModel):
     country = models.CharField(max_length=2, blank=True)
     notes = models.TextField(blank=True)
     archived_at = models.DateTimeField(null=True, blank=True)
+    # Duplicate detection's keys (crm.services.duplicates): normalised copies kept on write (a
+    # PostgreSQL trigger; the model's save on SQLite), so finding a company's twins is an index lookup.
+    name_key = models.CharField(max_length=200, null=True, blank=True, editable=False)
+    phone_key = models.CharField(max_length=50, null=True, blank=True, editable=False)
+    website_host = models.CharField(max_length=253, null=True, blank=True, editable=False)
     # Values of the entity's custom fields, keyed by definition (crm.models.custom_fields); the
     # database default lets bulk loaders (COPY) leave the column out.
     custom_fields = models.JSONField(
@@ -60,7 +66,14 @@ class Company(TenantModel):
             models.Index(fields=["entity", "owner", "name", "id"], name="company_entity_owner_name_idx"),
             models.Index(fields=["entity", "role", "name", "id"], name="company_entity_role_name_idx"),
             models.Index(fields=["entity", "status", "name", "id"], name="company_entity_status_name_idx"),
+            models.Index(fields=["entity", "name_key"], name="company_entity_name_key_idx"),
+            models.Index(fields=["entity", "phone_key"], name="company_entity_phone_key_idx"),
+            models.Index(fields=["entity", "website_host"], name="company_entity_host_key_idx"),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        kwargs["update_fields"] = fill_keys(self, company_keys(self), kwargs.get("update_fields"))
+        super().save(*args, **kwargs)

@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from axiomatic.tenancy import TenantModel
+from crm.models.keys import contact_keys, fill_keys
 
 
 class Contact(TenantModel):
@@ -25,6 +26,10 @@ class Contact(TenantModel):
     )
     linkedin_url = models.CharField(max_length=500, blank=True)
     notes = models.TextField(blank=True)
+    # Duplicate detection's keys (crm.services.duplicates), kept on write like the company's.
+    name_key = models.CharField(max_length=201, null=True, blank=True, editable=False)
+    phone_key = models.CharField(max_length=50, null=True, blank=True, editable=False)
+    email_key = models.CharField(max_length=254, null=True, blank=True, editable=False)
     companies = models.ManyToManyField("crm.Company", through="crm.CompanyMembership", related_name="contacts")
     # Values of the entity's custom fields, keyed by definition (crm.models.custom_fields); the
     # database default lets bulk loaders (COPY) leave the column out.
@@ -48,10 +53,17 @@ class Contact(TenantModel):
             models.Index(
                 fields=["entity", "owner", "last_name", "first_name", "id"], name="contact_entity_owner_name_idx"
             ),
+            models.Index(fields=["entity", "name_key"], name="contact_entity_name_key_idx"),
+            models.Index(fields=["entity", "phone_key"], name="contact_entity_phone_key_idx"),
+            models.Index(fields=["entity", "email_key"], name="contact_entity_email_key_idx"),
         ]
 
     def __str__(self) -> str:
         return self.full_name or self.email or str(self.pk)
+
+    def save(self, *args, **kwargs) -> None:
+        kwargs["update_fields"] = fill_keys(self, contact_keys(self), kwargs.get("update_fields"))
+        super().save(*args, **kwargs)
 
     @property
     def full_name(self) -> str:

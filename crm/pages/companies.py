@@ -21,6 +21,7 @@ from crm.filters import CompanyFilter
 from crm.forms import CompanyForm
 from crm.models import Company
 from crm.pages.common import aware_datetime, cursor_decode, cursor_encode, entity_members, text, with_query
+from crm.pages.duplicates import survivor_or_404
 from crm.pages.imports import export_url
 from crm.pages.lists import ListSpec, render_list
 from crm.selectors.records import (
@@ -73,7 +74,9 @@ def activities_context(request, *, url: str, **relation) -> dict:
 @require_GET
 @entity_page
 def company_detail(request, company_id):
-    company = _company_or_404(request, company_id)
+    company = survivor_or_404(request, "company", company_id, lambda: _company_or_404(request, company_id))
+    if isinstance(company, HttpResponseRedirect):  # a merged company's old link
+        return company
     contacts, more_contacts = company_contacts(company=company)
     leads, more_leads = related_leads(entity=request.entity, company=company)
     context = {

@@ -21,6 +21,7 @@ from crm.forms import ContactForm
 from crm.models import Company, Contact
 from crm.pages.common import entity_members, text, with_query
 from crm.pages.companies import activities_context
+from crm.pages.duplicates import survivor_or_404
 from crm.pages.imports import export_url
 from crm.pages.lists import ListSpec, render_list
 from crm.selectors.contacts import with_primary_company
@@ -63,7 +64,9 @@ def contacts(request):
 @require_GET
 @entity_page
 def contact_detail(request, contact_id):
-    contact = _contact_or_404(request, contact_id)
+    contact = survivor_or_404(request, "contact", contact_id, lambda: _contact_or_404(request, contact_id))
+    if isinstance(contact, HttpResponseRedirect):  # a merged contact's old link
+        return contact
     memberships, more_memberships = contact_memberships(contact=contact)
     leads, more_leads = related_leads(entity=request.entity, contact=contact)
     context = {

@@ -1,8 +1,8 @@
-"""The sales pages under /crm/: dashboard, tasks, companies, contacts, search."""
+"""The sales pages under /crm/: dashboard, tasks, companies, contacts, search, duplicates."""
 
 from django.urls import path
 
-from crm.pages import companies, contacts, dashboard, imports, leads, search, tasks
+from crm.pages import companies, contacts, dashboard, duplicates, imports, leads, search, tasks
 
 urlpatterns = [
     path("dashboard", dashboard.dashboard, name="crm-dashboard"),
@@ -23,6 +23,11 @@ urlpatterns = [
     path("contacts/<uuid:contact_id>/activities", contacts.contact_activities, name="crm-contact-activities"),
     path("leads/<uuid:lead_id>/custom-fields", leads.lead_custom_fields_edit, name="crm-lead-custom-fields"),
     path("search", search.search, name="crm-search"),
+    path("duplicates", duplicates.duplicates, name="crm-duplicates"),
+    path("duplicates/compare", duplicates.duplicate_compare, name="crm-duplicate-compare"),
+    path("duplicates/merge", duplicates.duplicate_merge, name="crm-duplicate-merge"),
+    path("duplicates/dismiss", duplicates.duplicate_dismiss, name="crm-duplicate-dismiss"),
+    path("<str:kind_path>/<uuid:record_id>/merge-with", duplicates.merge_with, name="crm-merge-with"),
     path("import", imports.import_page, name="crm-import"),
     path("import/<uuid:import_id>", imports.import_detail, name="crm-import-detail"),
     path("import/<uuid:import_id>/progress", imports.import_progress, name="crm-import-progress"),

@@ -27,6 +27,7 @@ from crm.services.custom_fields import (
     custom_fields_ensure_unique,
     custom_fields_take,
 )
+from crm.services.duplicates import companies_refresh
 
 DOMAIN_MESSAGE = "Enter a domain such as example.com."
 COUNTRY_MESSAGE = "Use an ISO 3166-1 alpha-2 code such as DE."
@@ -106,6 +107,7 @@ def company_create(*, entity: Entity, **fields) -> Company:
     company_sync_archived_at(company)
     company = _save(company, entity=entity)
     changes.record_created(company)
+    companies_refresh(company_ids=[company.pk], new=True)  # its duplicate pairs, in the same transaction
     return company
 
 
@@ -124,4 +126,5 @@ def company_update(*, company: Company, **fields) -> Company:
     company_sync_archived_at(company)
     company = _save(company, entity=company.entity_id)
     changes.record_updated(company, before)
+    companies_refresh(company_ids=[company.pk])
     return company

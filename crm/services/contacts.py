@@ -32,6 +32,7 @@ from crm.services.custom_fields import (
     custom_fields_ensure_unique,
     custom_fields_take,
 )
+from crm.services.duplicates import contacts_refresh
 
 
 class _Unset:
@@ -99,6 +100,7 @@ def _record_state(contact: Contact, before: tuple[dict | None, dict] | None) -> 
         records.append(changes.update(row, old_memberships[pk][1] if pk in old_memberships else None, after=data))
     records += [changes.deletion(row) for pk, (row, _) in old_memberships.items() if pk not in new_memberships]
     changes.record(records)
+    contacts_refresh(contact_ids=[contact.pk], new=before is None)  # its duplicate pairs, same transaction
 
 
 def _lock_contact(contact: Contact) -> None:

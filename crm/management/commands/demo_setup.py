@@ -19,6 +19,8 @@ from crm.choices import ActivityType
 from crm.management.commands.seed_demo import seed_entity
 from crm.services.activities import activity_create
 from crm.services.actors import Actor
+from crm.services.companies import company_create
+from crm.services.contacts import contact_create
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password"
@@ -48,6 +50,16 @@ def _demo_tasks(entity: Entity, user: User) -> None:
         )
 
 
+def _demo_duplicates(entity: Entity) -> None:
+    """A few look-alikes, written through the services, so /crm/duplicates has pairs to merge."""
+    acme = company_create(entity=entity, name="Acme Rockets, Inc.", website="https://www.acme-rockets.example")
+    company_create(entity=entity, name="ACME Rockets Ltd", phone="+1 555 0100")
+    contact_create(entity=entity, first_name="Ada", last_name="Lovelace", email="ada.lovelace@gmail.com", company=acme)
+    contact_create(entity=entity, first_name="Ada", last_name="Lovelace", phone="+44 20 7946 0000", company=acme)
+    contact_create(entity=entity, first_name="Grace", last_name="Hopper", email="gracehopper+crm@googlemail.com")
+    contact_create(entity=entity, first_name="G.", last_name="Hopper", email="grace.hopper@gmail.com")
+
+
 class Command(JsonCommand):
     help = "Create (once) the demo entity, user and data; issue a fresh API key and print how to use it."
 
@@ -71,6 +83,7 @@ class Command(JsonCommand):
             entity = entity_create(name=DEMO_ENTITY, owner=user)
             seed_entity(entity, companies=25, contacts=60, leads=40, activities=80, rng=random.Random(7))
             _demo_tasks(entity, user)
+            _demo_duplicates(entity)
         membership_ensure(user=user, entity=entity, role=Membership.Role.OWNER)
         issued = api_key_issue(entity=entity, user=user, name="demo key", scopes=list(SCOPES))
         base = f"http://127.0.0.1:{port}"

@@ -44,6 +44,7 @@ from axiomatic.rls import bypass_rls
 from axiomatic.services import entity_create, membership_ensure, user_get_or_create
 from crm.choices import ActivityStatus, ActivityType, CompanyRole, CompanyStatus, StageKind
 from crm.models import Activity, Company, CompanyMembership, Contact, Lead, PipelineStage
+from crm.services.duplicates import duplicates_rebuild
 
 CHUNK = 50_000  # rows per COPY (and per transaction) on PostgreSQL
 SQLITE_BATCH = 2_000  # rows per executemany elsewhere
@@ -572,4 +573,5 @@ def seed_entity(
     writer.write(_Table(CompanyMembership, membership_columns, make_membership), contacts)
     writer.write(_Table(Lead, lead_columns, make_lead), leads)
     writer.write(_Table(Activity, activity_columns, make_activity), activities)
+    duplicates_rebuild(entity=entity)  # COPY bypasses the services that keep the duplicate pairs
     return {"companies": companies, "contacts": contacts, "leads": leads, "activities": activities}
