@@ -89,13 +89,20 @@ def _count_subquery(queryset: QuerySet, cap: int | None) -> RawSQL:
 class EntityPagination(BasePagination):
     """Pages and cursors of every list (see the module docstring)."""
 
-    def paginate_queryset(self, queryset, request, view=None):
+    @staticmethod
+    def page_params(request) -> tuple[int | None, int | None, int | None, str | None]:
+        """`page`, `pageSize`, `limit` and `cursor`, checked (400 when malformed). A list answered as
+        a whole (a CSV download) checks them too, so it refuses what the JSON list refuses."""
         page = _int_param(request, "page", minimum=1, maximum=MAX_PAGE)
         page_size = _int_param(request, "pageSize", minimum=1, maximum=MAX_PAGE_SIZE)
         limit = _int_param(request, "limit", minimum=1, maximum=MAX_PAGE_SIZE)
         cursor = request.query_params.get("cursor")
         if cursor is not None and page is not None:
             raise exceptions.ValidationError({"cursor": ["Send either cursor or page, not both."]})
+        return page, page_size, limit, cursor
+
+    def paginate_queryset(self, queryset, request, view=None):
+        page, page_size, limit, cursor = self.page_params(request)
 
         self.list_key = view.list_key
         self.keys = order_keys(view.ordering)

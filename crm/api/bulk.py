@@ -20,7 +20,7 @@ from itertools import islice
 from django.db import transaction
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.renderers import JSONRenderer
@@ -162,6 +162,7 @@ class BulkMixin:
         "as the API names it, money and dates as in JSON. Memory stays flat whatever the size; an export imported "
         "with matchOn=id changes nothing.",
         responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="The CSV file.")},
+        parameters=[OpenApiParameter("format", exclude=True)],  # always CSV: no format to choose
     )
     @action(detail=False, methods=["get"], url_path="export", renderer_classes=[JSONRenderer, CsvRenderer])
     def export(self, request, *args, **kwargs):

@@ -244,6 +244,7 @@ class ImportErrorViewSet(ListMixin, EntityScopedViewSet):
 
     def list(self, request, *args, **kwargs):
         if request.accepted_renderer.format == "csv":
+            self.paginator.page_params(request)  # the file is whole, but a malformed page is still 400
             job = self.parent
             response = StreamingHttpResponse(
                 entity_streamed(job.entity_id, lambda: import_errors_csv(job)), content_type="text/csv; charset=utf-8"
