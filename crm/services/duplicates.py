@@ -174,18 +174,20 @@ def _contact_candidates(contact: dict) -> dict[tuple, set[str]]:
     name = contact["name_key"]
     if name:
         companies = CompanyMembership.objects.filter(contact_id=pk).values("company_id")
-        colleagues = (
-            CompanyMembership.objects.filter(entity_id=entity_id, company_id__in=companies)
-            .exclude(contact_id=pk)
-            .values("contact_id")
-        )
-        similar = (
-            same_entity.filter(pk__in=colleagues)
-            .annotate(similarity=Similarity(F("name_key"), Value(name)))
-            .filter(Q(name_key=name) | Q(similarity__gte=SIMILARITY))
-            .order_by()
-            .values_list("pk", "name_key")
-        )
+        memberships = CompanyMembership.objects.filter(entity_id=entity_id, company_id__in=companies)
+        colleagues = memberships.exclude(contact_id=pk).values("contact_id")
+        candidates = same_entity.filter(pk__in=colleagues).order_by()
+        # Similar (not equal) names are compared with every colleague only at companies of at most
+        # SIMILAR_AT_COMPANY_LIMIT people, as a company merge does: at a larger one each write would
+        # compare its name with thousands (quadratic over an import). Equal names are always found,
+        # through the (entity, name_key) index.
+        if memberships[: SIMILAR_AT_COMPANY_LIMIT + 1].count() <= SIMILAR_AT_COMPANY_LIMIT:
+            candidates = candidates.annotate(similarity=Similarity(F("name_key"), Value(name))).filter(
+                Q(name_key=name) | Q(similarity__gte=SIMILARITY)
+            )
+        else:
+            candidates = candidates.filter(name_key=name)
+        similar = candidates.values_list("pk", "name_key")
         for other, other_name in similar:
             add(other, "same_name_same_company" if other_name == name else "similar_name")
     return found

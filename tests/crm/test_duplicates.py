@@ -94,6 +94,21 @@ def test_similar_name_at_the_same_company(api):
     assert found["reasons"] == ["similar_name"]
 
 
+def test_at_a_large_company_a_write_finds_equal_names_but_compares_no_similar_ones(api, monkeypatch):
+    """Beyond SIMILAR_AT_COMPANY_LIMIT people a write does not compare its name with every colleague
+    (quadratic over an import); equal names are still paired through the index."""
+    from crm.services import duplicates
+
+    monkeypatch.setattr(duplicates, "SIMILAR_AT_COMPANY_LIMIT", 2)
+    acme = company(api, name="Acme")
+    contact(api, firstName="Someone", lastName="Else", companyId=acme)
+    a = contact(api, firstName="Maximilian", lastName="Richardson", companyId=acme)
+    b = contact(api, firstName="Maximillian", lastName="Richardson", companyId=acme)  # the third person
+    c = contact(api, firstName="Maximilian", lastName="Richardson", companyId=acme)
+    assert pair_of(api, "contacts", a, b) is None
+    assert "same_name_same_company" in pair_of(api, "contacts", a, c)["reasons"]
+
+
 def test_dissimilar_name_or_other_company_is_no_similar_name(api):
     acme = company(api, name="Acme")
     a = contact(api, firstName="Maximilian", lastName="Richardson", companyId=acme)
