@@ -7,7 +7,11 @@ writes the row, COPY included; on SQLite the model's `pre_save` does), and every
 writes a contact, a membership or a company calls `contacts_refresh` / `companies_refresh` in the
 same transaction: the record's pairs are deleted and found again by index lookups (equal keys;
 trigram similarity of the name among the same company's contacts, or through the trigram index
-for companies). `GET .../duplicates` is then one indexed page over the pairs.
+for companies). Similar names at a company larger than `SIMILAR_AT_COMPANY_LIMIT` people, and
+everything a bulk write touched, are compared by the `crm.refresh_duplicates` task queued on
+commit, set-based (one statement per 500 contacts, every colleague at every company): a request
+never pays for a huge company, and no company is too large to be compared. `GET .../duplicates`
+is then one indexed page over the pairs.
 
 Reasons and weights (a pair's score is 1 − Π(1 − weight) over its reasons, so more reasons score
 higher, and every score is in 0..1):
@@ -157,7 +161,7 @@ def _store(model, *, entity_id, kind: str, found: dict[tuple, set[str]], weights
 # --- contacts -----------------------------------------------------------------------------------
 
 
-def _contact_candidates(contact: dict) -> dict[tuple, set[str]]:
+def _contact_candidates(contact: dict, deferred: set) -> dict[tuple, set[str]]:
     pk, entity_id = contact["id"], contact["entity_id"]
     same_entity = Contact.objects.filter(entity_id=entity_id)
     found: dict[tuple, set[str]] = {}
@@ -177,16 +181,17 @@ def _contact_candidates(contact: dict) -> dict[tuple, set[str]]:
         memberships = CompanyMembership.objects.filter(entity_id=entity_id, company_id__in=companies)
         colleagues = memberships.exclude(contact_id=pk).values("contact_id")
         candidates = same_entity.filter(pk__in=colleagues).order_by()
-        # Similar (not equal) names are compared with every colleague only at companies of at most
-        # SIMILAR_AT_COMPANY_LIMIT people, as a company merge does: at a larger one each write would
-        # compare its name with thousands (quadratic over an import). Equal names are always found,
-        # through the (entity, name_key) index.
-        if memberships[: SIMILAR_AT_COMPANY_LIMIT + 1].count() <= SIMILAR_AT_COMPANY_LIMIT:
+        # A write compares its name with every colleague's (similar names) only at companies of at
+        # most SIMILAR_AT_COMPANY_LIMIT people; at a larger one it finds equal names here, through
+        # the (entity, name_key) index, and leaves the similar ones to the refresh task queued
+        # when it commits (one set-based statement, so a request never pays for a huge company).
+        if memberships[: SIMILAR_AT_COMPANY_LIMIT + 1].count() <= SIMILAR_AT_COMPANY_LIMIT or not is_postgres():
             candidates = candidates.annotate(similarity=Similarity(F("name_key"), Value(name))).filter(
                 Q(name_key=name) | Q(similarity__gte=SIMILARITY)
             )
         else:
             candidates = candidates.filter(name_key=name)
+            deferred.add(pk)
         similar = candidates.values_list("pk", "name_key")
         for other, other_name in similar:
             add(other, "same_name_same_company" if other_name == name else "similar_name")
@@ -196,11 +201,14 @@ def _contact_candidates(contact: dict) -> dict[tuple, set[str]]:
 def contacts_refresh(*, contact_ids: Iterable, new: bool = False) -> None:
     """Find again the pairs of these contacts (after a write to them or their memberships).
 
-    Runs inside the caller's transaction, so the pairs change with the record or not at all.
+    Runs inside the caller's transaction, so the pairs change with the record or not at all. A
+    contact at a company larger than `SIMILAR_AT_COMPANY_LIMIT` gets its equal-key pairs here and
+    its similar names from the refresh task queued on commit (`_contacts_refresh_set_based`).
     """
     ids = [pk for pk in dict.fromkeys(contact_ids) if pk is not None]
     if not ids:
         return
+    deferred: set = set()
     with transaction.atomic():
         if not new:  # a record created in this transaction has no pairs yet
             ContactDuplicate.objects.filter(Q(first_id__in=ids) | Q(second_id__in=ids)).delete()
@@ -212,12 +220,60 @@ def contacts_refresh(*, contact_ids: Iterable, new: bool = False) -> None:
         by_entity: dict[Any, dict[tuple, set[str]]] = {}
         for row in rows:
             found = by_entity.setdefault(row["entity_id"], {})
-            for pair, reasons in _contact_candidates(row).items():
+            for pair, reasons in _contact_candidates(row, deferred).items():
                 found.setdefault(pair, set()).update(reasons)
+            if row["id"] in deferred:
+                args = (str(row["entity_id"]), "contact", [str(row["id"])])
+                transaction.on_commit(lambda args=args: _refresh_enqueue(*args), robust=True)
         for entity_id, found in by_entity.items():
             _store(
                 ContactDuplicate, entity_id=entity_id, kind=DuplicateKind.CONTACT, found=found, weights=CONTACT_WEIGHTS
             )
+
+
+def _batch_equal_key_sql(key: str, reason: str, weight: float) -> str:
+    """Pairs of the batch's contacts (%(ids)s) sharing `key`, a key held by more than
+    COMMON_KEY_LIMIT other contacts left out (as `_equal_keys` does for one)."""
+    return f"""
+  SELECT a.entity_id, LEAST(a.id, b.id) AS first_id, GREATEST(a.id, b.id) AS second_id,
+    '{reason}' AS reason, {weight}::float8 AS weight
+  FROM crm_contact a
+  CROSS JOIN LATERAL (SELECT array_agg(x.id) AS ids FROM (
+    SELECT x.id FROM crm_contact x WHERE x.entity_id = a.entity_id AND x.{key} = a.{key}
+    LIMIT {COMMON_KEY_LIMIT + 1}) x) h
+  CROSS JOIN LATERAL unnest(h.ids) AS b(id)
+  WHERE a.id = ANY(%(ids)s::uuid[]) AND a.{key} IS NOT NULL AND cardinality(h.ids) <= {COMMON_KEY_LIMIT}
+    AND b.id <> a.id"""
+
+
+# The batch's contacts against every colleague at every company they belong to, whatever its size:
+# linear in (contacts × colleagues), all in the database.
+_BATCH_COLLEAGUES_SQL = f"""
+  SELECT a.entity_id, LEAST(a.id, c.id) AS first_id, GREATEST(a.id, c.id) AS second_id,
+    CASE WHEN a.name_key = c.name_key THEN 'same_name_same_company' ELSE 'similar_name' END AS reason,
+    CASE WHEN a.name_key = c.name_key THEN {CONTACT_WEIGHTS["same_name_same_company"]}
+         ELSE {CONTACT_WEIGHTS["similar_name"]} END::float8 AS weight
+  FROM crm_contact a
+  JOIN crm_companymembership ma ON ma.contact_id = a.id
+  JOIN crm_companymembership mc ON mc.company_id = ma.company_id AND mc.contact_id <> a.id
+  JOIN crm_contact c ON c.id = mc.contact_id
+  WHERE a.id = ANY(%(ids)s::uuid[]) AND a.name_key IS NOT NULL AND c.name_key IS NOT NULL
+    AND (a.name_key = c.name_key OR similarity(a.name_key, c.name_key) >= {SIMILARITY})"""
+
+
+def _contacts_refresh_set_based(ids: list[str]) -> None:
+    """Every pair of these contacts again in two statements (PostgreSQL; the refresh task's path):
+    their pairs deleted, then found by equal keys and among all their colleagues at once — the
+    same reasons and scores as `contacts_refresh`, with no company too large to compare."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        ContactDuplicate.objects.filter(Q(first_id__in=ids) | Q(second_id__in=ids)).delete()
+        candidates = [
+            _batch_equal_key_sql("email_key", "similar_email", CONTACT_WEIGHTS["similar_email"]),
+            _batch_equal_key_sql("phone_key", "same_phone", CONTACT_WEIGHTS["same_phone"]),
+            _BATCH_COLLEAGUES_SQL,
+        ]
+        statement = _insert_pairs_sql("crm_contactduplicate", DuplicateKind.CONTACT, candidates, distinct=True)
+        cursor.execute(statement + " ON CONFLICT (first_id, second_id) DO NOTHING", {"ids": ids})
 
 
 _MEMBERS = (
@@ -229,6 +285,7 @@ _SIMILAR_AT_COMPANY = (
     "WHERE similarity(a.name_key, b.name_key) >= %s"
 )
 SIMILAR_AT_COMPANY_LIMIT = 300
+REFRESH_IDS_PER_TASK = 2_000  # one refresh task's contacts (a huge company's are queued in several)
 
 
 def _reason_order_sql(weights: dict[str, float]) -> str:
@@ -304,10 +361,10 @@ def company_contacts_refresh(*, company_id, entity_id) -> None:
     form by sharing it, added to the pairs they had (a merge only adds shared companies, so no pair
     goes away). Equal names: on PostgreSQL one upsert the database groups and pairs (a merge of
     10,000 memberships may pair tens of thousands of namesakes: no row of them passes through
-    Python), elsewhere grouped in name order here. Similar names are compared when the company has
-    at most `SIMILAR_AT_COMPANY_LIMIT` contacts; beyond that equal names only — comparing every
-    pair of a huge company's contacts does not belong in a merge's transaction, and the next write
-    to each contact finds them."""
+    Python), elsewhere grouped in name order here. Similar names are compared here when the company
+    has at most `SIMILAR_AT_COMPANY_LIMIT` contacts; beyond that, comparing every pair of a huge
+    company's contacts does not belong in a merge's transaction: refresh tasks queued on commit
+    compare them (`_contacts_refresh_set_based`, `REFRESH_IDS_PER_TASK` contacts each)."""
     if is_postgres():
         with connection.cursor() as cursor:
             # The statistics of a company that just gained its memberships say "a few rows": a
@@ -319,7 +376,13 @@ def company_contacts_refresh(*, company_id, entity_id) -> None:
         found: dict[tuple, set[str]] = {}
     else:
         found = _same_names_python(company_id)
-    if CompanyMembership.objects.filter(company_id=company_id).count() <= SIMILAR_AT_COMPANY_LIMIT:
+    members = CompanyMembership.objects.filter(company_id=company_id)
+    if is_postgres() and members[: SIMILAR_AT_COMPANY_LIMIT + 1].count() > SIMILAR_AT_COMPANY_LIMIT:
+        ids = [str(pk) for pk in members.order_by().values_list("contact_id", flat=True)]
+        for start in range(0, len(ids), REFRESH_IDS_PER_TASK):
+            args = (str(entity_id), "contact", ids[start : start + REFRESH_IDS_PER_TASK])
+            transaction.on_commit(lambda args=args: _refresh_enqueue(*args), robust=True)
+    else:
         to_uuid = Contact._meta.pk.to_python
         with connection.cursor() as cursor:
             cursor.execute(
@@ -433,7 +496,9 @@ def duplicates_refresh_ids(*, model_name: str, ids: list[str]) -> None:
             if not is_postgres():
                 for row in model.objects.filter(pk__in=batch):
                     model.objects.filter(pk=row.pk).update(**keys_of(row))
-            if model is Contact:
+            if model is Contact and is_postgres():
+                _contacts_refresh_set_based(batch)
+            elif model is Contact:
                 contacts_refresh(contact_ids=batch)
             else:
                 companies_refresh(company_ids=batch)
@@ -495,13 +560,15 @@ _SIMILAR_COMPANIES_SQL = f"""
 SIMILAR_COMPANIES_REBUILD_LIMIT = 200_000  # one trigram probe per company: beyond this, found on write
 
 
-def _insert_pairs_sql(table: str, kind: str, candidates: list[str]) -> str:
+def _insert_pairs_sql(table: str, kind: str, candidates: list[str], *, distinct: bool = False) -> str:
+    union = " UNION ALL ".join(candidates)
+    source = f"SELECT DISTINCT * FROM ({union}) AS found" if distinct else union
     return f"""
 INSERT INTO {table} (id, entity_id, created_at, updated_at, first_id, second_id, reasons, score)
 SELECT gen_random_uuid(), entity_id, now(), now(), first_id, second_id,
   to_jsonb(array_agg(reason ORDER BY weight DESC, reason)),
   round((1 - exp(sum(ln(1 - weight))))::numeric, 4)::float8
-FROM ({" UNION ALL ".join(candidates)}) AS candidates
+FROM ({source}) AS candidates
 WHERE NOT EXISTS (SELECT 1 FROM crm_duplicatedismissal d WHERE d.entity_id = candidates.entity_id
                   AND d.kind = '{kind}' AND d.first_id = candidates.first_id AND d.second_id = candidates.second_id)
 GROUP BY entity_id, first_id, second_id"""

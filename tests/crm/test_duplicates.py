@@ -94,19 +94,49 @@ def test_similar_name_at_the_same_company(api):
     assert found["reasons"] == ["similar_name"]
 
 
-def test_at_a_large_company_a_write_finds_equal_names_but_compares_no_similar_ones(api, monkeypatch):
-    """Beyond SIMILAR_AT_COMPANY_LIMIT people a write does not compare its name with every colleague
-    (quadratic over an import); equal names are still paired through the index."""
+def test_at_a_large_company_similar_names_are_found_by_the_task_queued_on_commit(
+    api, monkeypatch, settings, django_capture_on_commit_callbacks
+):
+    """Beyond SIMILAR_AT_COMPANY_LIMIT people a write finds equal names itself (through the index)
+    and leaves similar ones to the refresh task it queues on commit, which compares the contact
+    with every colleague in one statement: nothing is missed, the request stays bounded."""
     from crm.services import duplicates
 
+    settings.CELERY_TASK_ALWAYS_EAGER = True
     monkeypatch.setattr(duplicates, "SIMILAR_AT_COMPANY_LIMIT", 2)
     acme = company(api, name="Acme")
     contact(api, firstName="Someone", lastName="Else", companyId=acme)
     a = contact(api, firstName="Maximilian", lastName="Richardson", companyId=acme)
-    b = contact(api, firstName="Maximillian", lastName="Richardson", companyId=acme)  # the third person
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        b = contact(api, firstName="Maximillian", lastName="Richardson", companyId=acme)  # the third person
+    assert pair_of(api, "contacts", a, b) is None  # not in the write's own transaction
     c = contact(api, firstName="Maximilian", lastName="Richardson", companyId=acme)
-    assert pair_of(api, "contacts", a, b) is None
     assert "same_name_same_company" in pair_of(api, "contacts", a, c)["reasons"]
+
+    for callback in queued:
+        callback()  # the refresh task (eager here), as the worker runs it after the commit
+    assert pair_of(api, "contacts", a, b)["reasons"] == ["similar_name"]
+    assert pair_of(api, "contacts", b, c)["reasons"] == ["similar_name"]
+    assert "same_name_same_company" in pair_of(api, "contacts", a, c)["reasons"]
+
+
+def test_the_set_based_refresh_finds_what_a_write_finds(api):
+    """The refresh task's statement (every colleague, equal keys with the common-key rule) stores
+    the same pairs, reasons and scores as the single write's path."""
+    from crm.services.duplicates import _contacts_refresh_set_based
+
+    acme = company(api, name="Acme")
+    a = contact(api, firstName="Maximilian", lastName="Richardson", companyId=acme, phone="030 1234567")
+    b = contact(api, firstName="Maximillian", lastName="Richardson", companyId=acme, phone="0301234567")
+    c = contact(api, firstName="Ada", lastName="Lovelace", email="a.da+x@gmail.com")
+    d = contact(api, firstName="Ada", lastName="Byron", email="ada@googlemail.com", companyId=acme)
+    contact(api, firstName="Alexandra", lastName="Richardson", companyId=acme)  # not similar enough
+    before = sorted((tuple(sorted(p["ids"])), tuple(p["reasons"]), p["score"]) for p in pairs(api, "contacts"))
+    assert len(before) == 2
+    ContactDuplicate.objects.all().delete()
+    _contacts_refresh_set_based([a, b, c, d])
+    after = sorted((tuple(sorted(p["ids"])), tuple(p["reasons"]), p["score"]) for p in pairs(api, "contacts"))
+    assert after == before
 
 
 def test_dissimilar_name_or_other_company_is_no_similar_name(api):

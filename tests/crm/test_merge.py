@@ -390,6 +390,38 @@ def test_company_merge_pairs_the_namesakes_it_brings_together(api, entity):
     assert api.get("/contacts/duplicates").json()["total"] == 2
 
 
+def test_a_large_company_merge_leaves_similar_names_to_the_refresh_tasks(
+    api, entity, monkeypatch, settings, django_capture_on_commit_callbacks
+):
+    """Beyond SIMILAR_AT_COMPANY_LIMIT people the merge pairs equal names in its transaction and
+    queues the refresh of the survivor's contacts, which then finds the similar names; dismissed
+    pairs stay dismissed."""
+    from crm.services import duplicates
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    survivor = api.post("/companies", {"name": "Acme"}).json()["company"]["id"]
+    merged = api.post("/companies", {"name": "Globex"}).json()["company"]["id"]
+
+    def contact(first, last, company):
+        body = {"firstName": first, "lastName": last, "companyId": company}
+        return api.post("/contacts", body).json()["contact"]["id"]
+
+    a, b = contact("Maximilian", "Richardson", survivor), contact("Maximillian", "Richardson", merged)
+    c, d = contact("Cy", "Doe", survivor), contact("Cy", "Doe", merged)
+    e, f = contact("Johanna", "Smithson", survivor), contact("Johana", "Smithson", merged)
+    assert api.post("/contacts/duplicates/dismiss", {"ids": [e, f]}).status_code == 200
+    monkeypatch.setattr(duplicates, "SIMILAR_AT_COMPANY_LIMIT", 4)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        assert api.post(f"/companies/{survivor}/merge", {"mergeId": merged}).status_code == 200
+    after = {frozenset(p["ids"]): p["reasons"] for p in api.get("/contacts/duplicates").json()["duplicates"]}
+    assert after == {frozenset({c, d}): ["same_name_same_company"]}
+
+    for callback in queued:
+        callback()  # on commit: the refresh tasks (eager here)
+    after = {frozenset(p["ids"]): p["reasons"] for p in api.get("/contacts/duplicates").json()["duplicates"]}
+    assert after == {frozenset({c, d}): ["same_name_same_company"], frozenset({a, b}): ["similar_name"]}
+
+
 def test_a_status_taken_from_the_merged_company_keeps_archived_at_in_step(api, entity):
     survivor = factories.make_company(entity, name="Acme")
     merged = factories.make_company(entity, name="Acme Old")
