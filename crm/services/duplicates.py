@@ -476,12 +476,18 @@ def records_written(model, *, created: list, updated: list, entity_id=None) -> N
     transaction.on_commit(lambda: _refresh_enqueue(*args), robust=True)
 
 
+# The refresh's priority on the Redis broker (kombu: 0 is first, the default; 9 is last): a worker
+# takes every other queued task first, so an import's continuations, emails and webhooks never
+# wait behind the pairs of the rows the import just wrote.
+REFRESH_PRIORITY = 9
+
+
 def _refresh_enqueue(entity_id: str, model_name: str, ids: list[str]) -> None:
     """Queue the refresh; a broker that is down leaves the pairs to the next write or a rebuild."""
     from crm.tasks import refresh_duplicates  # crm.tasks imports the services
 
     try:
-        refresh_duplicates.apply_async((entity_id, model_name, ids))
+        refresh_duplicates.apply_async((entity_id, model_name, ids), priority=REFRESH_PRIORITY)
     except Exception as exc:
         logger.warning("Could not queue the duplicate refresh of %s %ss (%s)", len(ids), model_name, type(exc).__name__)
 
