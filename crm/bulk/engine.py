@@ -705,6 +705,9 @@ class BulkWriter:
         if partial and item.clear:
             fields = serializer.fields
             body.update({name: None if fields[name].allow_null else "" for name in item.clear if name in fields})
+            custom = [name.split(".", 1)[1] for name in item.clear if name.startswith("customFields.")]
+            if custom:  # null clears a custom field, as in a PATCH
+                body["customFields"] = {**{key: None for key in custom}, **body.get("customFields", {})}
         serializer.initial_data = body
         serializer.instance = item.existing
         try:

@@ -111,6 +111,8 @@ class Importer:
                 if value:
                     key = field.split(".", 1)[1]
                     row.body.setdefault("customFields", {})[key] = self._custom_typed(key, value)
+                elif self.options.get("clearEmpty"):
+                    clear.append(field)
                 continue
             if field in LINK_COLUMNS:
                 if value:

@@ -66,3 +66,22 @@ def test_export_has_a_column_per_custom_field_and_round_trips(api, entity, field
     text = b"".join(api.get("/companies/export").streaming_content).decode()
     job = run_import(api, django_capture_on_commit_callbacks, text, objectType="company", matchOn="id")
     assert job["unchanged"] == 2 and job["failed"] == 0, job
+
+
+def test_clear_empty_clears_mapped_custom_fields_and_otherwise_keeps_them(
+    api, entity, fields, django_capture_on_commit_callbacks
+):
+    body = {"name": "Acme", "domain": "acme.example", "customFields": {"tier": "gold", "seats": "25", "vip": True}}
+    pk = api.post("/companies", body).json()["company"]["id"]
+    content = csv_text([["domain", "tier", "seats"], ["acme.example", "", "30"]])
+
+    job = run_import(api, django_capture_on_commit_callbacks, content, objectType="company")
+    assert job["updated"] == 1, job
+    assert api.get(f"/companies/{pk}").json()["company"]["customFields"] == {"tier": "gold", "seats": "30", "vip": True}
+
+    job = run_import(api, django_capture_on_commit_callbacks, content, objectType="company", clearEmpty=True)
+    assert job["updated"] == 1, job
+    assert api.get(f"/companies/{pk}").json()["company"]["customFields"] == {"tier": None, "seats": "30", "vip": True}
+
+    job = run_import(api, django_capture_on_commit_callbacks, content, objectType="company", clearEmpty=True)
+    assert job["unchanged"] == 1, job  # clearing what is already empty changes nothing
