@@ -22,6 +22,7 @@ from axiomatic import errors
 from axiomatic.db import is_postgres
 from axiomatic.filters import OwnerFilter, StrictFilterSet, SubstringFilter
 from axiomatic.ordering import expected_rows
+from axiomatic.totals import COUNT_CAP, total_known_over_cap
 from crm.choices import ActivityStatus, ActivityType, CompanyRole, CompanyStatus, StageKind
 from crm.models import Activity, Company, Contact, Lead
 from crm.selectors.contacts import FullName
@@ -48,7 +49,11 @@ DUE_HELP = (
 
 CUSTOM_FIELD_PARAM = re.compile(r"^cf(?:\.(?P<dotted>.+)|\[(?P<bracketed>[^\]]+)\])$")
 CUSTOM_FIELD_OPERATORS = ("gte", "lte", "empty")
-COMMON_MATCHES = 30_000  # three times the capped count (axiomatic.api.pagination.COUNT_CAP)
+COMMON_MATCHES = 3 * COUNT_CAP
+# A value the statistics put at ten times the capped count or more is over the cap without counting
+# (see `CustomFieldFilters._equal`): a random sample of the column that shows it in one row in ten
+# or more does not come from a value held by under one in a hundred.
+OVER_CAP_BY_STATISTICS = 10 * COUNT_CAP
 EXPECTED_MATCHES_SECONDS = 600
 CUSTOM_FIELD_FILTER_HELP = (
     "Custom field filters, on every key of GET /custom-fields for this object type: `cf.<key>=<value>` (exact; "
@@ -151,15 +156,31 @@ class CustomFieldFilters:
             raw = str(self.request.user.pk)
         return ("eq", definition, custom_field_filter_value(definition, raw, bound=False))
 
-    def _equal(self, queryset, definition, stored):
+    def _equal(self, queryset, definition, stored, *, alone: bool):
         """Equality through the GIN index; but when PostgreSQL expects more matches than the
         capped count reads (`COMMON_MATCHES`), the index would collect every one of them before the
         first page or the count could start, so the condition is written for reading the list in
-        its order instead (one planning-only EXPLAIN decides, about a millisecond)."""
+        its order instead (one planning-only EXPLAIN decides, about a millisecond, cached).
+
+        The capped count of such a value reads the table until 10,001 matches (a built-in filter
+        such as `role` counts them from its btree alone; a jsonb value has none to count from):
+        50,000 rows for one record in five. So when the value is the list's only filter and the
+        statistics expect `OVER_CAP_BY_STATISTICS` matches or more, the list answers
+        `total: 10000, totalExact: false` without counting (`total_known_over_cap`)."""
         indexed = queryset.filter(equals_q(definition, stored))
-        if is_postgres(queryset.db) and _expected_matches(definition, stored) > COMMON_MATCHES:
-            return queryset.filter(equals_walk_q(definition, stored))
-        return indexed
+        if not is_postgres(queryset.db):
+            return indexed
+        expected = _expected_matches(definition, stored)
+        if expected <= COMMON_MATCHES:
+            return indexed
+        if alone and expected >= OVER_CAP_BY_STATISTICS:
+            total_known_over_cap(self.request)
+        return queryset.filter(equals_walk_q(definition, stored))
+
+    def _only_custom_filters(self) -> bool:
+        """No declared filter (role, q, owner, …) is in use: the custom fields filter alone."""
+        cleaned = getattr(self.form, "cleaned_data", {})
+        return not any(value not in (None, "", [], ()) for value in cleaned.values())
 
     def is_valid(self) -> bool:
         valid = super().is_valid()
@@ -177,7 +198,8 @@ class CustomFieldFilters:
             if condition[0] == "q":
                 queryset = queryset.filter(condition[1])
             elif condition[0] == "eq":
-                queryset = self._equal(queryset, condition[1], condition[2])
+                alone = len(conditions) == 1 and self._only_custom_filters()
+                queryset = self._equal(queryset, condition[1], condition[2], alone=alone)
             else:
                 _, definition, operator, bound = condition
                 queryset = range_q(queryset, definition, lookup=operator, bound=bound)

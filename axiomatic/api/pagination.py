@@ -36,11 +36,11 @@ from axiomatic.counters import counter_subquery, counters_supported
 from axiomatic.db import read_connection
 from axiomatic.keyset import keyset_after, order_keys
 from axiomatic.ordering import first_matches, order_matches
+from axiomatic.totals import COUNT_CAP, is_total_known_over_cap
 
 _INTEGER = re.compile(r"[+-]?\d{1,9}")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-COUNT_CAP = 10_000
 MAX_PAGE = 10_000_000  # beyond any real list; keeps OFFSET far inside PostgreSQL's bigint
 PAGINATION_PARAMS = frozenset({"entityId", "page", "pageSize", "limit", "cursor"})
 _CURSOR_SALT = "axiomatic.api.list-cursor"
@@ -152,6 +152,8 @@ class EntityPagination(BasePagination):
         """The whole list's total as an SQL expression: counter, exact count or capped count."""
         self.cap = COUNT_CAP if filtered else None
         counter = getattr(view, "total_counter", None)
+        if filtered and is_total_known_over_cap(request):
+            return RawSQL("%s", [COUNT_CAP + 1])
         if filtered:
             return _count_subquery(queryset, COUNT_CAP)
         if counter and view.parent_resource is None and counters_supported():

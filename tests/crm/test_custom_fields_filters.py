@@ -224,3 +224,30 @@ def test_a_common_value_is_found_by_walking_the_list_and_a_rare_one_through_the_
         assert len(names(api.get("/companies", {"cf.markets": "apac"}))) == 6
     page_sql = [q["sql"] for q in walked.captured_queries if '"crm_company"' in q["sql"] and "EXPLAIN" not in q["sql"]]
     assert page_sql and all("jsonb_contains" in sql and "@>" not in sql for sql in page_sql), page_sql
+
+
+def test_a_value_the_statistics_put_far_over_the_cap_is_not_counted_when_it_filters_alone(api, monkeypatch):
+    """A capped count of a common custom-field value reads the table until 10,001 matches; when
+    the planner expects ten times the cap and the value is the list's only filter, the list
+    answers the capped total without counting. With any other filter it counts as always."""
+    from crm import filters
+
+    define(api, "tier", "select", options=OPTIONS)
+    for index in range(3):
+        api.post("/companies", {"name": f"C{index}", "role": "customer", "customFields": {"tier": "emea"}})
+    monkeypatch.setattr(filters, "_expected_matches", lambda definition, stored: 200_000.0)  # as at a million
+
+    with CaptureQueriesContext(connection) as alone:
+        body = api.get("/companies", {"cf.tier": "emea"}).json()
+    assert (body["total"], body["totalExact"], len(body["companies"])) == (10_000, False, 3)
+    page_sql = [q["sql"] for q in alone.captured_queries if '"crm_company"' in q["sql"]]
+    assert page_sql and not any("COUNT(" in sql for sql in page_sql), page_sql
+
+    with CaptureQueriesContext(connection) as combined:
+        body = api.get("/companies", {"cf.tier": "emea", "role": "customer"}).json()
+    assert (body["total"], body["totalExact"]) == (3, True)
+    assert any("COUNT(" in q["sql"] for q in combined.captured_queries)
+
+    monkeypatch.setattr(filters, "_expected_matches", lambda definition, stored: 50_000.0)  # common, not far over
+    body = api.get("/companies", {"cf.tier": "emea"}).json()
+    assert (body["total"], body["totalExact"]) == (3, True)
