@@ -64,8 +64,11 @@ def test_a_search_with_few_matches_is_sorted_not_walked(api, entity, monkeypatch
         with CaptureQueriesContext(connection) as queries:
             body = api.get("/contacts", {"q": "zhang", "pageSize": 4}).json()
         # Read now: the next request clears the connection's query log.
+        # Page 1: the short walk, then the matches found, counted and sorted in one statement.
         (first_sql,) = [
-            q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT") and "LIMIT 5" in q["sql"]
+            q["sql"]
+            for q in queries.captured_queries
+            if q["sql"].startswith("SELECT") and "LIMIT 5" in q["sql"] and "OVER ()" in q["sql"]
         ]
         ids = [row["id"] for row in body["contacts"]]
         cursor, later_sql = body["nextCursor"], ""
@@ -162,10 +165,10 @@ def test_a_rare_term_falls_back_to_the_trigram_index_and_a_sort(api, names):
     assert body["total"] == 2 and body["hasMore"] is False
     walks = [statement for statement in sql if statement.startswith(_WALK_SETTINGS)]
     assert len(walks) == 1  # tried first, came back short (the matches are past its 30 rows)
-    (page,) = [
-        statement for statement in sql if statement.startswith('SELECT "crm_company"."id"') and "LIMIT 6" in statement
-    ]
-    assert 'ORDER BY ("crm_company"."name", "crm_company"."id") ASC' in page  # sorted, not walked
+    (found,) = [statement for statement in sql if "LIMIT 6" in statement and "OVER ()" in statement]
+    assert 'ORDER BY ("crm_company"."name", "crm_company"."id") ASC' in found  # sorted, not walked
+    # ... and counted by the same scan (a window over the matches): no capped count reads them again.
+    assert not any("AS counted" in statement for statement in sql), sql
     with transaction.atomic():
         enter_entity(api.entity.pk)
         plan = _plan(Company.objects.filter(name__icontains="rarity").order_by("pk")[:6])
@@ -182,10 +185,11 @@ def test_the_walk_leaves_no_setting_behind(api, names):
     api.get("/companies", {"q": "frequent"})
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            "SELECT current_setting('enable_bitmapscan'), current_setting('max_parallel_workers_per_gather')"
+            "SELECT current_setting('enable_bitmapscan'), current_setting('enable_seqscan'), "
+            "current_setting('max_parallel_workers_per_gather')"
         )
-        bitmap, workers = cursor.fetchone()
-    assert bitmap == "on" and workers != "0"
+        bitmap, seqscan, workers = cursor.fetchone()
+    assert bitmap == "on" and seqscan == "on" and workers != "0"
 
 
 def test_the_header_search_and_the_pages_walk_first_too(signed_in, entity, names):
@@ -203,3 +207,11 @@ def test_ordering_a_search_that_matches_nothing_by_construction(entity):
     """`pk__in=[]` compiles to no SQL at all: the estimate is then 0, not an error."""
     nothing = Contact.objects.filter(pk__in=[]).order_by("last_name", "first_name", "id")
     assert list(ordering.order_matches(nothing, [("last_name", False), ("first_name", False), ("id", False)])) == []
+
+
+def test_the_sorted_fallback_caps_its_count_like_any_filtered_list(api, names, monkeypatch):
+    from axiomatic.api import pagination
+
+    monkeypatch.setattr(pagination, "COUNT_CAP", 1)
+    body, _ = _company_page_one(api, "rarity")
+    assert (body["total"], body["totalExact"], len(body["companies"])) == (1, False, 2)

@@ -25,7 +25,7 @@ import uuid
 from typing import Any
 
 from django.core import signing
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.sql import Query
 from rest_framework import exceptions
@@ -35,7 +35,7 @@ from rest_framework.response import Response
 from axiomatic.counters import counter_subquery, counters_supported
 from axiomatic.db import read_connection
 from axiomatic.keyset import keyset_after, order_keys
-from axiomatic.ordering import first_matches, order_matches
+from axiomatic.ordering import first_matches_counted, order_matches
 from axiomatic.totals import COUNT_CAP, is_total_known_over_cap
 
 _INTEGER = re.compile(r"[+-]?\d{1,9}")
@@ -123,7 +123,9 @@ class EntityPagination(BasePagination):
             offset = (self.page - 1) * page_size
         self.page_size = page_size
         if searching and not any(key.nulls_last for key in self.keys):
-            queryset = self._search_order(queryset, first_page=cursor is None and offset == 0)
+            queryset, counted = self._search_order(queryset, first_page=cursor is None and offset == 0)
+            if counted is not None:  # the search counted its matches as it found them
+                total = Value(counted if self.cap is None else min(counted, self.cap + 1))
 
         rows = self._fetch(queryset, total, offset, page_size)
         self.has_more = len(rows) > page_size
@@ -137,14 +139,15 @@ class EntityPagination(BasePagination):
         self.next_cursor = self._encode(rows[-1]) if self.has_more else None
         return rows
 
-    def _search_order(self, queryset, *, first_page: bool):
+    def _search_order(self, queryset, *, first_page: bool) -> tuple[QuerySet, int | None]:
         """A text search (the view's `search_params`) the fast way (axiomatic.ordering): page 1 by
         a bounded walk of the ordering index, then its rows by primary key; when the walk comes
-        back short, or on later pages, the matches sorted when few instead of walked for."""
+        back short, the matches found, counted and sorted in one scan (the count then replaces the
+        capped count); on later pages, the matches sorted when few instead of walked for."""
         order = [(key.field, key.descending) for key in self.keys]
         if first_page:
-            return first_matches(queryset, order, self.page_size + 1)
-        return order_matches(queryset, order)
+            return first_matches_counted(queryset, order, self.page_size + 1)
+        return order_matches(queryset, order), None
 
     # --- totals ---------------------------------------------------------------------------------
 
