@@ -1300,6 +1300,11 @@ def app_environment(args, port: int) -> dict:
         GUNICORN_BIND=f"127.0.0.1:{port}",
         GUNICORN_LOG_LEVEL="warning",
         PYTHONUNBUFFERED="1",
+        # As in production: tasks a request queues (a merge's duplicate refresh, webhooks) go to the
+        # broker for a worker, not into the request (Celery's eager mode without one). The bench
+        # runs no worker; the queue is its own and is deleted at the end (`drop_task_queue`).
+        CELERY_BROKER_URL=args.redis_url,
+        CELERY_TASK_DEFAULT_QUEUE=f"bench-{os.getpid()}",
     )
     for name in ("WEB_CONCURRENCY", "GUNICORN_THREADS"):
         env.pop(name, None)  # gunicorn.conf.py's measured choice, unless asked otherwise
@@ -1308,6 +1313,17 @@ def app_environment(args, port: int) -> dict:
     if args.threads:
         env["GUNICORN_THREADS"] = str(args.threads)
     return env
+
+
+def drop_task_queue(env: dict) -> None:
+    """Delete the app's task queue (every priority's list): no worker ever reads it."""
+    import redis
+
+    queue = env["CELERY_TASK_DEFAULT_QUEUE"]
+    with contextlib.suppress(Exception):
+        redis.Redis.from_url(env["CELERY_BROKER_URL"]).delete(
+            queue, *(f"{queue}\x06\x16{priority}" for priority in (3, 6, 9))
+        )
 
 
 def gunicorn_shape(env: dict) -> str:
@@ -1549,6 +1565,7 @@ def run(args) -> int:
         log_path = log_dir / "gunicorn.log"
         measured_bytes = log_path.stat().st_size if log_path.exists() else 0  # not the shutdown's own noise
         stop(gunicorn)
+        drop_task_queue(env)
         if sql is not None:
             sql.close()
         meta["errors"] = app_errors(log_path, upto=measured_bytes)
