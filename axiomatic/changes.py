@@ -282,10 +282,21 @@ def _record_of(instance, action, data, previous, actor) -> ChangeRecord:
 _INSERT = (
     f"INSERT INTO {Change._meta.db_table} "
     "(event_id, entity_id, type, object_type, object_id, occurred_at, actor_type, actor_id, data, previous) "
-    "SELECT e, n, t, o, i, %s, a, b, d, p FROM unnest("
-    "%s::text[], %s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]"
-    ") WITH ORDINALITY AS r(e, n, t, o, i, a, b, d, p, k) ORDER BY k"
+    "SELECT r.e, r.n, r.t, r.o, r.i, %s, r.a, r.b, r.d, r.p FROM ROWS FROM (json_to_recordset(%s::json) "
+    "AS (e text, n uuid, t text, o text, i text, a text, b text, d text, p text)) "
+    "WITH ORDINALITY AS r(e, n, t, o, i, a, b, d, p, k) ORDER BY r.k"
 )
+_COLUMNS = {
+    "e": "event_id",
+    "n": "entity_id",
+    "t": "type",
+    "o": "object_type",
+    "i": "object_id",
+    "a": "actor_type",
+    "b": "actor_id",
+    "d": "data",
+    "p": "previous",
+}
 
 
 def record(records: Iterable[ChangeRecord | None], *, using: str = DEFAULT_DB_ALIAS) -> int:
@@ -314,11 +325,11 @@ def record(records: Iterable[ChangeRecord | None], *, using: str = DEFAULT_DB_AL
         return 0
     connection = connections[using]
     if is_postgres(connection):
-        # One statement whatever the number of changes: arrays, not one parameter per value.
-        columns = ("event_id", "entity_id", "type", "object_type", "object_id", "actor_type", "actor_id", "data")
-        params = [now, *([getattr(row, name) for row in rows] for name in columns), [row.previous for row in rows]]
+        # One statement whatever the number of changes, its rows one JSON text: the driver quotes a
+        # single string (quoting nine arrays element by element cost an import 0.2 ms a change).
+        payload = [{key: getattr(row, name) for key, name in _COLUMNS.items()} for row in rows]
         with connection.cursor() as cursor:
-            cursor.execute(_INSERT, params)
+            cursor.execute(_INSERT, [now, orjson.dumps(payload, default=str).decode()])
     else:
         _number_now(rows, using=using)  # no commit-time trigger there; SQLite serialises writers
         Change.objects.using(using).bulk_create(rows)
