@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils.functional import cached_property
 
 from axiomatic.tenancy import TenantModel
 
@@ -63,10 +64,10 @@ class CustomField(TenantModel):
     def __str__(self) -> str:
         return f"{self.object_type}.{self.key}"
 
-    @property
+    @cached_property
     def storage_key(self) -> str:
         """Where records keep this field's value in `custom_fields` (a letter first, so no backend
-        reads it as an array index)."""
+        reads it as an array index). Cached: a list reads it for every field of every row."""
         return storage_key_of(self.pk)
 
     @property
