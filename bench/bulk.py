@@ -165,14 +165,14 @@ def _admin(url: str, sql: str) -> None:
         conn.execute(sql)
 
 
-def _contacts_csv(path: Path, owner: str) -> None:
+def _contacts_csv(path: Path, owner: str, *, rows: int = IMPORT_ROWS) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(
             ["First Name", "Last Name", "Email", "Phone", "Job Title", "LinkedIn URL", "Notes", "Company Domain",
              "Owner User Id", "Company Name", "Region", "Seats"]
         )  # fmt: skip
-        for n in range(IMPORT_ROWS):
+        for n in range(rows):
             writer.writerow(
                 [f"First{n}", f"Last{n}", f"person{n}@example.com", f"+1 555 {n:07d}", "Engineer",
                  f"https://www.linkedin.com/in/p{n}", "Met at the fair", f"company{n % 97}.example", owner,

@@ -1,0 +1,117 @@
+"""The million-row import of issue 24, measured apart from `bin/bench` (it takes minutes):
+`python -m bench.million --database-url URL` imports 1,000,000 new contacts (the 10 columns and
+2 custom fields of `bench/bulk.py`'s file) with `manage.py import_csv` in one process (one worker) into a scratch
+database, and prints its wall time and a memory curve: every 15 s, the process's resident memory
+and the import's `processedRows`. The tasks the import queues go to a scratch queue (no worker).
+
+Run it with the app's environment (SECRET_KEY, FIELD_ENCRYPTION_KEYS, REDIS_URL, DEBUG=0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+ROWS = 1_000_000
+SAMPLE_SECONDS = 15.0
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _processed(database_url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute("SELECT processed_rows FROM crm_import ORDER BY created_at DESC LIMIT 1").fetchone()
+    return row[0] if row else 0
+
+
+def measure(env: dict, database_url: str, rows: int = ROWS) -> dict:
+    from bench.bulk import _admin, _child, _contacts_csv, _drop_queue, _scratch_url, _seed_companies
+
+    scratch = _scratch_url(database_url) + "_million"
+    name = urlsplit(scratch).path.lstrip("/")
+    _admin(scratch, f'DROP DATABASE IF EXISTS "{name}"')
+    _admin(scratch, f'CREATE DATABASE "{name}"')
+    queue = f"bench-million-{os.getpid()}"
+    broker = env.get("REDIS_URL", "redis://127.0.0.1:6379/14")
+    work = {**env, "DATABASE_URL": scratch, "CELERY_BROKER_URL": broker, "CELERY_TASK_DEFAULT_QUEUE": queue}
+    manage = [sys.executable, "manage.py"]
+    try:
+        subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=work, check=True)
+        made = subprocess.run(
+            [*manage, "create_entity", "Million bench", "--owner-email", "million@example.com"],
+            cwd=ROOT, env=work, check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        created = json.loads(made.stdout.strip().splitlines()[-1])
+        key = subprocess.run(
+            [*manage, "create_api_key", "--entity", created["entityId"], "--scopes", "read:crm,write:crm"],
+            cwd=ROOT, env=work, check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        write_key = json.loads(key.stdout.strip().splitlines()[-1])["key"]
+        companies = [{"name": f"Company {n}", "domain": f"company{n}.example"} for n in range(97)]
+        _child(["fields", "--entity", created["entityId"], "--key", write_key], work)  # 2 custom fields
+        _seed_companies(work, created["entityId"], write_key, companies)
+        with tempfile.TemporaryDirectory(prefix="bench-million-") as folder:
+            path = Path(folder) / "contacts.csv"
+            _contacts_csv(path, created["ownerUserId"], rows=rows)
+            command = [*manage, "import_csv", str(path), "--entity", created["entityId"], "--object-type", "contact"]
+            command += ["--match-on", "email", "--no-progress"]
+            curve: list[dict] = []
+            started = time.perf_counter()
+            process = subprocess.Popen(command, cwd=ROOT, env=work, stdout=subprocess.PIPE, text=True)
+            done = threading.Event()
+
+            def sample() -> None:
+                while not done.wait(SAMPLE_SECONDS):
+                    try:
+                        curve.append(
+                            {
+                                "seconds": round(time.perf_counter() - started),
+                                "rssMb": round(_rss_mb(process.pid)),
+                                "processedRows": _processed(scratch),
+                            }
+                        )
+                    except (OSError, ValueError):
+                        return
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            out, _ = process.communicate()
+            seconds = time.perf_counter() - started
+            done.set()
+            job = json.loads(out.strip().splitlines()[-1])
+        return {"rows": rows, "seconds": seconds, "job": job, "curve": curve, "queued": _drop_queue(broker, queue)}
+    finally:
+        _drop_queue(broker, queue)
+        _admin(scratch, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    parser.add_argument("--rows", type=int, default=ROWS)
+    args = parser.parse_args(argv)
+    env = {**os.environ, "DEBUG": "0"}
+    env.setdefault("DJANGO_SETTINGS_MODULE", "axiomatic.settings")
+    print(json.dumps(measure(env, args.database_url, args.rows)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
