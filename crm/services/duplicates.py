@@ -301,10 +301,11 @@ WITH members AS MATERIALIZED (
   SELECT c.id, c.name_key FROM crm_companymembership m JOIN crm_contact c ON c.id = m.contact_id
   WHERE m.company_id = %(company)s AND c.name_key IS NOT NULL
 ), names AS (
-  SELECT name_key FROM members GROUP BY 1 HAVING count(*) BETWEEN 2 AND {COMMON_KEY_LIMIT}
+  SELECT array_agg(id ORDER BY id) AS ids FROM members GROUP BY name_key
+  HAVING count(*) BETWEEN 2 AND {COMMON_KEY_LIMIT}
 ), found AS (
-  SELECT a.id AS first_id, b.id AS second_id
-  FROM names n JOIN members a ON a.name_key = n.name_key JOIN members b ON b.name_key = n.name_key AND a.id < b.id
+  SELECT n.ids[i] AS first_id, n.ids[j] AS second_id
+  FROM names n, generate_series(1, cardinality(n.ids)) AS i, generate_series(i + 1, cardinality(n.ids)) AS j
 )
 INSERT INTO crm_contactduplicate AS p (id, entity_id, created_at, updated_at, first_id, second_id, reasons, score)
 SELECT gen_random_uuid(), %(entity)s, now(), now(), first_id, second_id, '["same_name_same_company"]'::jsonb,
@@ -366,13 +367,12 @@ def company_contacts_refresh(*, company_id, entity_id) -> None:
     company's contacts does not belong in a merge's transaction: refresh tasks queued on commit
     compare them (`_contacts_refresh_set_based`, `REFRESH_IDS_PER_TASK` contacts each)."""
     if is_postgres():
+        # The pairs come from each name's sorted ids (array subscripts), never from joining the
+        # members with themselves: the statistics of a company that just gained its memberships
+        # say "a few rows", and a nested loop over them compared 10⁸ pairs, while forcing hash
+        # joins instead read every contact of the entity to find the members.
         with connection.cursor() as cursor:
-            # The statistics of a company that just gained its memberships say "a few rows": a
-            # nested loop over the members would compare 10⁸ pairs. Hash joins, for this statement.
-            cursor.execute("SELECT current_setting('enable_nestloop'), set_config('enable_nestloop', 'off', true)")
-            (nestloop, _) = cursor.fetchone()
             cursor.execute(_SAME_NAME_AT_COMPANY_UPSERT, {"company": company_id, "entity": entity_id})
-            cursor.execute("SELECT set_config('enable_nestloop', %s, true)", [nestloop])
         found: dict[tuple, set[str]] = {}
     else:
         found = _same_names_python(company_id)
