@@ -55,10 +55,11 @@ def cell(value) -> str:
     return str(value)
 
 
-def _value(item: dict, column: str):
-    if column.startswith("customFields."):
-        return (item.get("customFields") or {}).get(column.split(".", 1)[1])
-    return item.get(column)
+def _column_plan(columns: list[str]) -> list[tuple[bool, str]]:
+    """(is a custom field, key) per column, worked out once per export rather than per cell."""
+    return [
+        (True, column.split(".", 1)[1]) if column.startswith("customFields.") else (False, column) for column in columns
+    ]
 
 
 def export_rows(view, queryset, columns: list[str]):
@@ -66,6 +67,7 @@ def export_rows(view, queryset, columns: list[str]):
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(columns)
+    plan = _column_plan(columns)
     yield buffer.getvalue()
     with transaction.atomic():
         enter_entity(view.request.entity.pk)
@@ -81,7 +83,8 @@ def export_rows(view, queryset, columns: list[str]):
             items = view.get_serializer(many=True).to_representation(chunk)
             del chunk  # one chunk in memory at a time: released before the next is fetched
             for item in items:
-                writer.writerow([cell(_value(item, column)) for column in columns])
+                custom = item.get("customFields") or {}
+                writer.writerow([cell(custom.get(key) if is_custom else item.get(key)) for is_custom, key in plan])
             del items
             yield buffer.getvalue()
 
