@@ -44,6 +44,8 @@ MATCH_ON = {"company": ("domain", "id"), "contact": ("email", "id"), "lead": ("i
 
 def cell(value) -> str:
     """A JSON value as a CSV cell: null empty, booleans as JSON, a stage object by its name."""
+    if value.__class__ is str:  # most cells: first, and without an isinstance chain (a million rows)
+        return value
     if value is None:
         return ""
     if value is True or value is False:
