@@ -1211,7 +1211,9 @@ def gaps_section(
                 "of matches to sort), and a fragment such as `r Osco` has few matches but every name holding "
                 "`osco` as a candidate to recheck, tens of thousands of rows at a million. The count the "
                 "contract asks for (exact up to 10,000) must read them too. The slow draws are those; the "
-                "rest answer at the cost of a list page plus a few milliseconds."
+                "rest answer at the cost of a list page plus a few milliseconds. Each term is asked once per "
+                "round, so most samples are a term's first reading of its candidates' table pages, from disk "
+                "where the operating system does not keep the data set cached."
             )
         else:
             lines.append(f"- **{spec.label}** ({gap}): not explained by this command; start with its EXPLAIN.")
