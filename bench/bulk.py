@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -154,9 +155,9 @@ def child_batch(entity: str, key: str) -> dict:
 # --- the parent ---------------------------------------------------------------------------------------
 
 
-def _scratch_url(url: str) -> str:
+def _scratch_url(url: str, suffix: str) -> str:
     parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "_bulk"))
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + suffix))
 
 
 def _admin(url: str, sql: str) -> None:
@@ -186,23 +187,7 @@ def measure(env: dict, database_url: str, entity: str, read_key: str) -> dict:
     base = {**env, "DATABASE_URL": database_url, "DEBUG": "0"}
     results["export"] = _child(["export", "--entity", entity, "--key", read_key], base)
 
-    scratch = _scratch_url(database_url)
-    name = urlsplit(scratch).path.lstrip("/")
-    _admin(scratch, f'DROP DATABASE IF EXISTS "{name}"')
-    _admin(scratch, f'CREATE DATABASE "{name}"')
-    # Tasks the import queues (the duplicate refresh) go to a scratch queue, as to a worker in
-    # production, instead of running inside the import (Celery's eager mode without a broker).
-    queue = f"bench-bulk-{os.getpid()}"
-    broker = env.get("REDIS_URL", "redis://127.0.0.1:6379/14")
-    work = {**base, "DATABASE_URL": scratch, "CELERY_BROKER_URL": broker, "CELERY_TASK_DEFAULT_QUEUE": queue}
-    try:
-        manage = [sys.executable, "manage.py"]
-        subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=work, check=True)
-        made = subprocess.run(
-            [*manage, "create_entity", "Bulk bench", "--owner-email", "bulk-bench@example.com"],
-            cwd=ROOT, env=work, check=True, capture_output=True, text=True,
-        )  # fmt: skip
-        created = json.loads(made.stdout.strip().splitlines()[-1])
+    with scratch_entity(base, database_url, suffix="_bulk", label="Bulk bench") as (work, created, manage):
         key = subprocess.run(
             [*manage, "create_api_key", "--entity", created["entityId"], "--scopes", "read:crm,write:crm"],
             cwd=ROOT, env=work, check=True, capture_output=True, text=True,
@@ -224,19 +209,48 @@ def measure(env: dict, database_url: str, entity: str, read_key: str) -> dict:
             )
             results["refresh"] = {
                 **_child(["refresh", "--entity", created["entityId"]], work),
-                "queued": _drop_queue(broker, queue),
+                "queued": drop_queue(work),
             }
-    finally:
-        _drop_queue(broker, queue)
-        _admin(scratch, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return results
 
 
-def _drop_queue(broker: str, queue: str) -> int:
-    """Delete the scratch queue (every priority's list, kombu's `<queue>\x06\x16<n>`); the messages it held."""
+@contextmanager
+def scratch_entity(env: dict, database_url: str, *, suffix: str, label: str):
+    """A scratch database beside `database_url` (created, migrated, dropped afterwards) with one
+    entity, and the environment that works in it: (env, the entity as `create_entity` printed it,
+    the manage.py command). Tasks go to a scratch queue of the bench's Redis, as to a worker in
+    production, instead of running inside the bench's process (Celery's eager mode without a
+    broker); the queue is deleted afterwards."""
+    scratch = _scratch_url(database_url, suffix)
+    name = urlsplit(scratch).path.lstrip("/")
+    _admin(scratch, f'DROP DATABASE IF EXISTS "{name}"')
+    _admin(scratch, f'CREATE DATABASE "{name}"')
+    work = {
+        **env,
+        "DATABASE_URL": scratch,
+        "CELERY_BROKER_URL": env.get("REDIS_URL", "redis://127.0.0.1:6379/14"),
+        "CELERY_TASK_DEFAULT_QUEUE": f"bench{suffix.replace('_', '-')}-{os.getpid()}",
+    }
+    manage = [sys.executable, "manage.py"]
+    try:
+        subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=work, check=True)
+        made = subprocess.run(
+            [*manage, "create_entity", label, "--owner-email", f"{name}@example.com"],
+            cwd=ROOT, env=work, check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        yield work, json.loads(made.stdout.strip().splitlines()[-1]), manage
+    finally:
+        drop_queue(work)
+        _admin(scratch, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def drop_queue(env: dict) -> int:
+    """Delete `env`'s task queue (every priority's list, kombu's `<queue>\x06\x16<n>`): no worker
+    reads it. Returns the messages it held."""
     import redis
 
-    client = redis.Redis.from_url(broker)
+    queue = env["CELERY_TASK_DEFAULT_QUEUE"]
+    client = redis.Redis.from_url(env["CELERY_BROKER_URL"])
     keys = [queue, *(f"{queue}\x06\x16{priority}" for priority in (3, 6, 9))]
     held = sum(client.llen(key) for key in keys)
     client.delete(*keys)

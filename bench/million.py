@@ -20,7 +20,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = 1_000_000
@@ -51,56 +50,40 @@ def _narrow_csv(path: Path, rows: int) -> None:
 
 
 def measure(env: dict, database_url: str, rows: int = ROWS) -> dict:
-    from bench.bulk import _admin, _drop_queue, _scratch_url
+    from bench.bulk import drop_queue, scratch_entity
 
-    scratch = _scratch_url(database_url) + "_million"
-    name = urlsplit(scratch).path.lstrip("/")
-    _admin(scratch, f'DROP DATABASE IF EXISTS "{name}"')
-    _admin(scratch, f'CREATE DATABASE "{name}"')
-    queue = f"bench-million-{os.getpid()}"
-    broker = env.get("REDIS_URL", "redis://127.0.0.1:6379/14")
-    work = {**env, "DATABASE_URL": scratch, "CELERY_BROKER_URL": broker, "CELERY_TASK_DEFAULT_QUEUE": queue}
-    manage = [sys.executable, "manage.py"]
-    try:
-        subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=work, check=True)
-        made = subprocess.run(
-            [*manage, "create_entity", "Million bench", "--owner-email", "million@example.com"],
-            cwd=ROOT, env=work, check=True, capture_output=True, text=True,
-        )  # fmt: skip
-        created = json.loads(made.stdout.strip().splitlines()[-1])
-        with tempfile.TemporaryDirectory(prefix="bench-million-") as folder:
-            path = Path(folder) / "contacts.csv"
-            _narrow_csv(path, rows)
-            command = [*manage, "import_csv", str(path), "--entity", created["entityId"], "--object-type", "contact"]
-            command += ["--match-on", "email", "--no-progress"]
-            curve: list[dict] = []
-            started = time.perf_counter()
-            process = subprocess.Popen(command, cwd=ROOT, env=work, stdout=subprocess.PIPE, text=True)
-            done = threading.Event()
+    with (
+        scratch_entity(env, database_url, suffix="_million", label="Million bench") as (work, created, manage),
+        tempfile.TemporaryDirectory(prefix="bench-million-") as folder,
+    ):
+        path = Path(folder) / "contacts.csv"
+        _narrow_csv(path, rows)
+        command = [*manage, "import_csv", str(path), "--entity", created["entityId"], "--object-type", "contact"]
+        command += ["--match-on", "email", "--no-progress"]
+        curve: list[dict] = []
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=ROOT, env=work, stdout=subprocess.PIPE, text=True)
+        done = threading.Event()
 
-            def sample() -> None:
-                while not done.wait(SAMPLE_SECONDS):
-                    try:
-                        curve.append(
-                            {
-                                "seconds": round(time.perf_counter() - started),
-                                "rssMb": round(_rss_mb(process.pid)),
-                                "processedRows": _processed(scratch),
-                            }
-                        )
-                    except (OSError, ValueError):
-                        return
+        def sample() -> None:
+            while not done.wait(SAMPLE_SECONDS):
+                try:
+                    curve.append(
+                        {
+                            "seconds": round(time.perf_counter() - started),
+                            "rssMb": round(_rss_mb(process.pid)),
+                            "processedRows": _processed(work["DATABASE_URL"]),
+                        }
+                    )
+                except (OSError, ValueError):
+                    return
 
-            sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
-            out, _ = process.communicate()
-            seconds = time.perf_counter() - started
-            done.set()
-            job = json.loads(out.strip().splitlines()[-1])
-        return {"rows": rows, "seconds": seconds, "job": job, "curve": curve, "queued": _drop_queue(broker, queue)}
-    finally:
-        _drop_queue(broker, queue)
-        _admin(scratch, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        threading.Thread(target=sample, daemon=True).start()
+        out, _ = process.communicate()
+        seconds = time.perf_counter() - started
+        done.set()
+        job = json.loads(out.strip().splitlines()[-1])
+        return {"rows": rows, "seconds": seconds, "job": job, "curve": curve, "queued": drop_queue(work)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,6 +65,7 @@ import requests
 
 from bench import custom_fields as bench_custom_fields
 from bench import merges
+from bench.bulk import drop_queue
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ax_bench_data"
@@ -1317,7 +1318,7 @@ def app_environment(args, port: int) -> dict:
         PYTHONUNBUFFERED="1",
         # As in production: tasks a request queues (a merge's duplicate refresh, webhooks) go to the
         # broker for a worker, not into the request (Celery's eager mode without one). The bench
-        # runs no worker; the queue is its own and is deleted at the end (`drop_task_queue`).
+        # runs no worker; the queue is its own and is deleted at the end (`bench.bulk.drop_queue`).
         CELERY_BROKER_URL=args.redis_url,
         CELERY_TASK_DEFAULT_QUEUE=f"bench-{os.getpid()}",
     )
@@ -1328,17 +1329,6 @@ def app_environment(args, port: int) -> dict:
     if args.threads:
         env["GUNICORN_THREADS"] = str(args.threads)
     return env
-
-
-def drop_task_queue(env: dict) -> None:
-    """Delete the app's task queue (every priority's list): no worker ever reads it."""
-    import redis
-
-    queue = env["CELERY_TASK_DEFAULT_QUEUE"]
-    with contextlib.suppress(Exception):
-        redis.Redis.from_url(env["CELERY_BROKER_URL"]).delete(
-            queue, *(f"{queue}\x06\x16{priority}" for priority in (3, 6, 9))
-        )
 
 
 def gunicorn_shape(env: dict) -> str:
@@ -1580,7 +1570,8 @@ def run(args) -> int:
         log_path = log_dir / "gunicorn.log"
         measured_bytes = log_path.stat().st_size if log_path.exists() else 0  # not the shutdown's own noise
         stop(gunicorn)
-        drop_task_queue(env)
+        with contextlib.suppress(Exception):  # no worker reads the app's queue
+            drop_queue(env)
         if sql is not None:
             sql.close()
         meta["errors"] = app_errors(log_path, upto=measured_bytes)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import decimal
 import json
 import uuid
 from collections.abc import Iterable
@@ -35,7 +34,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import orjson
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Model
 from django.utils import timezone
@@ -127,14 +125,6 @@ def _field_error(message: str, field_name: str | None) -> errors.Invalid:
 # --- set-based statements -------------------------------------------------------------------------
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Jsonb):
-        return value.obj
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
 def bulk_insert(model: type[Model], rows: list[Model]) -> None:
     """The rows written in one statement, nothing read back (ids are generated in Python).
 
@@ -142,30 +132,29 @@ def bulk_insert(model: type[Model], rows: list[Model]) -> None:
     text whose values each model field prepared as `bulk_create` prepares them (`pre_save`, then
     `get_db_prep_save`); PostgreSQL casts each to its column's type. A multi-row `INSERT … VALUES`
     has the driver quote every value into the statement's text, which cost an import a third of
-    its time (COPY, faster still, is refused on tables under row-level security). A value that is
-    an SQL expression (a database default) keeps `bulk_create`, as does SQLite.
+    its time (COPY, faster still, is refused on tables under row-level security). The rows carry
+    plain values (the engine builds them; no SQL expression). SQLite: `bulk_create`.
     """
     if not rows:
         return
     if not is_postgres(connection):
         model._base_manager.bulk_create(rows)
         return
-    fields = [field for field in model._meta.concrete_fields if not getattr(field, "generated", False)]
-    prepared = [[field.pre_save(row, True) for field in fields] for row in rows]
-    if any(hasattr(value, "resolve_expression") for values in prepared for value in values):
-        model._base_manager.bulk_create(rows)
-        return
-    payload = [
-        {field.column: field.get_db_prep_save(value, connection) for field, value in zip(fields, values, strict=True)}
-        for values in prepared
-    ]
+    fields = [f for f in model._meta.concrete_fields if not getattr(f, "generated", False)]
+    payload = []
+    for row in rows:
+        values = {}
+        for model_field in fields:
+            value = model_field.get_db_prep_save(model_field.pre_save(row, True), connection)
+            values[model_field.column] = value.obj if isinstance(value, Jsonb) else value  # a JSON field's value
+        payload.append(values)
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
-    columns = ", ".join(quote(field.column) for field in fields)
+    columns = ", ".join(quote(f.column) for f in fields)
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} ({columns}) SELECT {columns} FROM json_populate_recordset(NULL::{table}, %s::json)",
-            [orjson.dumps(payload, default=_json_default).decode()],
+            [changes.to_json(payload)],
         )
     for row in rows:
         row._state.adding, row._state.db = False, connection.alias
